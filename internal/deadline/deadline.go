@@ -1,0 +1,50 @@
+// Package deadline maps a context onto a socket deadline, so that blocking
+// socket calls honour both the context's deadline and its cancellation. Both
+// transports use it; it exists once so that they report timeouts alike.
+package deadline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// past is a deadline already gone, used to wake a blocked call at once.
+var past = time.Unix(1, 0)
+
+// Watch sets the deadline from ctx with set, and arranges for set(past) when
+// ctx is cancelled before stop is called. stop waits for that callback, if it
+// started, so a later Watch on the same socket cannot be overwritten by it.
+func Watch(ctx context.Context, set func(time.Time) error) (stop func()) {
+	dl, _ := ctx.Deadline() // zero when there is none: no deadline
+	_ = set(dl)
+	if ctx.Done() == nil {
+		return func() {}
+	}
+	fired := make(chan struct{})
+	cancel := context.AfterFunc(ctx, func() {
+		_ = set(past)
+		close(fired)
+	})
+	return func() {
+		if !cancel() {
+			<-fired
+		}
+	}
+}
+
+// Err translates err from a socket call made under Watch. When ctx is done it
+// returns an error matching ctx's cause, and also os.ErrDeadlineExceeded when
+// that cause is a passed deadline; otherwise err is returned unchanged.
+func Err(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil {
+		return err
+	}
+	cause := context.Cause(ctx)
+	if errors.Is(cause, context.DeadlineExceeded) {
+		return fmt.Errorf("%w (%w)", os.ErrDeadlineExceeded, cause)
+	}
+	return cause
+}

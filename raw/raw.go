@@ -1,0 +1,262 @@
+// Package raw is udplab's bare UDP transport: one message is one datagram,
+// with no acknowledgement, no retransmission and no ordering. Its delivery
+// class is unreliable-unordered: a message may be lost, duplicated or
+// overtaken by a later one, exactly as the network treats it. It is the
+// baseline the reliable transport is measured against.
+package raw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/udplab/udplab/internal/deadline"
+	"github.com/udplab/udplab/message"
+)
+
+// MaxMessage is the largest message raw carries: the largest UDP payload
+// over IPv4 (65535 − 20 − 8 bytes). IPv6 could carry 20 bytes more; one limit
+// keeps a message that works on one family working on the other.
+const MaxMessage = 65507
+
+// readBufferSize exceeds any UDP payload, so a read never truncates.
+const readBufferSize = 64 << 10
+
+// Conn is a raw client conversation with one server. It implements
+// message.Conn. Datagrams that arrive from any address other than the
+// server's are dropped and counted (see Foreign).
+type Conn struct {
+	pc     net.PacketConn
+	remote net.Addr
+	rAP    netip.AddrPort // remote, unmapped, for cheap source checks
+
+	buf     []byte // owned by Receive; one receiver at a time
+	foreign atomic.Uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ message.Conn = (*Conn)(nil)
+
+// Dial returns a Conn to the server at addr ("host:port"), sending from an
+// ephemeral port of the same address family.
+func Dial(addr string) (*Conn, error) {
+	raddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("raw: dial %q: %w", addr, err)
+	}
+	network := "udp4"
+	if raddr.IP.To4() == nil {
+		network = "udp6"
+	}
+	pc, err := net.ListenUDP(network, nil)
+	if err != nil {
+		return nil, fmt.Errorf("raw: dial %s: %w", addr, err)
+	}
+	return NewConn(pc, raddr), nil
+}
+
+// NewConn returns a Conn that talks to remote over pc, which it takes over:
+// Close closes pc. This is the seam for an impaired socket.
+func NewConn(pc net.PacketConn, remote net.Addr) *Conn {
+	return &Conn{pc: pc, remote: remote, rAP: addrPort(remote), buf: make([]byte, readBufferSize)}
+}
+
+// Send sends msg as one datagram. A message larger than MaxMessage is
+// refused with an error matching message.ErrTooLarge and nothing is sent.
+func (c *Conn) Send(ctx context.Context, msg []byte) error {
+	if len(msg) > MaxMessage {
+		return fmt.Errorf("raw: send %d bytes: %w: one datagram carries at most %d", len(msg), message.ErrTooLarge, MaxMessage)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("raw: send: %w", context.Cause(ctx))
+	}
+	stop := deadline.Watch(ctx, c.pc.SetWriteDeadline)
+	_, err := c.pc.WriteTo(msg, c.remote)
+	stop()
+	if err != nil {
+		return fmt.Errorf("raw: send to %s: %w", c.remote, deadline.Err(ctx, err))
+	}
+	return nil
+}
+
+// Receive returns the next datagram from the server.
+func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
+	stop := deadline.Watch(ctx, c.pc.SetReadDeadline)
+	defer stop()
+	for {
+		n, from, err := c.pc.ReadFrom(c.buf)
+		if err != nil {
+			return nil, fmt.Errorf("raw: receive from %s: %w", c.remote, deadline.Err(ctx, err))
+		}
+		if c.rAP.IsValid() && addrPort(from) != c.rAP {
+			c.foreign.Add(1)
+			continue
+		}
+		return append([]byte(nil), c.buf[:n]...), nil
+	}
+}
+
+// Foreign counts datagrams dropped because they came from another address.
+func (c *Conn) Foreign() uint64 { return c.foreign.Load() }
+
+// LocalAddr returns the address datagrams are sent from.
+func (c *Conn) LocalAddr() net.Addr { return c.pc.LocalAddr() }
+
+// RemoteAddr returns the server's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// Close closes the socket, waking any blocked call. Later calls return an
+// error matching net.ErrClosed.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.pc.Close() })
+	return c.closeErr
+}
+
+// ServerConfig configures a raw Server. The zero value (or nil) works.
+type ServerConfig struct {
+	// Logger receives one line when the server is ready and, at debug level,
+	// one per request. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server answers every datagram with the Handler's reply, sent back to the
+// datagram's source. One socket serves any number of clients; there is no
+// per-client state. A request the handler refuses, or whose reply would not
+// fit a datagram, is counted and dropped; the server keeps serving.
+type Server struct {
+	pc  net.PacketConn
+	h   message.Handler
+	log *slog.Logger
+
+	counters message.Counters
+
+	closeOnce sync.Once
+	closing   chan struct{} // closed by Close, wakes a backing-off serve
+	done      chan struct{} // closed when serve has returned
+}
+
+var _ message.Server = (*Server)(nil)
+
+// Listen binds addr and serves h on it until Close.
+func Listen(addr string, h message.Handler, cfg *ServerConfig) (*Server, error) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("raw: listen: %w", err)
+	}
+	return NewServer(pc, h, cfg), nil
+}
+
+// NewServer serves h on pc until Close. The server takes pc over: Close
+// closes it.
+func NewServer(pc net.PacketConn, h message.Handler, cfg *ServerConfig) *Server {
+	if cfg == nil {
+		cfg = &ServerConfig{}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{pc: pc, h: h, log: log, closing: make(chan struct{}), done: make(chan struct{})}
+	go s.serve()
+	return s
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.pc.LocalAddr() }
+
+// Stats returns what the server has done so far.
+func (s *Server) Stats() message.ServerStats { return s.counters.Stats() }
+
+// Close stops the server and waits for its goroutine to end.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		err = s.pc.Close()
+	})
+	<-s.done
+	return err
+}
+
+// serve is the server's one goroutine. On a *net.UDPConn it uses the
+// allocation-free AddrPort calls; any other PacketConn (an impaired one from
+// the link package, say) goes through ReadFrom and WriteTo.
+func (s *Server) serve() {
+	defer close(s.done)
+	buf := make([]byte, readBufferSize)
+	reply := make([]byte, 0, readBufferSize)
+	udp, _ := s.pc.(*net.UDPConn)
+	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
+	var backoff time.Duration
+	for {
+		var (
+			n    int
+			from net.Addr
+			ap   netip.AddrPort
+			err  error
+		)
+		if udp != nil {
+			n, ap, err = udp.ReadFromUDPAddrPort(buf)
+		} else {
+			n, from, err = s.pc.ReadFrom(buf)
+		}
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// A failing socket must not spin a core: back off as net/http
+			// does for a failing Accept, from 5ms up to 1s.
+			s.counters.Error()
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("raw: read failed", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.closing:
+				return
+			}
+			continue
+		}
+		backoff = 0
+		var ok bool
+		reply, ok = s.counters.Reply(s.h, reply[:0], buf[:n], MaxMessage)
+		if debug {
+			src := any(from)
+			if udp != nil {
+				src = ap
+			}
+			s.log.Debug("raw: request", "from", src, "bytes", n, "answered", ok)
+		}
+		if !ok {
+			continue
+		}
+		if udp != nil {
+			_, err = udp.WriteToUDPAddrPort(reply, ap)
+		} else {
+			_, err = s.pc.WriteTo(reply, from)
+		}
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.counters.Error()
+		}
+	}
+}
+
+// addrPort returns a's address and port with any IPv4-in-IPv6 mapping
+// removed, or the zero AddrPort when a is not a UDP address.
+func addrPort(a net.Addr) netip.AddrPort {
+	if u, ok := a.(*net.UDPAddr); ok {
+		ap := u.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
