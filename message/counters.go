@@ -41,6 +41,10 @@ func (c *Counters) Reply(h Handler, dst, req []byte, max int) (reply []byte, ok 
 	return reply, true
 }
 
+// BadRequest counts one request refused before it reached a handler, such
+// as a broken frame.
+func (c *Counters) BadRequest() { c.badRequests.Add(1) }
+
 // Error counts one survived socket error.
 func (c *Counters) Error() { c.errors.Add(1) }
 

@@ -14,15 +14,25 @@ import (
 // past is a deadline already gone, used to wake a blocked call at once.
 var past = time.Unix(1, 0)
 
+// farFuture stands in for "no deadline" when ctx can still be cancelled.
+// kcp-go's Read and Write look at a deadline set during the call only if one
+// was set when the call began; a far deadline keeps them on that path, so
+// cancellation still wakes them. About a century: within time.Duration.
+const farFuture = 100 * 365 * 24 * time.Hour
+
 // Watch sets the deadline from ctx with set, and arranges for set(past) when
 // ctx is cancelled before stop is called. stop waits for that callback, if it
 // started, so a later Watch on the same socket cannot be overwritten by it.
 func Watch(ctx context.Context, set func(time.Time) error) (stop func()) {
-	dl, _ := ctx.Deadline() // zero when there is none: no deadline
-	_ = set(dl)
+	dl, ok := ctx.Deadline()
 	if ctx.Done() == nil {
+		_ = set(time.Time{}) // nothing can wake the call but Close
 		return func() {}
 	}
+	if !ok {
+		dl = time.Now().Add(farFuture)
+	}
+	_ = set(dl)
 	fired := make(chan struct{})
 	cancel := context.AfterFunc(ctx, func() {
 		_ = set(past)

@@ -1,0 +1,271 @@
+package reliable
+
+import (
+	"crypto/pbkdf2"
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+)
+
+// Defaults, each with the reason for its value.
+const (
+	// DefaultDataShards and DefaultParityShards: 3 parity per 10 data
+	// repairs up to 3 losses in 10 packets for 30% more packets, kcptun's
+	// default.
+	DefaultDataShards   = 10
+	DefaultParityShards = 3
+	// DefaultProfile is kcptun's fastest profile: nodelay, 10 ms interval,
+	// fast resend after 2 skips, no congestion window. It shows what KCP can
+	// buy; "normal" shows a gentler sender.
+	DefaultProfile = "fast3"
+	// DefaultSendWindow and DefaultReceiveWindow are kcptun's client
+	// defaults, in segments: enough for bulk transfer on a LAN.
+	DefaultSendWindow    = 128
+	DefaultReceiveWindow = 512
+	// DefaultMTU is kcptun's: leaves room for tunnel and PPPoE headers
+	// under a 1500-byte Ethernet MTU.
+	DefaultMTU = 1350
+	// DefaultIdle: KCP has no FIN, so a server forgets a silent client
+	// after this long.
+	DefaultIdle = 60 * time.Second
+	// DefaultMaxSessions bounds the server's session table (each session
+	// holds windows and buffers) against floods of new source addresses.
+	DefaultMaxSessions = 1024
+	// DefaultCrypt is the cipher used when a key is given: authenticated,
+	// so forged or corrupted packets are dropped rather than decrypted.
+	DefaultCrypt = "aes-128-gcm"
+
+	// socketBuffer is kcptun's socket buffer size: a full window at
+	// loopback speed must not overflow the kernel's queue.
+	socketBuffer = 4 << 20
+	// keySalt and keyIterations derive the key as kcptun does, so kcptun
+	// and any kcp-go program that follows it can talk to udplab.
+	keySalt       = "kcp-go"
+	keyIterations = 4096
+	keyLength     = 32
+)
+
+// Profile is a KCP no-delay setting, as kcp.UDPSession.SetNoDelay takes it.
+type Profile struct {
+	NoDelay, Interval, Resend, NoCongestion int
+}
+
+// Profiles are kcptun's named modes.
+var Profiles = map[string]Profile{
+	"normal": {0, 40, 2, 1},
+	"fast":   {0, 30, 2, 1},
+	"fast2":  {1, 20, 2, 1},
+	"fast3":  {1, 10, 2, 1},
+}
+
+// ProfileNames lists the profile names in order of speed.
+var ProfileNames = []string{"normal", "fast", "fast2", "fast3"}
+
+// cipher is one of kcp-go's block ciphers, as kcptun names them. keySize is
+// how many bytes of the derived key it takes; 0 takes all 32.
+type cipher struct {
+	keySize int
+	build   func(key []byte) (kcp.BlockCrypt, error)
+}
+
+var ciphers = map[string]cipher{
+	"aes-128-gcm": {16, kcp.NewAESGCMCrypt},
+	"aes":         {0, kcp.NewAESBlockCrypt},
+	"aes-128":     {16, kcp.NewAESBlockCrypt},
+	"aes-192":     {24, kcp.NewAESBlockCrypt},
+	"salsa20":     {0, kcp.NewSalsa20BlockCrypt},
+	"blowfish":    {0, kcp.NewBlowfishBlockCrypt},
+	"twofish":     {0, kcp.NewTwofishBlockCrypt},
+	"cast5":       {16, kcp.NewCast5BlockCrypt},
+	"3des":        {24, kcp.NewTripleDESBlockCrypt},
+	"tea":         {16, kcp.NewTEABlockCrypt},
+	"xtea":        {16, kcp.NewXTEABlockCrypt},
+	"sm4":         {16, kcp.NewSM4BlockCrypt},
+	"xor":         {0, kcp.NewSimpleXORBlockCrypt},
+	// kcptun's "none" keeps the nonce and CRC32 header with no cipher;
+	// "null" sends bare KCP with no header at all.
+	"none": {0, kcp.NewNoneBlockCrypt},
+	"null": {0, func([]byte) (kcp.BlockCrypt, error) { return nil, nil }},
+}
+
+// CryptNames lists the accepted --crypt values, sorted.
+func CryptNames() []string {
+	names := make([]string, 0, len(ciphers))
+	for n := range ciphers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Config configures both ends of the reliable transport. Client and server
+// must agree on FEC, Crypt and Key. The zero value (or a nil *Config) works:
+// FEC 10,3, profile fast3, no encryption.
+type Config struct {
+	// DataShards and ParityShards set Reed-Solomon FEC. Both zero means the
+	// defaults, 10 and 3; NoFEC turns FEC off.
+	DataShards, ParityShards int
+	NoFEC                    bool
+	// Profile names a KCP profile from Profiles. Empty means fast3.
+	Profile string
+	// SendWindow and ReceiveWindow are KCP windows in segments. Zero means
+	// 128 and 512.
+	SendWindow, ReceiveWindow int
+	// MTU is the largest UDP payload KCP sends, 256 to 1500. Zero means 1350.
+	MTU int
+	// Key is the pre-shared key; empty means no encryption. The cipher key
+	// is derived from it as kcptun does (PBKDF2-SHA1, salt "kcp-go", 4096
+	// iterations, 32 bytes; 128-bit ciphers take the first 16).
+	Key string
+	// Crypt names the cipher (see CryptNames). Empty means aes-128-gcm when
+	// a Key is set. Any cipher but "null" needs a Key.
+	Crypt string
+	// Idle is how long a server keeps a session that sends nothing. Zero
+	// means 60s. Clients ignore it.
+	Idle time.Duration
+	// MaxSessions bounds the server's sessions; a new client beyond it is
+	// refused. Zero means 1024. Clients ignore it.
+	MaxSessions int
+	// Logger receives the server's readiness line and, at debug level, a
+	// line per request. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// populate returns a copy of c with every zero field set to its default,
+// checked for nonsense, and the cipher built.
+func (c *Config) populate() (Config, kcp.BlockCrypt, error) {
+	var cfg Config
+	if c != nil {
+		cfg = *c
+	}
+	if cfg.NoFEC {
+		cfg.DataShards, cfg.ParityShards = 0, 0
+	} else if cfg.DataShards == 0 && cfg.ParityShards == 0 {
+		cfg.DataShards, cfg.ParityShards = DefaultDataShards, DefaultParityShards
+	}
+	if cfg.Profile == "" {
+		cfg.Profile = DefaultProfile
+	}
+	if cfg.SendWindow == 0 {
+		cfg.SendWindow = DefaultSendWindow
+	}
+	if cfg.ReceiveWindow == 0 {
+		cfg.ReceiveWindow = DefaultReceiveWindow
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = DefaultMTU
+	}
+	if cfg.Crypt == "" && cfg.Key != "" {
+		cfg.Crypt = DefaultCrypt
+	}
+	if cfg.Idle == 0 {
+		cfg.Idle = DefaultIdle
+	}
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := cfg.validate(); err != nil {
+		return cfg, nil, fmt.Errorf("reliable: %w", err)
+	}
+	block, err := cfg.block()
+	if err != nil {
+		return cfg, nil, fmt.Errorf("reliable: %w", err)
+	}
+	return cfg, block, nil
+}
+
+func (c *Config) validate() error {
+	if !c.NoFEC && (c.DataShards < 1 || c.ParityShards < 1 || c.DataShards+c.ParityShards > 256) {
+		return fmt.Errorf("FEC %d,%d: want data and parity shards of at least 1 and at most 256 together, or NoFEC", c.DataShards, c.ParityShards)
+	}
+	if _, ok := Profiles[c.Profile]; !ok {
+		return fmt.Errorf("profile %q: want one of %s", c.Profile, strings.Join(ProfileNames, ", "))
+	}
+	if c.SendWindow < 1 || c.SendWindow > 32768 || c.ReceiveWindow < 1 || c.ReceiveWindow > 32768 {
+		return fmt.Errorf("window %d,%d: want 1 to 32768 segments", c.SendWindow, c.ReceiveWindow)
+	}
+	if c.MTU < 256 || c.MTU > 1500 {
+		return fmt.Errorf("MTU %d: want 256 to 1500 bytes", c.MTU)
+	}
+	if c.Idle < 0 {
+		return fmt.Errorf("idle %v: want a positive duration", c.Idle)
+	}
+	if c.MaxSessions < 0 {
+		return fmt.Errorf("max sessions %d: want a positive number", c.MaxSessions)
+	}
+	if c.Crypt != "" {
+		if _, ok := ciphers[c.Crypt]; !ok {
+			return fmt.Errorf("crypt %q: want one of %s", c.Crypt, strings.Join(CryptNames(), ", "))
+		}
+		if c.Key == "" && c.Crypt != "null" {
+			return fmt.Errorf("crypt %q needs a key", c.Crypt)
+		}
+	}
+	return nil
+}
+
+func (c *Config) block() (kcp.BlockCrypt, error) {
+	if c.Crypt == "" {
+		return nil, nil
+	}
+	ci := ciphers[c.Crypt]
+	key, err := DeriveKey(c.Key)
+	if err != nil {
+		return nil, err
+	}
+	if ci.keySize > 0 {
+		key = key[:ci.keySize]
+	}
+	b, err := ci.build(key)
+	if err != nil {
+		return nil, fmt.Errorf("crypt %q: %w", c.Crypt, err)
+	}
+	return b, nil
+}
+
+// DeriveKey turns a pre-shared key into 32 bytes of cipher key as kcptun
+// does: PBKDF2 with SHA-1, salt "kcp-go", 4096 iterations.
+func DeriveKey(key string) ([]byte, error) {
+	return pbkdf2.Key(sha1.New, key, []byte(keySalt), keyIterations, keyLength)
+}
+
+// ParseFEC parses "D,P" shard counts into c; "0,0" turns FEC off.
+func (c *Config) ParseFEC(s string) error {
+	d, p, ok := strings.Cut(s, ",")
+	data, err1 := strconv.Atoi(strings.TrimSpace(d))
+	parity, err2 := strconv.Atoi(strings.TrimSpace(p))
+	if !ok || errors.Join(err1, err2) != nil || data < 0 || parity < 0 {
+		return fmt.Errorf("FEC %q: want DATA,PARITY shard counts such as 10,3, or 0,0 for none", s)
+	}
+	if data == 0 && parity == 0 {
+		c.DataShards, c.ParityShards, c.NoFEC = 0, 0, true
+		return nil
+	}
+	if data == 0 || parity == 0 || data+parity > 256 {
+		return fmt.Errorf("FEC %q: want at least 1 data and 1 parity shard, at most 256 together, or 0,0 for none", s)
+	}
+	c.DataShards, c.ParityShards, c.NoFEC = data, parity, false
+	return nil
+}
+
+// FECString is the "D,P" form of c's FEC setting, after defaults.
+func (c *Config) FECString() string {
+	if c.NoFEC {
+		return "0,0"
+	}
+	d, p := c.DataShards, c.ParityShards
+	if d == 0 && p == 0 {
+		d, p = DefaultDataShards, DefaultParityShards
+	}
+	return fmt.Sprintf("%d,%d", d, p)
+}

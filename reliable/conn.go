@@ -1,0 +1,154 @@
+// Package reliable is udplab's reliable transport: KCP sessions from kcp-go
+// in message mode, with optional Reed-Solomon FEC and encryption. Its
+// delivery class is reliable-ordered: every message arrives once, in the
+// order sent, or the session reports an error. The price is acknowledgements,
+// retransmissions, parity packets and per-packet headers, which the compare
+// harness measures against the raw transport.
+//
+// A message that fits one KCP segment is sent as exactly one kcp-go Write, so
+// any kcp-go program with the same FEC, cipher and key can talk to a udplab
+// server. Longer messages, up to MaxMessage, are framed by udplab (see
+// writeMessage).
+package reliable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+
+	"github.com/udplab/udplab/internal/deadline"
+	"github.com/udplab/udplab/message"
+)
+
+// Conn is a reliable client session with one server. It implements
+// message.Conn.
+type Conn struct {
+	s   *kcp.UDPSession
+	pc  net.PacketConn
+	mss int
+	r   *reader
+
+	closeOnce sync.Once
+}
+
+var _ message.Conn = (*Conn)(nil)
+
+// Dial opens a session to the server at addr ("host:port") from an
+// ephemeral port of the same address family.
+func Dial(addr string, cfg *Config) (*Conn, error) {
+	raddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("reliable: dial %q: %w", addr, err)
+	}
+	network := "udp4"
+	if raddr.IP.To4() == nil {
+		network = "udp6"
+	}
+	pc, err := net.ListenUDP(network, nil)
+	if err != nil {
+		return nil, fmt.Errorf("reliable: dial %s: %w", addr, err)
+	}
+	c, err := NewConn(pc, raddr, cfg)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// NewConn opens a session to remote over pc, which it takes over: Close
+// closes pc. This is the seam for an impaired socket. KCP has no handshake:
+// the session exists once the first message is sent.
+func NewConn(pc net.PacketConn, remote net.Addr, cfg *Config) (*Conn, error) {
+	c, block, err := cfg.populate()
+	if err != nil {
+		return nil, err
+	}
+	s, err := kcp.NewConn2(remote, block, c.DataShards, c.ParityShards, pc)
+	if err != nil {
+		return nil, fmt.Errorf("reliable: dial %s: %w", remote, err)
+	}
+	tune(s, &c)
+	setSocketBuffers(pc)
+	return &Conn{s: s, pc: pc, mss: segmentPayload(c.MTU, !c.NoFEC, block), r: newReader(s)}, nil
+}
+
+// tune applies the per-session settings both ends share.
+func tune(s *kcp.UDPSession, c *Config) {
+	p := Profiles[c.Profile]
+	s.SetNoDelay(p.NoDelay, p.Interval, p.Resend, p.NoCongestion)
+	s.SetWindowSize(c.SendWindow, c.ReceiveWindow)
+	s.SetMtu(c.MTU)
+	s.SetWriteDelay(false)
+}
+
+func setSocketBuffers(pc net.PacketConn) {
+	if u, ok := pc.(*net.UDPConn); ok {
+		_ = u.SetReadBuffer(socketBuffer)
+		_ = u.SetWriteBuffer(socketBuffer)
+	}
+}
+
+// Send queues msg as one message and returns once KCP has taken it; KCP
+// retransmits it until acknowledged. It blocks while the send window is full.
+func (c *Conn) Send(ctx context.Context, msg []byte) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("reliable: send: %w", context.Cause(ctx))
+	}
+	stop := deadline.Watch(ctx, c.s.SetWriteDeadline)
+	err := writeMessage(c.s, msg, c.mss)
+	stop()
+	if err != nil {
+		return fmt.Errorf("reliable: %w", sessionErr(ctx, err))
+	}
+	return nil
+}
+
+// Receive returns the next message, in the order the server sent them.
+func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
+	stop := deadline.Watch(ctx, c.s.SetReadDeadline)
+	msg, err := c.r.next()
+	stop()
+	if err != nil {
+		return nil, fmt.Errorf("reliable: receive from %s: %w", c.s.RemoteAddr(), sessionErr(ctx, err))
+	}
+	return msg, nil
+}
+
+// sessionErr maps kcp-go's errors onto the ones message.Conn promises.
+func sessionErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return deadline.Err(ctx, err)
+	}
+	if errors.Is(err, io.ErrClosedPipe) {
+		return net.ErrClosed
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return os.ErrDeadlineExceeded
+	}
+	return err
+}
+
+// LocalAddr returns the address the session sends from.
+func (c *Conn) LocalAddr() net.Addr { return c.pc.LocalAddr() }
+
+// RemoteAddr returns the server's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.s.RemoteAddr() }
+
+// Close ends the session and closes the socket. KCP has no FIN: the server
+// forgets the session when it goes idle.
+func (c *Conn) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		c.s.Close()
+		err = c.pc.Close()
+	})
+	return err
+}

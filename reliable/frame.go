@@ -1,0 +1,122 @@
+package reliable
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+
+	"github.com/udplab/udplab/message"
+)
+
+// MaxMessage is the largest message the reliable transport carries. A KCP
+// segment carries at most one MTU, and kcp-go's Write cuts anything longer
+// into separate messages, so udplab frames long messages itself (see
+// writeMessage); this bound caps what a receiver reassembles per session.
+const MaxMessage = 1 << 20
+
+// Wire sizes kcp-go adds below a message, from its sess.go and kcp.go.
+const (
+	kcpOverhead     = 24 // KCP segment header
+	fecOverhead     = 8  // FEC header (6) plus the size field (2)
+	blockOverhead   = 20 // nonce (16) and CRC32 (4) of the non-AEAD ciphers
+	headerLen       = 8  // frame header: magic and big-endian length
+	maxSegment      = 1500
+	frameMagicBytes = "\xffUDL"
+)
+
+var frameMagic = []byte(frameMagicBytes)
+
+// segmentPayload returns how many message bytes one KCP segment carries
+// under these settings: kcp-go's mss.
+func segmentPayload(mtu int, fec bool, block kcp.BlockCrypt) int {
+	n := min(mtu, maxSegment) - kcpOverhead
+	if fec {
+		n -= fecOverhead
+	}
+	switch b := block.(type) {
+	case nil:
+	case interface {
+		NonceSize() int
+		Overhead() int
+	}: // kcp-go's AEAD
+		n -= b.NonceSize() + b.Overhead()
+	default:
+		n -= blockOverhead
+	}
+	return n
+}
+
+// writeMessage sends msg as one message. A message that fits one segment
+// goes bare, as one Write and so one KCP message: any kcp-go program can
+// read it. A longer one goes as a header segment (magic and length) and then
+// the message, which kcp-go cuts into segments; WriteBuffers queues them all
+// under one lock, so they stay together and in order. A short message that
+// looks like a header is framed too, so a header is never ambiguous.
+func writeMessage(s *kcp.UDPSession, msg []byte, mss int) error {
+	if len(msg) > MaxMessage {
+		return fmt.Errorf("send %d bytes: %w: at most %d", len(msg), message.ErrTooLarge, MaxMessage)
+	}
+	if len(msg) == 0 {
+		// KCP cannot send an empty segment; it would vanish.
+		return fmt.Errorf("send: %w: an empty message cannot be sent", message.ErrBadRequest)
+	}
+	if len(msg) <= mss && !looksLikeHeader(msg) {
+		_, err := s.Write(msg)
+		return err
+	}
+	var hdr [headerLen]byte
+	copy(hdr[:], frameMagic)
+	binary.BigEndian.PutUint32(hdr[4:], uint32(len(msg)))
+	_, err := s.WriteBuffers([][]byte{hdr[:], msg})
+	return err
+}
+
+func looksLikeHeader(b []byte) bool {
+	return len(b) == headerLen && bytes.HasPrefix(b, frameMagic)
+}
+
+// reader reassembles messages from a session's segments. It keeps partial
+// state across calls, so a read that times out mid-message loses nothing.
+type reader struct {
+	s       *kcp.UDPSession
+	seg     []byte // one segment's worth
+	pending []byte // the framed message being reassembled
+	want    int    // its length; 0 when none is under way
+}
+
+func newReader(s *kcp.UDPSession) *reader {
+	return &reader{s: s, seg: make([]byte, maxSegment)}
+}
+
+// next returns the next whole message; the slice belongs to the caller.
+func (r *reader) next() ([]byte, error) {
+	for {
+		n, err := r.s.Read(r.seg)
+		if err != nil {
+			return nil, err
+		}
+		seg := r.seg[:n]
+		if r.want == 0 {
+			if !looksLikeHeader(seg) {
+				return append([]byte(nil), seg...), nil
+			}
+			want := int(binary.BigEndian.Uint32(seg[4:]))
+			if want == 0 || want > MaxMessage {
+				return nil, fmt.Errorf("%w: frame header declares %d bytes, want 1 to %d", message.ErrBadRequest, want, MaxMessage)
+			}
+			r.want, r.pending = want, make([]byte, 0, want)
+			continue
+		}
+		if len(r.pending)+n > r.want {
+			return nil, fmt.Errorf("%w: framed message overruns its declared %d bytes", message.ErrBadRequest, r.want)
+		}
+		r.pending = append(r.pending, seg...)
+		if len(r.pending) == r.want {
+			msg := r.pending
+			r.pending, r.want = nil, 0
+			return msg, nil
+		}
+	}
+}

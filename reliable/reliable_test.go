@@ -1,0 +1,401 @@
+package reliable
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+
+	"github.com/udplab/udplab/internal/leakcheck"
+	"github.com/udplab/udplab/message"
+)
+
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
+
+// testTimeout bounds every wait; on loopback nothing is lost, so it only
+// turns a hang into a failure.
+const testTimeout = 10 * time.Second
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func startServer(t testing.TB, network, addr string, h message.Handler, cfg Config) *Server {
+	t.Helper()
+	pc, err := net.ListenPacket(network, addr)
+	if err != nil {
+		t.Skipf("cannot bind %s %s: %v", network, addr, err)
+	}
+	cfg.Logger = quiet
+	s, err := NewServer(pc, h, &cfg)
+	if err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func dial(t testing.TB, addr net.Addr, cfg Config) *Conn {
+	t.Helper()
+	c, err := Dial(addr.String(), &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func roundTrip(t testing.TB, c message.Conn, req []byte, timeout time.Duration) ([]byte, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := c.Send(ctx, req); err != nil {
+		return nil, err
+	}
+	return c.Receive(ctx)
+}
+
+func mustRoundTrip(t testing.TB, c message.Conn, req string) string {
+	t.Helper()
+	got, err := roundTrip(t, c, []byte(req), testTimeout)
+	if err != nil {
+		t.Fatalf("round trip %q: %v", req, err)
+	}
+	return string(got)
+}
+
+var configs = map[string]Config{
+	"plain":          {NoFEC: true},
+	"fec":            {},
+	"fec+aes-gcm":    {Key: "secret"},
+	"fec+salsa20":    {Key: "secret", Crypt: "salsa20"},
+	"nofec+none":     {NoFEC: true, Key: "secret", Crypt: "none"},
+	"fec+null":       {Crypt: "null"},
+	"normal+mtu1400": {Profile: "normal", MTU: 1400, Key: "k"},
+}
+
+func TestHandlersOverLoopback(t *testing.T) {
+	fixed := time.Date(2026, time.November, 21, 9, 5, 1, 0, time.Local)
+	tests := []struct {
+		name string
+		h    message.Handler
+		req  string
+		want string
+	}{
+		{"greet", message.Greet, "Alice", "Hello Alice!\n"},
+		{"greet exit", message.Greet, "exit", "Good bye!\n"},
+		{"time", message.Time(func() time.Time { return fixed }), "hi", "[Sat Nov 21 09:05:01 2026] hi"},
+		{"echo", message.Echo, "\x00\x01binary", "\x00\x01binary"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{Key: "k"}
+			s := startServer(t, "udp4", "127.0.0.1:0", tt.h, cfg)
+			if got := mustRoundTrip(t, dial(t, s.Addr(), cfg), tt.req); got != tt.want {
+				t.Errorf("reply to %q = %q, want %q", tt.req, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestIPv6(t *testing.T) {
+	s := startServer(t, "udp6", "[::1]:0", message.Greet, Config{})
+	if got := mustRoundTrip(t, dial(t, s.Addr(), Config{}), "Bob"); got != "Hello Bob!\n" {
+		t.Errorf("reply over ::1 = %q", got)
+	}
+}
+
+// TestMessageBoundaries sends messages around the one-segment limit of each
+// cipher family, a header-shaped message and large ones, pipelined, and
+// checks each comes back whole and in order. If segmentPayload overstated
+// kcp-go's segment size, a message at the limit would come back in two.
+func TestMessageBoundaries(t *testing.T) {
+	for name, cfg := range configs {
+		t.Run(name, func(t *testing.T) {
+			s := startServer(t, "udp4", "127.0.0.1:0", message.Echo, cfg)
+			c := dial(t, s.Addr(), cfg)
+			mss := c.mss
+			hdr := append([]byte(frameMagicBytes), 0, 0, 0, 5)
+			msgs := [][]byte{[]byte("a"), hdr, hdr[:7]}
+			for _, n := range []int{mss - 1, mss, mss + 1, 2 * mss, 64 << 10, MaxMessage} {
+				msgs = append(msgs, pattern(n))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			errc := make(chan error, 1)
+			go func() {
+				for _, m := range msgs {
+					if err := c.Send(ctx, m); err != nil {
+						errc <- err
+						return
+					}
+				}
+				errc <- nil
+			}()
+			for i, want := range msgs {
+				got, err := c.Receive(ctx)
+				if err != nil {
+					t.Fatalf("message %d (%d bytes): %v", i, len(want), err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("message %d: got %d bytes, want %d (mss %d)", i, len(got), len(want), mss)
+				}
+			}
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i/251)
+	}
+	return b
+}
+
+func TestSendLimits(t *testing.T) {
+	s := startServer(t, "udp4", "127.0.0.1:0", message.Echo, Config{})
+	c := dial(t, s.Addr(), Config{})
+	err := c.Send(context.Background(), make([]byte, MaxMessage+1))
+	if !errors.Is(err, message.ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprint(MaxMessage)) {
+		t.Errorf("Send(%d bytes) = %v, want ErrTooLarge naming the limit", MaxMessage+1, err)
+	}
+	if err := c.Send(context.Background(), nil); err == nil {
+		t.Error("Send(empty) = nil, want an error: KCP cannot carry an empty message")
+	}
+}
+
+// TestManyClients: 50 concurrent clients × 100 greetings, every reply right.
+func TestManyClients(t *testing.T) {
+	const clients, each = 50, 100
+	cfg := Config{Key: "k"}
+	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, cfg)
+	var wg sync.WaitGroup
+	for i := range clients {
+		c := dial(t, s.Addr(), cfg)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range each {
+				name := fmt.Sprintf("client%d-%d", i, j)
+				got, err := roundTrip(t, c, []byte(name), testTimeout)
+				if err != nil || string(got) != "Hello "+name+"!\n" {
+					t.Errorf("client %d: reply to %q = %q, %v", i, name, got, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st := s.Stats()
+	if st.Accepted != clients || st.Replies != clients*each {
+		t.Errorf("stats = %+v, want %d sessions and %d replies", st, clients, clients*each)
+	}
+}
+
+func TestWrongKeyGetsNothing(t *testing.T) {
+	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{Key: "right"})
+	c := dial(t, s.Addr(), Config{Key: "wrong"})
+	_, err := roundTrip(t, c, []byte("Mallory"), 300*time.Millisecond)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("round trip under a wrong key = %v, want a timeout", err)
+	}
+	st := s.Stats()
+	if st.Accepted != 0 || st.Sessions != 0 || st.Requests != 0 {
+		t.Errorf("stats = %+v, want no session and no request", st)
+	}
+	if st.AuthFailures == 0 {
+		t.Errorf("AuthFailures = 0, want the forged packets counted")
+	}
+	// The right key still works.
+	if got := mustRoundTrip(t, dial(t, s.Addr(), Config{Key: "right"}), "Alice"); got != "Hello Alice!\n" {
+		t.Errorf("reply = %q", got)
+	}
+}
+
+// TestGarbageIsSurvived sends datagrams of many sizes, up to the largest UDP
+// payload, then greets.
+func TestGarbageIsSurvived(t *testing.T) {
+	for _, cfg := range []Config{{Key: "k"}, {NoFEC: true}, {}} {
+		t.Run(cfg.FECString()+cfg.Key, func(t *testing.T) {
+			s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, cfg)
+			junk, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer junk.Close()
+			for _, n := range []int{0, 1, 7, 8, 23, 24, 25, 100, 1350, 1500, 1501, 9000, 65507} {
+				for _, fill := range []byte{0x00, 0xff, 0x51} {
+					if _, err := junk.WriteTo(bytes.Repeat([]byte{fill}, n), s.Addr()); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if got := mustRoundTrip(t, dial(t, s.Addr(), cfg), "Alice"); got != "Hello Alice!\n" {
+				t.Errorf("after garbage, reply = %q", got)
+			}
+		})
+	}
+}
+
+func TestIdleSessionsAreReaped(t *testing.T) {
+	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{Idle: 100 * time.Millisecond})
+	mustRoundTrip(t, dial(t, s.Addr(), Config{}), "Alice")
+	waitFor(t, func() bool { st := s.Stats(); return st.Reaped == 1 && st.Sessions == 0 })
+}
+
+func TestSessionTableIsBounded(t *testing.T) {
+	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{MaxSessions: 2})
+	for _, name := range []string{"a", "b"} {
+		mustRoundTrip(t, dial(t, s.Addr(), Config{}), name)
+	}
+	if _, err := roundTrip(t, dial(t, s.Addr(), Config{}), []byte("c"), 300*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("third client = %v, want no reply", err)
+	}
+	if st := s.Stats(); st.Refused == 0 || st.Sessions != 2 {
+		t.Errorf("stats = %+v, want refusals and 2 sessions", st)
+	}
+}
+
+// TestPlainKCPClient greets the server from kcp-go directly, keyed as
+// kcptun keys it: no udplab code on the client side.
+func TestPlainKCPClient(t *testing.T) {
+	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{Key: "secret"})
+	key, err := DeriveKey("secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := kcp.NewAESGCMCrypt(key[:16])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := kcp.DialWithOptions(s.Addr().String(), block, 10, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	sess.SetDeadline(time.Now().Add(testTimeout))
+	if _, err := sess.Write([]byte("Alice")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	n, err := sess.Read(buf)
+	if err != nil || string(buf[:n]) != "Hello Alice!\n" {
+		t.Errorf("plain kcp-go client got %q, %v", buf[:n], err)
+	}
+}
+
+func TestReceiveTimeoutAndCancel(t *testing.T) {
+	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{})
+	c := dial(t, s.Addr(), Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := c.Receive(ctx); !errors.Is(err, os.ErrDeadlineExceeded) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Receive past deadline = %v", err)
+	}
+	cause := errors.New("user hung up")
+	ctx2, cancel2 := context.WithCancelCause(context.Background())
+	cancel2(cause)
+	if _, err := c.Receive(ctx2); !errors.Is(err, cause) {
+		t.Errorf("Receive after cancel = %v, want the cause", err)
+	}
+	// The session still works after both.
+	if got := mustRoundTrip(t, c, "Alice"); got != "Hello Alice!\n" {
+		t.Errorf("reply = %q", got)
+	}
+}
+
+func TestClose(t *testing.T) {
+	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{})
+	c := dial(t, s.Addr(), Config{})
+	mustRoundTrip(t, c, "Alice")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Receive(context.Background())
+		errc <- err
+	}()
+	c.Close()
+	if err := <-errc; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("blocked Receive after Close = %v, want net.ErrClosed", err)
+	}
+	if err := c.Send(context.Background(), []byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Send after Close = %v, want net.ErrClosed", err)
+	}
+	c.Close()
+	s.Close()
+	s.Close()
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Profile: "turbo"}, `profile "turbo": want one of normal, fast, fast2, fast3`},
+		{Config{Crypt: "aes"}, `crypt "aes" needs a key`},
+		{Config{Key: "k", Crypt: "rot13"}, `crypt "rot13": want one of`},
+		{Config{MTU: 100}, "MTU 100: want 256 to 1500"},
+		{Config{DataShards: 10}, "FEC 10,0"},
+		{Config{Idle: -time.Second}, "idle -1s"},
+		{Config{SendWindow: -1}, "window -1,512"},
+	}
+	for _, tt := range tests {
+		_, _, err := tt.cfg.populate()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("populate(%+v) = %v, want %q", tt.cfg, err, tt.want)
+		}
+	}
+}
+
+func TestParseFEC(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+		bad  bool
+	}{
+		{in: "10,3", want: "10,3"},
+		{in: " 4 , 2 ", want: "4,2"},
+		{in: "0,0", want: "0,0"},
+		{in: "10", bad: true},
+		{in: "10,0", bad: true},
+		{in: "-1,3", bad: true},
+		{in: "200,100", bad: true},
+		{in: "a,b", bad: true},
+	}
+	for _, tt := range tests {
+		var c Config
+		err := c.ParseFEC(tt.in)
+		if tt.bad {
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%q", tt.in)) {
+				t.Errorf("ParseFEC(%q) = %v, want an error naming the input", tt.in, err)
+			}
+			continue
+		}
+		if err != nil || c.FECString() != tt.want {
+			t.Errorf("ParseFEC(%q) = %q, %v; want %q", tt.in, c.FECString(), err, tt.want)
+		}
+	}
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within", testTimeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

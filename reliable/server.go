@@ -1,0 +1,203 @@
+package reliable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+
+	"github.com/udplab/udplab/message"
+)
+
+// Server serves a Handler over KCP sessions, one per client address, all on
+// one socket. Each session's requests are answered in order. Sessions that
+// stay silent for Config.Idle are reaped (KCP has no FIN), and at most
+// Config.MaxSessions exist at once; a client beyond that is refused. Packets
+// that fail decryption or their checksum create no session.
+type Server struct {
+	l     *kcp.Listener
+	pc    net.PacketConn
+	h     message.Handler
+	cfg   Config
+	mss   int
+	log   *slog.Logger
+	debug bool
+
+	counters                  message.Counters
+	accepted, refused, reaped atomic.Uint64
+	authBase                  uint64
+
+	mu       sync.Mutex
+	sessions map[*kcp.UDPSession]struct{}
+	closed   bool
+
+	closeOnce sync.Once
+	closeErr  error
+	wg        sync.WaitGroup // the accept loop and every session's loop
+}
+
+var _ message.Server = (*Server)(nil)
+
+// Stats is what a reliable server has done so far.
+type Stats struct {
+	message.ServerStats
+	Sessions int    // sessions open now
+	Accepted uint64 // sessions ever accepted
+	Refused  uint64 // new sessions refused because the table was full
+	Reaped   uint64 // sessions closed after Config.Idle of silence
+	// AuthFailures counts packets dropped for a failed decryption or
+	// checksum (a wrong key, or corruption). kcp-go counts them per process,
+	// so this includes any other kcp-go session in the same process.
+	AuthFailures uint64
+}
+
+// Listen binds addr and serves h on it until Close.
+func Listen(addr string, h message.Handler, cfg *Config) (*Server, error) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("reliable: listen: %w", err)
+	}
+	s, err := NewServer(pc, h, cfg)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewServer serves h on pc until Close. The server takes pc over: Close
+// closes it.
+func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, error) {
+	c, block, err := cfg.populate()
+	if err != nil {
+		return nil, err
+	}
+	l, err := kcp.ServeConn(block, c.DataShards, c.ParityShards, pc)
+	if err != nil {
+		return nil, fmt.Errorf("reliable: serve %s: %w", pc.LocalAddr(), err)
+	}
+	setSocketBuffers(pc)
+	s := &Server{
+		l: l, pc: pc, h: h, cfg: c, log: c.Logger,
+		mss:      segmentPayload(c.MTU, !c.NoFEC, block),
+		debug:    c.Logger.Enabled(context.Background(), slog.LevelDebug),
+		authBase: atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors),
+		sessions: make(map[*kcp.UDPSession]struct{}),
+	}
+	if u, ok := pc.LocalAddr().(*net.UDPAddr); ok && !u.IP.IsLoopback() && c.Key == "" {
+		s.log.Warn("reliable: listening beyond loopback without a key: anyone can forge packets; set a key", "addr", u)
+	}
+	s.wg.Add(1)
+	go s.acceptLoop()
+	return s, nil
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.pc.LocalAddr() }
+
+// Stats returns what the server has done so far.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	open := len(s.sessions)
+	s.mu.Unlock()
+	return Stats{
+		ServerStats:  s.counters.Stats(),
+		Sessions:     open,
+		Accepted:     s.accepted.Load(),
+		Refused:      s.refused.Load(),
+		Reaped:       s.reaped.Load(),
+		AuthFailures: atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors) - s.authBase,
+	}
+}
+
+// Close closes every session, the listener and the socket, and returns once
+// the server's goroutines have stopped.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.l.Close() // wakes AcceptKCP
+		s.mu.Lock()
+		s.closed = true
+		for sess := range s.sessions {
+			sess.Close() // wakes the session's Read
+		}
+		s.mu.Unlock()
+		s.closeErr = s.pc.Close() // ends kcp-go's read loop
+	})
+	s.wg.Wait()
+	return s.closeErr
+}
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		sess, err := s.l.AcceptKCP()
+		if err != nil {
+			return // the listener or its socket is closed
+		}
+		s.mu.Lock()
+		if s.closed || len(s.sessions) >= s.cfg.MaxSessions {
+			s.mu.Unlock()
+			s.refused.Add(1)
+			s.log.Debug("reliable: session refused", "from", sess.RemoteAddr(), "max_sessions", s.cfg.MaxSessions)
+			sess.Close()
+			continue
+		}
+		s.sessions[sess] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		s.accepted.Add(1)
+		tune(sess, &s.cfg)
+		go s.serveSession(sess)
+	}
+}
+
+func (s *Server) serveSession(sess *kcp.UDPSession) {
+	defer s.wg.Done()
+	defer func() {
+		sess.Close()
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+	}()
+	r := newReader(sess)
+	reply := make([]byte, 0, maxSegment)
+	for {
+		sess.SetReadDeadline(time.Now().Add(s.cfg.Idle))
+		req, err := r.next()
+		if err != nil {
+			err = sessionErr(context.Background(), err)
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				s.reaped.Add(1)
+				s.log.Debug("reliable: idle session reaped", "from", sess.RemoteAddr(), "idle", s.cfg.Idle)
+			case errors.Is(err, message.ErrBadRequest):
+				// A broken frame leaves the message stream unreadable:
+				// drop this session, keep serving the rest.
+				s.counters.BadRequest()
+				s.log.Debug("reliable: session dropped", "from", sess.RemoteAddr(), "err", err)
+			}
+			return
+		}
+		var ok bool
+		reply, ok = s.counters.Reply(s.h, reply[:0], req, MaxMessage)
+		if s.debug {
+			s.log.Debug("reliable: request", "from", sess.RemoteAddr(), "bytes", len(req), "answered", ok)
+		}
+		if !ok || len(reply) == 0 {
+			continue
+		}
+		// A peer that stops acknowledging must not pin this goroutine.
+		sess.SetWriteDeadline(time.Now().Add(s.cfg.Idle))
+		if err := writeMessage(sess, reply, s.mss); err != nil {
+			s.counters.Error()
+			return
+		}
+	}
+}
