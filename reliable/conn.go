@@ -123,8 +123,8 @@ func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
 
 // sessionErr maps kcp-go's errors onto the ones message.Conn promises.
 func sessionErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return deadline.Err(ctx, err)
+	if mapped := deadline.Err(ctx, err); mapped != err {
+		return mapped
 	}
 	if errors.Is(err, io.ErrClosedPipe) {
 		return net.ErrClosed

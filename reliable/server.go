@@ -121,28 +121,58 @@ func (s *Server) Stats() Stats {
 // the server's goroutines have stopped.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		s.l.Close() // wakes AcceptKCP
 		s.mu.Lock()
-		s.closed = true
+		s.closed = true // from here the accept loop closes what it accepts
 		for sess := range s.sessions {
 			sess.Close() // wakes the session's Read
 		}
 		s.mu.Unlock()
-		s.closeErr = s.pc.Close() // ends kcp-go's read loop
+		// Closing the socket ends kcp-go's read loop, which then fails
+		// AcceptKCP; the accept loop drains and closes the listener.
+		s.closeErr = s.pc.Close()
 	})
 	s.wg.Wait()
 	return s.closeErr
 }
+
+// drainMisses is how many AcceptKCP errors in a row end the drain. Once the
+// socket has failed, AcceptKCP chooses at random between a queued session
+// and the error, so a queued session outlives 64 draws with odds of 2^-64.
+const drainMisses = 64
 
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
 	for {
 		sess, err := s.l.AcceptKCP()
 		if err != nil {
-			return // the listener or its socket is closed
+			// The socket failed or was closed, so kcp-go creates no more
+			// sessions. Those it created but nobody accepted would keep
+			// a goroutine and a timer forever: kcp-go has no way to list
+			// them, so take them from the queue and close them.
+			for misses := 0; misses < drainMisses; {
+				if sess, err := s.l.AcceptKCP(); err == nil {
+					sess.Close()
+					misses = 0
+				} else {
+					misses++
+				}
+			}
+			s.l.Close()
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if !closed {
+				s.log.Error("reliable: socket failed; no longer serving", "addr", s.Addr(), "err", err)
+			}
+			return
 		}
 		s.mu.Lock()
-		if s.closed || len(s.sessions) >= s.cfg.MaxSessions {
+		if s.closed {
+			s.mu.Unlock()
+			sess.Close()
+			continue
+		}
+		if len(s.sessions) >= s.cfg.MaxSessions {
 			s.mu.Unlock()
 			s.refused.Add(1)
 			s.log.Debug("reliable: session refused", "from", sess.RemoteAddr(), "max_sessions", s.cfg.MaxSessions)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"time"
 )
@@ -45,12 +46,22 @@ func Watch(ctx context.Context, set func(time.Time) error) (stop func()) {
 	}
 }
 
-// Err translates err from a socket call made under Watch. When ctx is done it
-// returns an error matching ctx's cause, and also os.ErrDeadlineExceeded when
-// that cause is a passed deadline; otherwise err is returned unchanged.
+// Err translates err from a socket call made under Watch. When ctx is done,
+// or the call timed out at ctx's deadline (the socket's timer can fire a
+// moment before the context's), it returns an error matching ctx's cause, and
+// also os.ErrDeadlineExceeded when that cause is a passed deadline. Otherwise
+// err is returned unchanged.
 func Err(ctx context.Context, err error) error {
-	if err == nil || ctx.Err() == nil {
-		return err
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() == nil {
+		dl, ok := ctx.Deadline()
+		var ne net.Error
+		if !ok || !errors.As(err, &ne) || !ne.Timeout() || time.Now().Before(dl) {
+			return err
+		}
+		return fmt.Errorf("%w (%w)", os.ErrDeadlineExceeded, context.DeadlineExceeded)
 	}
 	cause := context.Cause(ctx)
 	if errors.Is(cause, context.DeadlineExceeded) {

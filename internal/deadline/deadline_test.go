@@ -48,6 +48,15 @@ func TestErr(t *testing.T) {
 	if err := Err(ctx, sockErr); !errors.Is(err, os.ErrDeadlineExceeded) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Err past deadline = %v, want both deadline errors", err)
 	}
+	// The socket's timer may fire just before the context's.
+	early, cancel3 := context.WithDeadline(context.Background(), time.Now())
+	defer cancel3()
+	if err := Err(context.WithoutCancel(early), os.ErrDeadlineExceeded); errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Err on a ctx with no deadline = %v, want the socket error alone", err)
+	}
+	if err := Err(withDeadlineNotYetDone{early}, os.ErrDeadlineExceeded); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Err on a socket timeout at ctx's deadline = %v, want context.DeadlineExceeded too", err)
+	}
 	cause := errors.New("bored")
 	ctx2, cancel2 := context.WithCancelCause(context.Background())
 	cancel2(cause)
@@ -55,3 +64,9 @@ func TestErr(t *testing.T) {
 		t.Errorf("Err after cancel = %v, want the cause only", err)
 	}
 }
+
+// withDeadlineNotYetDone reports a passed deadline but not yet Err, as a
+// context does in the instant before its timer fires.
+type withDeadlineNotYetDone struct{ context.Context }
+
+func (withDeadlineNotYetDone) Err() error { return nil }
