@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	kcp "github.com/xtaci/kcp-go/v5"
 
@@ -31,6 +32,7 @@ import (
 type Conn struct {
 	s   *kcp.UDPSession
 	pc  net.PacketConn
+	l   *kcp.Listener // set when the session was accepted, see AcceptOne
 	mss int
 	r   *reader
 
@@ -149,6 +151,47 @@ func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.s.Close()
 		err = c.pc.Close()
+		if c.l != nil {
+			drainQueued(c.l)
+			c.l.Close()
+		}
 	})
 	return err
+}
+
+// AcceptOne waits on pc for the first client session and returns it as a
+// Conn, the listening end of a two-party conversation such as chat. Packets
+// from other addresses are ignored once it has returned. The Conn takes pc
+// over: Close closes it. ctx cancels the wait.
+func AcceptOne(ctx context.Context, pc net.PacketConn, cfg *Config) (*Conn, error) {
+	c, block, err := cfg.populate()
+	if err != nil {
+		return nil, err
+	}
+	l, err := kcp.ServeConn(block, c.DataShards, c.ParityShards, pc)
+	if err != nil {
+		return nil, fmt.Errorf("reliable: listen %s: %w", pc.LocalAddr(), err)
+	}
+	setSocketBuffers(pc)
+	// kcp-go's AcceptKCP reads its deadline only on entry, so cancel
+	// through the socket: a failed read ends kcp-go's read loop, and
+	// AcceptKCP returns that failure.
+	stop := context.AfterFunc(ctx, func() { pc.SetReadDeadline(time.Unix(1, 0)) })
+	s, err := l.AcceptKCP()
+	if !stop() && err == nil {
+		// Cancelled just as a session arrived: the socket is no use now.
+		s.Close()
+		err = context.Cause(ctx)
+	}
+	if err != nil {
+		pc.Close()
+		drainQueued(l)
+		l.Close()
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+		return nil, fmt.Errorf("reliable: accept on %s: %w", pc.LocalAddr(), err)
+	}
+	tune(s, &c)
+	return &Conn{s: s, pc: pc, l: l, mss: segmentPayload(c.MTU, !c.NoFEC, block), r: newReader(s)}, nil
 }

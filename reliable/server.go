@@ -135,28 +135,34 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
-// drainMisses is how many AcceptKCP errors in a row end the drain. Once the
+// drainMisses is how many AcceptKCP errors in a row end a drain. Once the
 // socket has failed, AcceptKCP chooses at random between a queued session
 // and the error, so a queued session outlives 64 draws with odds of 2^-64.
 const drainMisses = 64
+
+// drainQueued closes the sessions l created that nobody accepted. Each would
+// otherwise keep a goroutine and a scheduler entry forever, and kcp-go has
+// no way to list them. Call it once l's socket is closed or has failed, so
+// that no new session can join the queue; it returns when the queue is empty.
+func drainQueued(l *kcp.Listener) {
+	for misses := 0; misses < drainMisses; {
+		if sess, err := l.AcceptKCP(); err == nil {
+			sess.Close()
+			misses = 0
+		} else {
+			misses++
+		}
+	}
+}
 
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
 	for {
 		sess, err := s.l.AcceptKCP()
 		if err != nil {
-			// The socket failed or was closed, so kcp-go creates no more
-			// sessions. Those it created but nobody accepted would keep
-			// a goroutine and a timer forever: kcp-go has no way to list
-			// them, so take them from the queue and close them.
-			for misses := 0; misses < drainMisses; {
-				if sess, err := s.l.AcceptKCP(); err == nil {
-					sess.Close()
-					misses = 0
-				} else {
-					misses++
-				}
-			}
+			// The socket failed or was closed: kcp-go creates no more
+			// sessions.
+			drainQueued(s.l)
 			s.l.Close()
 			s.mu.Lock()
 			closed := s.closed
