@@ -184,6 +184,13 @@ func (c *Config) populate() (Config, kcp.BlockCrypt, error) {
 	return cfg, block, nil
 }
 
+// Validate reports the first setting in c that the transport would refuse,
+// after defaults are applied.
+func (c *Config) Validate() error {
+	_, _, err := c.populate()
+	return err
+}
+
 func (c *Config) validate() error {
 	if !c.NoFEC && (c.DataShards < 1 || c.ParityShards < 1 || c.DataShards+c.ParityShards > 256) {
 		return fmt.Errorf("FEC %d,%d: want data and parity shards of at least 1 and at most 256 together, or NoFEC", c.DataShards, c.ParityShards)

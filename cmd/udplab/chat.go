@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/udplab/udplab/message"
+	"github.com/udplab/udplab/raw"
+	"github.com/udplab/udplab/reliable"
+)
+
+var chatCmd = &command{
+	name:      "chat",
+	usageLine: "--listen ADDR --peer ADDR [--mode raw|reliable] [reliable flags]",
+	short:     "send lines to a peer and print what it sends",
+	long: `Chat sends each line typed to the peer as one message and prints each
+message received as ">>>ADDR: text".
+
+In raw mode each side needs --listen (its own address) and --peer (the
+other's). In reliable mode one side listens with --listen and accepts the
+first peer, the other dials with --peer.
+
+At the end of input chat keeps receiving for --linger, so messages in flight
+still print and KCP can finish delivering what was sent; then it exits. It
+also ends on SIGINT or SIGTERM.`,
+	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
+		var (
+			mode, listen, peer string
+			linger             time.Duration
+			cfg                reliable.Config
+		)
+		choiceVar(fs, &mode, "mode", modeRaw, []string{modeRaw, modeReliable}, "transport")
+		addrVar(fs, &listen, "listen", "", false, "this side's `ADDR`")
+		addrVar(fs, &peer, "peer", "", false, "the other side's `ADDR`")
+		fs.DurationVar(&linger, "linger", time.Second, "after end of input, keep receiving this long before exiting")
+		reliableFlags(fs, &cfg, false)
+		return func(ctx context.Context, st *stdio) error {
+			if err := checkReliable(&cfg); err != nil {
+				return err
+			}
+			switch {
+			case mode == modeRaw && (listen == "" || peer == ""):
+				return usagef("raw chat needs both --listen and --peer")
+			case mode == modeReliable && (listen == "") == (peer == ""):
+				return usagef("reliable chat takes --listen (to accept a peer) or --peer (to dial one), not both")
+			case linger < 0:
+				return usagef("--linger %v: want zero or a positive duration", linger)
+			}
+			c, err := openChat(ctx, mode, listen, peer, &cfg, st)
+			if err != nil {
+				return err
+			}
+			return chat(ctx, c, linger, st)
+		}
+	},
+}
+
+func openChat(ctx context.Context, mode, listen, peer string, cfg *reliable.Config, st *stdio) (message.Conn, error) {
+	if mode == modeReliable && peer != "" {
+		return reliable.Dial(peer, cfg)
+	}
+	pc, err := net.ListenPacket("udp", listen)
+	if err != nil {
+		return nil, err
+	}
+	if mode == modeReliable {
+		fmt.Fprintf(st.err, "waiting for a peer on %s\n", pc.LocalAddr())
+		return reliable.AcceptOne(ctx, pc, cfg)
+	}
+	paddr, err := net.ResolveUDPAddr("udp", peer)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	return raw.NewConn(pc, paddr), nil
+}
+
+// chat runs until end of input, ctx's end, or a failed receive. It owns two
+// goroutines: one reads input and sends it, one receives and prints; both end
+// before it returns, except a read of input blocked when ctx ends, which the
+// process exit ends.
+func chat(ctx context.Context, c message.Conn, linger time.Duration, st *stdio) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	recvDone := make(chan error, 1)
+	go func() {
+		for {
+			msg, err := c.Receive(ctx)
+			if err != nil {
+				recvDone <- err
+				return
+			}
+			fmt.Fprintf(st.out, ">>>%s: %s\n", c.RemoteAddr(), strings.TrimSuffix(string(msg), "\n"))
+		}
+	}()
+	sendDone := make(chan error, 1)
+	go func() {
+		lines := bufio.NewScanner(st.in)
+		lines.Buffer(make([]byte, 0, 4096), reliable.MaxMessage)
+		for lines.Scan() {
+			line := strings.TrimSuffix(lines.Text(), "\r")
+			if line == "" {
+				continue
+			}
+			if err := c.Send(ctx, []byte(line)); err != nil {
+				sendDone <- err
+				return
+			}
+		}
+		sendDone <- lines.Err()
+	}()
+	var err error
+	select {
+	case err = <-sendDone:
+		if err == nil && linger > 0 {
+			select {
+			case <-time.After(linger):
+			case <-ctx.Done():
+			case err = <-recvDone:
+				recvDone <- err
+			}
+		}
+	case err = <-recvDone:
+	case <-ctx.Done():
+	}
+	cancel()
+	c.Close()
+	if rerr := <-recvDone; err == nil && !errors.Is(rerr, context.Canceled) && !errors.Is(rerr, net.ErrClosed) {
+		err = rerr
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+	"go.uber.org/goleak"
+
+	"github.com/udplab/udplab/internal/leakcheck"
+	"github.com/udplab/udplab/message"
+	"github.com/udplab/udplab/raw"
+	"github.com/udplab/udplab/reliable"
+)
+
+// leakM runs the tests, then fails the run if any goroutine they started is
+// still alive. testscript.Main wants the TestingM it wraps.
+type leakM struct{ m *testing.M }
+
+func (l leakM) Run() int {
+	code := l.m.Run()
+	if code == 0 {
+		if err := goleak.Find(leakcheck.Options()...); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			return 1
+		}
+	}
+	return code
+}
+
+func TestMain(m *testing.M) {
+	testscript.Main(leakM{m}, map[string]func(){"udplab": main})
+}
+
+// TestScripts runs the txtar scripts in testdata/script against the real
+// binary. Every address is on loopback and every wait is bounded.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Cmds: map[string]func(*testscript.TestScript, bool, []string){
+			"status":    cmdStatus,
+			"freeport":  cmdFreeport,
+			"waitready": cmdWaitReady,
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "ipv6" {
+				pc, err := net.ListenPacket("udp6", "[::1]:0")
+				if err == nil {
+					pc.Close()
+				}
+				return err == nil, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
+	})
+}
+
+// cmdStatus runs udplab in process with the given arguments and no input,
+// and checks its exit status: status N ARGS...
+func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 {
+		ts.Fatalf("usage: status CODE [udplab args...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("status: bad code %q", args[0])
+	}
+	got := run(context.Background(), args[1:], &stdio{strings.NewReader(""), ts.Stdout(), ts.Stderr()})
+	if got != want {
+		ts.Fatalf("udplab %s: exit status %d, want %d", strings.Join(args[1:], " "), got, want)
+	}
+}
+
+// cmdFreeport sets each named variable to a free loopback UDP address:
+// freeport [-6] NAME...
+func cmdFreeport(ts *testscript.TestScript, neg bool, args []string) {
+	network, addr := "udp4", "127.0.0.1:0"
+	if len(args) > 0 && args[0] == "-6" {
+		network, addr, args = "udp6", "[::1]:0", args[1:]
+	}
+	for _, name := range args {
+		pc, err := net.ListenPacket(network, addr)
+		ts.Check(err)
+		ts.Setenv(name, pc.LocalAddr().String())
+		pc.Close()
+	}
+}
+
+// cmdWaitReady sends to ADDR over MODE until any reply comes, for at most
+// 10s: a server started in the background is ready when it answers.
+func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: waitready raw|reliable ADDR [--key K]")
+	}
+	var cfg reliable.Config
+	if len(args) == 4 && args[2] == "--key" {
+		cfg.Key = args[3]
+	}
+	c, err := dialMode(args[0], args[1], &cfg)
+	ts.Check(err)
+	defer c.Close()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if _, err := request(context.Background(), c, "ready?", 100*time.Millisecond); err == nil {
+			return
+		}
+	}
+	ts.Fatalf("no greeting from %s %s within 10s", args[0], args[1])
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// TestClientSession drives the tutorial client over both transports against
+// real servers on loopback.
+func TestClientSession(t *testing.T) {
+	for _, mode := range []string{modeRaw, modeReliable} {
+		t.Run(mode, func(t *testing.T) {
+			addr := startServer(t, mode, message.Greet)
+			c, err := dialMode(mode, addr, &reliable.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var out bytes.Buffer
+			in := "Alice\n\n\r\nBob\r\nexit\nnever sent\n"
+			if err := greetLoop(context.Background(), c, mode, 5*time.Second, &stdio{strings.NewReader(in), &out, io.Discard}); err != nil {
+				t.Fatal(err)
+			}
+			want := prompt + "Hello Alice!\n" + prompt + prompt + prompt + "Hello Bob!\n" + prompt +
+				"Good bye!\nSession is over from the server " + addr + "\n"
+			if out.String() != want {
+				t.Errorf("session output:\n%s\nwant:\n%s", out.String(), want)
+			}
+		})
+	}
+}
+
+func TestClientEndOfInput(t *testing.T) {
+	addr := startServer(t, modeRaw, message.Greet)
+	c, err := dialMode(modeRaw, addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out bytes.Buffer
+	if err := greetLoop(context.Background(), c, modeRaw, 5*time.Second, &stdio{strings.NewReader("Carol"), &out, io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	if want := prompt + "Hello Carol!\n" + prompt + "\n"; out.String() != want {
+		t.Errorf("output = %q, want %q", out.String(), want)
+	}
+}
+
+// TestClientReportsLoss points the raw client at a socket that never
+// answers: the client must say the datagram was lost and keep prompting.
+func TestClientReportsLoss(t *testing.T) {
+	silent, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	c, err := dialMode(modeRaw, silent.LocalAddr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out bytes.Buffer
+	if err := greetLoop(context.Background(), c, modeRaw, 50*time.Millisecond, &stdio{strings.NewReader("Dave\n"), &out, io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	want := prompt + "No reply within 50ms: the request or its reply was lost, and raw UDP does not retransmit.\n" + prompt + "\n"
+	if out.String() != want {
+		t.Errorf("output = %q, want %q", out.String(), want)
+	}
+}
+
+// TestChat has two chat peers talk over each transport.
+func TestChat(t *testing.T) {
+	for _, mode := range []string{modeRaw, modeReliable} {
+		t.Run(mode, func(t *testing.T) {
+			a, b := chatPair(t, mode)
+			var outA, outB syncBuffer
+			doneA := make(chan error, 1)
+			inA, feedA := io.Pipe()
+			go func() { doneA <- chat(context.Background(), a, 0, &stdio{inA, &outA, io.Discard}) }()
+			// B says two lines and ends its input; A answers once B's
+			// lines have arrived, then ends too.
+			doneB := make(chan error, 1)
+			inB, feedB := io.Pipe()
+			go func() { doneB <- chat(context.Background(), b, 100*time.Millisecond, &stdio{inB, &outB, io.Discard}) }()
+			io.WriteString(feedB, "hello\n\nhow are you?\n")
+			waitUntil(t, func() bool { return strings.Count(outA.String(), "\n") == 2 })
+			io.WriteString(feedA, "fine\n")
+			waitUntil(t, func() bool { return strings.Contains(outB.String(), "fine") })
+			feedA.Close()
+			feedB.Close()
+			if err := <-doneA; err != nil {
+				t.Error(err)
+			}
+			if err := <-doneB; err != nil {
+				t.Error(err)
+			}
+			if want := fmt.Sprintf(">>>%s: hello\n>>>%s: how are you?\n", a.RemoteAddr(), a.RemoteAddr()); outA.String() != want {
+				t.Errorf("A printed %q, want %q", outA.String(), want)
+			}
+			if want := fmt.Sprintf(">>>%s: fine\n", b.RemoteAddr()); outB.String() != want {
+				t.Errorf("B printed %q, want %q", outB.String(), want)
+			}
+		})
+	}
+}
+
+func chatPair(t *testing.T, mode string) (a, b message.Conn) {
+	t.Helper()
+	pa, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode == modeRaw {
+		pb, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw.NewConn(pa, pb.LocalAddr()), raw.NewConn(pb, pa.LocalAddr())
+	}
+	accepted := make(chan message.Conn, 1)
+	go func() {
+		c, err := reliable.AcceptOne(context.Background(), pa, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		accepted <- c
+	}()
+	b, err = reliable.Dial(pa.LocalAddr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// KCP has no handshake: the listener sees the dialer at its first message.
+	if err := b.Send(context.Background(), []byte("(joined)")); err != nil {
+		t.Fatal(err)
+	}
+	a = <-accepted
+	if a == nil {
+		t.FailNow()
+	}
+	if got, err := a.Receive(context.Background()); err != nil || string(got) != "(joined)" {
+		t.Fatalf("first message = %q, %v", got, err)
+	}
+	return a, b
+}
+
+func startServer(t *testing.T, mode string, h message.Handler) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s message.Server
+	if mode == modeRaw {
+		s = raw.NewServer(pc, h, &raw.ServerConfig{Logger: quiet})
+	} else {
+		s, err = reliable.NewServer(pc, h, &reliable.Config{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { s.Close() })
+	return s.Addr().String()
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+	}
+}
