@@ -28,8 +28,9 @@ type Conn interface {
 	// Send transmits msg as one message. It may block while the transport's
 	// send window is full. msg may be reused once Send returns.
 	Send(ctx context.Context, msg []byte) error
-	// Receive returns the next message. The returned slice belongs to the
-	// caller.
+	// Receive returns the next message. The slice is valid until the next
+	// call to Receive, which may reuse it: copy it to keep it. That keeps
+	// the receive path free of allocations.
 	Receive(ctx context.Context) ([]byte, error)
 	// LocalAddr is the address the conversation is sent from.
 	LocalAddr() net.Addr

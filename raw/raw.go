@@ -39,6 +39,10 @@ type Conn struct {
 	buf     []byte // owned by Receive; one receiver at a time
 	foreign atomic.Uint64
 
+	// The deadline setters, bound once: a method value made per call
+	// would allocate on every Send and Receive.
+	setRead, setWrite func(time.Time) error
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -66,7 +70,10 @@ func Dial(addr string) (*Conn, error) {
 // NewConn returns a Conn that talks to remote over pc, which it takes over:
 // Close closes pc. This is the seam for an impaired socket.
 func NewConn(pc net.PacketConn, remote net.Addr) *Conn {
-	return &Conn{pc: pc, remote: remote, rAP: addrPort(remote), buf: make([]byte, readBufferSize)}
+	return &Conn{
+		pc: pc, remote: remote, rAP: addrPort(remote), buf: make([]byte, readBufferSize),
+		setRead: pc.SetReadDeadline, setWrite: pc.SetWriteDeadline,
+	}
 }
 
 // Send sends msg as one datagram. A message larger than MaxMessage is
@@ -78,8 +85,13 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("raw: send: %w", context.Cause(ctx))
 	}
-	stop := deadline.Watch(ctx, c.pc.SetWriteDeadline)
-	_, err := c.pc.WriteTo(msg, c.remote)
+	stop := deadline.Watch(ctx, c.setWrite)
+	var err error
+	if u, ok := c.pc.(*net.UDPConn); ok && c.rAP.IsValid() {
+		_, err = u.WriteToUDPAddrPort(msg, c.rAP)
+	} else {
+		_, err = c.pc.WriteTo(msg, c.remote)
+	}
 	stop()
 	if err != nil {
 		return fmt.Errorf("raw: send to %s: %w", c.remote, deadline.Err(ctx, err))
@@ -87,20 +99,35 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	return nil
 }
 
-// Receive returns the next datagram from the server.
+// Receive returns the next datagram from the server. The slice is valid
+// until the next Receive.
 func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
-	stop := deadline.Watch(ctx, c.pc.SetReadDeadline)
+	stop := deadline.Watch(ctx, c.setRead)
 	defer stop()
+	udp, _ := c.pc.(*net.UDPConn)
 	for {
-		n, from, err := c.pc.ReadFrom(c.buf)
+		// On a *net.UDPConn the AddrPort calls allocate nothing.
+		var (
+			n    int
+			from netip.AddrPort
+			err  error
+		)
+		if udp != nil {
+			n, from, err = udp.ReadFromUDPAddrPort(c.buf)
+			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		} else {
+			var a net.Addr
+			n, a, err = c.pc.ReadFrom(c.buf)
+			from = addrPort(a)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("raw: receive from %s: %w", c.remote, deadline.Err(ctx, err))
 		}
-		if c.rAP.IsValid() && addrPort(from) != c.rAP {
+		if c.rAP.IsValid() && from != c.rAP {
 			c.foreign.Add(1)
 			continue
 		}
-		return append([]byte(nil), c.buf[:n]...), nil
+		return c.buf[:n], nil
 	}
 }
 

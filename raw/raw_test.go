@@ -293,3 +293,26 @@ func TestManyClientsConcurrently(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestRoundTripAllocatesNothing locks in an allocation-free path: a greeting
+// sent and its reply received, client and server together, on loopback.
+func TestRoundTripAllocatesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures allocations")
+	}
+	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet)
+	c := dial(t, s.Addr())
+	ctx := context.Background()
+	req := []byte("Alice")
+	allocs := testing.AllocsPerRun(200, func() {
+		if err := c.Send(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a raw round trip allocated %v times, want 0", allocs)
+	}
+}

@@ -36,6 +36,10 @@ type Conn struct {
 	mss int
 	r   *reader
 
+	// The deadline setters, bound once: a method value made per call
+	// would allocate on every Send and Receive.
+	setRead, setWrite func(time.Time) error
+
 	closeOnce sync.Once
 }
 
@@ -78,7 +82,11 @@ func NewConn(pc net.PacketConn, remote net.Addr, cfg *Config) (*Conn, error) {
 	}
 	tune(s, &c)
 	setSocketBuffers(pc)
-	return &Conn{s: s, pc: pc, mss: segmentPayload(c.MTU, !c.NoFEC, block), r: newReader(s)}, nil
+	return newConn(s, pc, nil, segmentPayload(c.MTU, !c.NoFEC, block)), nil
+}
+
+func newConn(s *kcp.UDPSession, pc net.PacketConn, l *kcp.Listener, mss int) *Conn {
+	return &Conn{s: s, pc: pc, l: l, mss: mss, r: newReader(s), setRead: s.SetReadDeadline, setWrite: s.SetWriteDeadline}
 }
 
 // tune applies the per-session settings both ends share.
@@ -103,7 +111,7 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("reliable: send: %w", context.Cause(ctx))
 	}
-	stop := deadline.Watch(ctx, c.s.SetWriteDeadline)
+	stop := deadline.Watch(ctx, c.setWrite)
 	err := writeMessage(c.s, msg, c.mss)
 	stop()
 	if err != nil {
@@ -114,7 +122,7 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 
 // Receive returns the next message, in the order the server sent them.
 func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
-	stop := deadline.Watch(ctx, c.s.SetReadDeadline)
+	stop := deadline.Watch(ctx, c.setRead)
 	msg, err := c.r.next()
 	stop()
 	if err != nil {
@@ -193,5 +201,5 @@ func AcceptOne(ctx context.Context, pc net.PacketConn, cfg *Config) (*Conn, erro
 		return nil, fmt.Errorf("reliable: accept on %s: %w", pc.LocalAddr(), err)
 	}
 	tune(s, &c)
-	return &Conn{s: s, pc: pc, l: l, mss: segmentPayload(c.MTU, !c.NoFEC, block), r: newReader(s)}, nil
+	return newConn(s, pc, l, segmentPayload(c.MTU, !c.NoFEC, block)), nil
 }

@@ -79,10 +79,11 @@ func looksLikeHeader(b []byte) bool {
 
 // reader reassembles messages from a session's segments. It keeps partial
 // state across calls, so a read that times out mid-message loses nothing.
+// The message it returns is valid until its next call.
 type reader struct {
 	s       *kcp.UDPSession
 	seg     []byte // one segment's worth
-	pending []byte // the framed message being reassembled
+	pending []byte // the framed message being reassembled, reused
 	want    int    // its length; 0 when none is under way
 }
 
@@ -90,33 +91,37 @@ func newReader(s *kcp.UDPSession) *reader {
 	return &reader{s: s, seg: make([]byte, maxSegment)}
 }
 
-// next returns the next whole message; the slice belongs to the caller.
+// next returns the next whole message, valid until the next call.
 func (r *reader) next() ([]byte, error) {
-	for {
+	for r.want == 0 {
 		n, err := r.s.Read(r.seg)
 		if err != nil {
 			return nil, err
 		}
 		seg := r.seg[:n]
-		if r.want == 0 {
-			if !looksLikeHeader(seg) {
-				return append([]byte(nil), seg...), nil
-			}
-			want := int(binary.BigEndian.Uint32(seg[4:]))
-			if want == 0 || want > MaxMessage {
-				return nil, fmt.Errorf("%w: frame header declares %d bytes, want 1 to %d", message.ErrBadRequest, want, MaxMessage)
-			}
-			r.want, r.pending = want, make([]byte, 0, want)
-			continue
+		if !looksLikeHeader(seg) {
+			return seg, nil
 		}
-		if len(r.pending)+n > r.want {
-			return nil, fmt.Errorf("%w: framed message overruns its declared %d bytes", message.ErrBadRequest, r.want)
+		want := int(binary.BigEndian.Uint32(seg[4:]))
+		if want == 0 || want > MaxMessage {
+			return nil, fmt.Errorf("%w: frame header declares %d bytes, want 1 to %d", message.ErrBadRequest, want, MaxMessage)
 		}
-		r.pending = append(r.pending, seg...)
-		if len(r.pending) == r.want {
-			msg := r.pending
-			r.pending, r.want = nil, 0
-			return msg, nil
+		if cap(r.pending) < want {
+			r.pending = make([]byte, 0, want)
 		}
+		r.want, r.pending = want, r.pending[:0]
 	}
+	for len(r.pending) < r.want {
+		// kcp-go copies a segment straight into a slice with room for
+		// it, so read into the message itself: no copy of our own. A
+		// segment longer than what is left (a broken sender) is cut
+		// there by kcp-go and its rest read as the next message.
+		n, err := r.s.Read(r.pending[len(r.pending):r.want])
+		if err != nil {
+			return nil, err
+		}
+		r.pending = r.pending[:len(r.pending)+n]
+	}
+	r.want = 0
+	return r.pending, nil
 }
