@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/udplab/udplab/internal/deadline"
+	"github.com/udplab/udplab/internal/udpsock"
 	"github.com/udplab/udplab/message"
 )
 
@@ -52,17 +53,9 @@ var _ message.Conn = (*Conn)(nil)
 // Dial returns a Conn to the server at addr ("host:port"), sending from an
 // ephemeral port of the same address family.
 func Dial(addr string) (*Conn, error) {
-	raddr, err := net.ResolveUDPAddr("udp", addr)
+	pc, raddr, err := udpsock.Dial(addr)
 	if err != nil {
-		return nil, fmt.Errorf("raw: dial %q: %w", addr, err)
-	}
-	network := "udp4"
-	if raddr.IP.To4() == nil {
-		network = "udp6"
-	}
-	pc, err := net.ListenUDP(network, nil)
-	if err != nil {
-		return nil, fmt.Errorf("raw: dial %s: %w", addr, err)
+		return nil, fmt.Errorf("raw: %w", err)
 	}
 	return NewConn(pc, raddr), nil
 }

@@ -24,6 +24,7 @@ import (
 	kcp "github.com/xtaci/kcp-go/v5"
 
 	"github.com/udplab/udplab/internal/deadline"
+	"github.com/udplab/udplab/internal/udpsock"
 	"github.com/udplab/udplab/message"
 )
 
@@ -48,17 +49,9 @@ var _ message.Conn = (*Conn)(nil)
 // Dial opens a session to the server at addr ("host:port") from an
 // ephemeral port of the same address family.
 func Dial(addr string, cfg *Config) (*Conn, error) {
-	raddr, err := net.ResolveUDPAddr("udp", addr)
+	pc, raddr, err := udpsock.Dial(addr)
 	if err != nil {
-		return nil, fmt.Errorf("reliable: dial %q: %w", addr, err)
-	}
-	network := "udp4"
-	if raddr.IP.To4() == nil {
-		network = "udp6"
-	}
-	pc, err := net.ListenUDP(network, nil)
-	if err != nil {
-		return nil, fmt.Errorf("reliable: dial %s: %w", addr, err)
+		return nil, fmt.Errorf("reliable: %w", err)
 	}
 	c, err := NewConn(pc, raddr, cfg)
 	if err != nil {

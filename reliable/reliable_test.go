@@ -16,15 +16,12 @@ import (
 
 	kcp "github.com/xtaci/kcp-go/v5"
 
+	"github.com/udplab/udplab/internal/conntest"
 	"github.com/udplab/udplab/internal/leakcheck"
 	"github.com/udplab/udplab/message"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
-
-// testTimeout bounds every wait; on loopback nothing is lost, so it only
-// turns a hang into a failure.
-const testTimeout = 10 * time.Second
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -54,23 +51,16 @@ func dial(t testing.TB, addr net.Addr, cfg Config) *Conn {
 	return c
 }
 
-func roundTrip(t testing.TB, c message.Conn, req []byte, timeout time.Duration) ([]byte, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := c.Send(ctx, req); err != nil {
-		return nil, err
-	}
-	return c.Receive(ctx)
-}
-
-func mustRoundTrip(t testing.TB, c message.Conn, req string) string {
-	t.Helper()
-	got, err := roundTrip(t, c, []byte(req), testTimeout)
-	if err != nil {
-		t.Fatalf("round trip %q: %v", req, err)
-	}
-	return string(got)
+// TestConformance runs the contract every transport keeps, keyed, with FEC.
+func TestConformance(t *testing.T) {
+	cfg := Config{Key: "k"}
+	conntest.Run(t, conntest.Transport{
+		Serve: func(t testing.TB, network, addr string, h message.Handler) net.Addr {
+			return startServer(t, network, addr, h, cfg).Addr()
+		},
+		Dial:       func(t testing.TB, addr net.Addr) message.Conn { return dial(t, addr, cfg) },
+		MaxMessage: MaxMessage,
+	})
 }
 
 var configs = map[string]Config{
@@ -81,37 +71,6 @@ var configs = map[string]Config{
 	"nofec+none":     {NoFEC: true, Key: "secret", Crypt: "none"},
 	"fec+null":       {Crypt: "null"},
 	"normal+mtu1400": {Profile: "normal", MTU: 1400, Key: "k"},
-}
-
-func TestHandlersOverLoopback(t *testing.T) {
-	fixed := time.Date(2026, time.November, 21, 9, 5, 1, 0, time.Local)
-	tests := []struct {
-		name string
-		h    message.Handler
-		req  string
-		want string
-	}{
-		{"greet", message.Greet, "Alice", "Hello Alice!\n"},
-		{"greet exit", message.Greet, "exit", "Good bye!\n"},
-		{"time", message.Time(func() time.Time { return fixed }), "hi", "[Sat Nov 21 09:05:01 2026] hi"},
-		{"echo", message.Echo, "\x00\x01binary", "\x00\x01binary"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := Config{Key: "k"}
-			s := startServer(t, "udp4", "127.0.0.1:0", tt.h, cfg)
-			if got := mustRoundTrip(t, dial(t, s.Addr(), cfg), tt.req); got != tt.want {
-				t.Errorf("reply to %q = %q, want %q", tt.req, got, tt.want)
-			}
-		})
-	}
-}
-
-func TestIPv6(t *testing.T) {
-	s := startServer(t, "udp6", "[::1]:0", message.Greet, Config{})
-	if got := mustRoundTrip(t, dial(t, s.Addr(), Config{}), "Bob"); got != "Hello Bob!\n" {
-		t.Errorf("reply over ::1 = %q", got)
-	}
 }
 
 // TestMessageBoundaries sends messages around the one-segment limit of each
@@ -129,7 +88,7 @@ func TestMessageBoundaries(t *testing.T) {
 			for _, n := range []int{mss - 1, mss, mss + 1, 2 * mss, 64 << 10, MaxMessage} {
 				msgs = append(msgs, pattern(n))
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
 			defer cancel()
 			errc := make(chan error, 1)
 			go func() {
@@ -190,7 +149,7 @@ func TestManyClients(t *testing.T) {
 			defer wg.Done()
 			for j := range each {
 				name := fmt.Sprintf("client%d-%d", i, j)
-				got, err := roundTrip(t, c, []byte(name), testTimeout)
+				got, err := conntest.Request(c, []byte(name), conntest.Timeout)
 				if err != nil || string(got) != "Hello "+name+"!\n" {
 					t.Errorf("client %d: reply to %q = %q, %v", i, name, got, err)
 					return
@@ -208,7 +167,7 @@ func TestManyClients(t *testing.T) {
 func TestWrongKeyGetsNothing(t *testing.T) {
 	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{Key: "right"})
 	c := dial(t, s.Addr(), Config{Key: "wrong"})
-	_, err := roundTrip(t, c, []byte("Mallory"), 300*time.Millisecond)
+	_, err := conntest.Request(c, []byte("Mallory"), 300*time.Millisecond)
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("round trip under a wrong key = %v, want a timeout", err)
 	}
@@ -220,7 +179,7 @@ func TestWrongKeyGetsNothing(t *testing.T) {
 		t.Errorf("AuthFailures = 0, want the forged packets counted")
 	}
 	// The right key still works.
-	if got := mustRoundTrip(t, dial(t, s.Addr(), Config{Key: "right"}), "Alice"); got != "Hello Alice!\n" {
+	if got := conntest.RoundTrip(t, dial(t, s.Addr(), Config{Key: "right"}), "Alice"); got != "Hello Alice!\n" {
 		t.Errorf("reply = %q", got)
 	}
 }
@@ -243,7 +202,7 @@ func TestGarbageIsSurvived(t *testing.T) {
 					}
 				}
 			}
-			if got := mustRoundTrip(t, dial(t, s.Addr(), cfg), "Alice"); got != "Hello Alice!\n" {
+			if got := conntest.RoundTrip(t, dial(t, s.Addr(), cfg), "Alice"); got != "Hello Alice!\n" {
 				t.Errorf("after garbage, reply = %q", got)
 			}
 		})
@@ -252,16 +211,16 @@ func TestGarbageIsSurvived(t *testing.T) {
 
 func TestIdleSessionsAreReaped(t *testing.T) {
 	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{Idle: 100 * time.Millisecond})
-	mustRoundTrip(t, dial(t, s.Addr(), Config{}), "Alice")
-	waitFor(t, func() bool { st := s.Stats(); return st.Reaped == 1 && st.Sessions == 0 })
+	conntest.RoundTrip(t, dial(t, s.Addr(), Config{}), "Alice")
+	conntest.WaitFor(t, func() bool { st := s.Stats(); return st.Reaped == 1 && st.Sessions == 0 })
 }
 
 func TestSessionTableIsBounded(t *testing.T) {
 	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{MaxSessions: 2})
 	for _, name := range []string{"a", "b"} {
-		mustRoundTrip(t, dial(t, s.Addr(), Config{}), name)
+		conntest.RoundTrip(t, dial(t, s.Addr(), Config{}), name)
 	}
-	if _, err := roundTrip(t, dial(t, s.Addr(), Config{}), []byte("c"), 300*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+	if _, err := conntest.Request(dial(t, s.Addr(), Config{}), []byte("c"), 300*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("third client = %v, want no reply", err)
 	}
 	if st := s.Stats(); st.Refused == 0 || st.Sessions != 2 {
@@ -286,7 +245,7 @@ func TestPlainKCPClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	sess.SetDeadline(time.Now().Add(testTimeout))
+	sess.SetDeadline(time.Now().Add(conntest.Timeout))
 	if _, err := sess.Write([]byte("Alice")); err != nil {
 		t.Fatal(err)
 	}
@@ -295,47 +254,6 @@ func TestPlainKCPClient(t *testing.T) {
 	if err != nil || string(buf[:n]) != "Hello Alice!\n" {
 		t.Errorf("plain kcp-go client got %q, %v", buf[:n], err)
 	}
-}
-
-func TestReceiveTimeoutAndCancel(t *testing.T) {
-	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{})
-	c := dial(t, s.Addr(), Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	if _, err := c.Receive(ctx); !errors.Is(err, os.ErrDeadlineExceeded) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Receive past deadline = %v", err)
-	}
-	cause := errors.New("user hung up")
-	ctx2, cancel2 := context.WithCancelCause(context.Background())
-	cancel2(cause)
-	if _, err := c.Receive(ctx2); !errors.Is(err, cause) {
-		t.Errorf("Receive after cancel = %v, want the cause", err)
-	}
-	// The session still works after both.
-	if got := mustRoundTrip(t, c, "Alice"); got != "Hello Alice!\n" {
-		t.Errorf("reply = %q", got)
-	}
-}
-
-func TestClose(t *testing.T) {
-	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{})
-	c := dial(t, s.Addr(), Config{})
-	mustRoundTrip(t, c, "Alice")
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Receive(context.Background())
-		errc <- err
-	}()
-	c.Close()
-	if err := <-errc; !errors.Is(err, net.ErrClosed) {
-		t.Errorf("blocked Receive after Close = %v, want net.ErrClosed", err)
-	}
-	if err := c.Send(context.Background(), []byte("x")); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Send after Close = %v, want net.ErrClosed", err)
-	}
-	c.Close()
-	s.Close()
-	s.Close()
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -389,17 +307,6 @@ func TestParseFEC(t *testing.T) {
 	}
 }
 
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within", testTimeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestAcceptOne(t *testing.T) {
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -415,7 +322,7 @@ func TestAcceptOne(t *testing.T) {
 		accepted <- c
 	}()
 	dialer := dial(t, pc.LocalAddr(), cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
 	defer cancel()
 	if err := dialer.Send(ctx, []byte("hi")); err != nil {
 		t.Fatal(err)

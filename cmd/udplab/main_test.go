@@ -16,6 +16,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 	"go.uber.org/goleak"
 
+	"github.com/udplab/udplab/internal/conntest"
 	"github.com/udplab/udplab/internal/leakcheck"
 	"github.com/udplab/udplab/message"
 	"github.com/udplab/udplab/raw"
@@ -197,9 +198,9 @@ func TestChat(t *testing.T) {
 			inB, feedB := io.Pipe()
 			go func() { doneB <- chat(context.Background(), b, 100*time.Millisecond, &stdio{inB, &outB, io.Discard}) }()
 			io.WriteString(feedB, "hello\n\nhow are you?\n")
-			waitUntil(t, func() bool { return strings.Count(outA.String(), "\n") == 2 })
+			conntest.WaitFor(t, func() bool { return strings.Count(outA.String(), "\n") == 2 })
 			io.WriteString(feedA, "fine\n")
-			waitUntil(t, func() bool { return strings.Contains(outB.String(), "fine") })
+			conntest.WaitFor(t, func() bool { return strings.Contains(outB.String(), "fine") })
 			feedA.Close()
 			feedB.Close()
 			if err := <-doneA; err != nil {
@@ -274,13 +275,4 @@ func startServer(t *testing.T, mode string, h message.Handler) string {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s.Addr().String()
-}
-
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-	}
 }

@@ -1,0 +1,199 @@
+// Package conntest checks that a transport keeps the contracts of
+// message.Conn and message.Server, over real sockets on loopback. Both
+// transports' tests run it, so the promises in package message are tested
+// once and hold for each.
+package conntest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/udplab/udplab/message"
+)
+
+// Timeout bounds every wait; on loopback nothing is lost, so it only turns
+// a hang into a failure.
+const Timeout = 10 * time.Second
+
+// Transport is what Run needs of a transport.
+type Transport struct {
+	// Serve starts a server for h bound to network and addr, closed by
+	// t.Cleanup, and returns its address. It skips t if it cannot bind.
+	Serve func(t testing.TB, network, addr string, h message.Handler) net.Addr
+	// Dial returns a client Conn to addr, closed by t.Cleanup.
+	Dial func(t testing.TB, addr net.Addr) message.Conn
+	// MaxMessage is the largest message the transport carries.
+	MaxMessage int
+}
+
+// Run checks tr against the message contracts.
+func Run(t *testing.T, tr Transport) {
+	t.Run("Handlers", func(t *testing.T) { testHandlers(t, tr) })
+	t.Run("IPv6", func(t *testing.T) {
+		addr := tr.Serve(t, "udp6", "[::1]:0", message.Greet)
+		if got := RoundTrip(t, tr.Dial(t, addr), "Bob"); got != "Hello Bob!\n" {
+			t.Errorf("reply over ::1 = %q", got)
+		}
+	})
+	t.Run("ExitKeepsServingOthers", func(t *testing.T) {
+		addr := tr.Serve(t, "udp4", "127.0.0.1:0", message.Greet)
+		a, b := tr.Dial(t, addr), tr.Dial(t, addr)
+		if got := RoundTrip(t, a, "exit"); got != "Good bye!\n" {
+			t.Fatalf("exit reply = %q", got)
+		}
+		if got := RoundTrip(t, b, "Carol"); got != "Hello Carol!\n" {
+			t.Errorf("after another client's exit, reply = %q", got)
+		}
+	})
+	t.Run("ReceiveTimeout", func(t *testing.T) { testTimeout(t, tr) })
+	t.Run("ReceiveCancel", func(t *testing.T) { testCancel(t, tr) })
+	t.Run("Close", func(t *testing.T) { testClose(t, tr) })
+	t.Run("TooLarge", func(t *testing.T) {
+		c := tr.Dial(t, tr.Serve(t, "udp4", "127.0.0.1:0", message.Echo))
+		err := c.Send(context.Background(), make([]byte, tr.MaxMessage+1))
+		if !errors.Is(err, message.ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprint(tr.MaxMessage)) {
+			t.Errorf("Send(%d bytes) = %v, want ErrTooLarge naming the limit", tr.MaxMessage+1, err)
+		}
+	})
+	t.Run("ManyClients", func(t *testing.T) { testManyClients(t, tr, 20, 50) })
+}
+
+// RoundTrip sends req on c and returns the reply, failing t on any error.
+func RoundTrip(t testing.TB, c message.Conn, req string) string {
+	t.Helper()
+	got, err := Request(c, []byte(req), Timeout)
+	if err != nil {
+		t.Fatalf("round trip %q: %v", req, err)
+	}
+	return string(got)
+}
+
+// Request sends req on c and waits at most timeout for the reply.
+func Request(c message.Conn, req []byte, timeout time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := c.Send(ctx, req); err != nil {
+		return nil, err
+	}
+	return c.Receive(ctx)
+}
+
+// WaitFor polls cond until it holds, failing t after Timeout.
+func WaitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(Timeout); !cond(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within", Timeout)
+		}
+	}
+}
+
+func testHandlers(t *testing.T, tr Transport) {
+	fixed := time.Date(2026, time.November, 21, 9, 5, 1, 0, time.Local)
+	tests := []struct {
+		name string
+		h    message.Handler
+		req  string
+		want string
+	}{
+		{"greet", message.Greet, "Alice", "Hello Alice!\n"},
+		{"greet exit", message.Greet, "exit", "Good bye!\n"},
+		{"time", message.Time(func() time.Time { return fixed }), "hi", "[Sat Nov 21 09:05:01 2026] hi"},
+		{"echo", message.Echo, "\x00\x01binary", "\x00\x01binary"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := tr.Serve(t, "udp4", "127.0.0.1:0", tt.h)
+			if got := RoundTrip(t, tr.Dial(t, addr), tt.req); got != tt.want {
+				t.Errorf("reply to %q = %q, want %q", tt.req, got, tt.want)
+			}
+		})
+	}
+}
+
+// refuseSilence answers every request but "silence", which it refuses, so
+// a test can make a server stay quiet on any transport.
+func refuseSilence(dst, req []byte) ([]byte, error) {
+	if string(req) == "silence" {
+		return dst, message.ErrBadRequest
+	}
+	return message.Echo(dst, req)
+}
+
+func testTimeout(t *testing.T, tr Transport) {
+	c := tr.Dial(t, tr.Serve(t, "udp4", "127.0.0.1:0", refuseSilence))
+	_, err := Request(c, []byte("silence"), 50*time.Millisecond)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Receive past deadline = %v, want os.ErrDeadlineExceeded and context.DeadlineExceeded", err)
+	}
+	// The conversation goes on, with no expired deadline left behind.
+	if got := RoundTrip(t, c, "after"); got != "after" {
+		t.Errorf("reply after a timeout = %q", got)
+	}
+}
+
+func testCancel(t *testing.T, tr Transport) {
+	c := tr.Dial(t, tr.Serve(t, "udp4", "127.0.0.1:0", refuseSilence))
+	cause := errors.New("user hung up")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Receive(ctx)
+		errc <- err
+	}()
+	cancel(cause)
+	if err := <-errc; !errors.Is(err, cause) {
+		t.Errorf("Receive after cancel = %v, want the cancel cause", err)
+	}
+	if got := RoundTrip(t, c, "after"); got != "after" {
+		t.Errorf("reply after a cancel = %q", got)
+	}
+}
+
+func testClose(t *testing.T, tr Transport) {
+	c := tr.Dial(t, tr.Serve(t, "udp4", "127.0.0.1:0", message.Greet))
+	RoundTrip(t, c, "Alice")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Receive(context.Background())
+		errc <- err
+	}()
+	if err := c.Close(); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	if err := <-errc; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("blocked Receive after Close = %v, want net.ErrClosed", err)
+	}
+	if err := c.Send(context.Background(), []byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Send after Close = %v, want net.ErrClosed", err)
+	}
+	c.Close() // twice is fine
+}
+
+func testManyClients(t *testing.T, tr Transport, clients, each int) {
+	addr := tr.Serve(t, "udp4", "127.0.0.1:0", message.Greet)
+	var wg sync.WaitGroup
+	for i := range clients {
+		c := tr.Dial(t, addr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range each {
+				name := fmt.Sprintf("client%d-%d", i, j)
+				got, err := Request(c, []byte(name), Timeout)
+				if err != nil || string(got) != "Hello "+name+"!\n" {
+					t.Errorf("client %d: reply to %q = %q, %v", i, name, got, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
