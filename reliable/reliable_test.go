@@ -369,3 +369,31 @@ func TestAcceptOneCancel(t *testing.T) {
 		t.Errorf("AcceptOne after cancel = %v, want the cause", err)
 	}
 }
+
+// TestWarnsWithoutKeyBeyondLoopback binds the unspecified address, which
+// sends nothing anywhere, and checks the forged-packet warning is logged
+// there and only there.
+func TestWarnsWithoutKeyBeyondLoopback(t *testing.T) {
+	for _, tt := range []struct {
+		addr, key string
+		warn      bool
+	}{
+		{"0.0.0.0:0", "", true},
+		{"0.0.0.0:0", "k", false},
+		{"127.0.0.1:0", "", false},
+	} {
+		var logs bytes.Buffer
+		pc, err := net.ListenPacket("udp4", tt.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewServer(pc, message.Greet, &Config{Key: tt.key, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if got := strings.Contains(logs.String(), "anyone can forge packets"); got != tt.warn {
+			t.Errorf("listen %s key %q: warned = %v, want %v; logs: %s", tt.addr, tt.key, got, tt.warn, logs.String())
+		}
+	}
+}
