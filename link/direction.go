@@ -1,0 +1,304 @@
+package link
+
+import (
+	"container/heap"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Drop causes.
+const (
+	CauseLoss   = "loss"   // random loss: Bernoulli or Gilbert-Elliott
+	CauseQueue  = "queue"  // the rate limiter's queue was full
+	CauseMTU    = "mtu"    // larger than the MTU
+	CauseOutage = "outage" // a scheduled outage
+)
+
+// sink is where a direction delivers: a socket's WriteTo.
+type sink interface {
+	WriteTo(b []byte, addr net.Addr) (int, error)
+}
+
+type packet struct {
+	at   time.Time // release time
+	seq  uint64    // arrival order, breaks ties in at
+	buf  *[]byte   // pooled copy of the datagram
+	addr net.Addr
+	out  sink
+}
+
+type packetHeap []packet
+
+func (h packetHeap) Len() int { return len(h) }
+func (h packetHeap) Less(i, j int) bool {
+	if h[i].at.Equal(h[j].at) {
+		return h[i].seq < h[j].seq
+	}
+	return h[i].at.Before(h[j].at)
+}
+func (h packetHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *packetHeap) Push(x any)   { *h = append(*h, x.(packet)) }
+func (h *packetHeap) Pop() any {
+	old := *h
+	p := old[len(old)-1]
+	old[len(old)-1] = packet{}
+	*h = old[:len(old)-1]
+	return p
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// direction is one way through the link: its fates, its queue and its one
+// delivery goroutine.
+type direction struct {
+	name   string
+	id     uint64
+	seed   uint64
+	params atomic.Pointer[Params]
+	outage *atomic.Bool // shared by both directions
+	trace  *tracer
+	start  time.Time
+
+	mu          sync.Mutex
+	n           uint64 // index of the next packet
+	geBad       bool
+	lastRelease time.Time   // order preservation under jitter
+	txFree      time.Time   // when the rate limiter is next idle
+	txEnds      []time.Time // serialization ends of the packets in the rate queue, FIFO
+	q           packetHeap
+	seq         uint64
+	st          Stats
+	burstRun    uint64
+
+	delivered, deliveredBytes, writeErrors atomic.Uint64
+
+	wake chan struct{}
+	done chan struct{}
+}
+
+func newDirection(name string, id, seed uint64, p Params, outage *atomic.Bool, tr *tracer) *direction {
+	d := &direction{
+		name: name, id: id, seed: seed, outage: outage, trace: tr, start: time.Now(),
+		wake: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	d.params.Store(&p)
+	d.st.Bursts = map[uint64]uint64{}
+	return d
+}
+
+// send applies the link to one datagram written to out for addr. It copies
+// b, so the caller may reuse it at once.
+func (d *direction) send(b []byte, addr net.Addr, out sink) {
+	p := d.params.Load()
+	now := time.Now()
+	d.mu.Lock()
+	n := d.n
+	d.n++
+	d.st.Offered++
+	d.st.OfferedBytes += uint64(len(b))
+	if !p.impaired() && !d.outage.Load() && len(d.q) == 0 {
+		// Nothing to do but count: write through, in the caller's
+		// goroutine, with no copy and no queue.
+		d.endBurst()
+		d.mu.Unlock()
+		d.trace.record(d.name, n, len(b), fateDelivered, "", 0, false)
+		d.deliver(b, addr, out)
+		return
+	}
+	r := packetRNG(d.seed, d.id, n)
+	cause := d.dropCause(p, &r, len(b))
+	if cause != "" {
+		if cause == CauseLoss {
+			d.burstRun++
+		}
+		d.mu.Unlock()
+		d.trace.record(d.name, n, len(b), fateDropped, cause, 0, false)
+		return
+	}
+	if p.Loss > 0 || p.Burst.P > 0 {
+		d.endBurst()
+	}
+	dup := r.float() < p.Dup
+	corrupt := r.float() < p.Corrupt
+	bit := r.next()
+	reorder := r.float() < p.Reorder
+	jit := r.jitter(float64(p.Jitter), p.Dist)
+
+	base := now
+	if p.Rate > 0 {
+		limit := p.Queue
+		if limit == 0 {
+			limit = DefaultQueue
+		}
+		i := 0
+		for i < len(d.txEnds) && !d.txEnds[i].After(now) {
+			i++
+		}
+		d.txEnds = d.txEnds[i:]
+		if len(d.txEnds) >= limit {
+			d.st.QueueDrops++
+			d.mu.Unlock()
+			d.trace.record(d.name, n, len(b), fateDropped, CauseQueue, 0, false)
+			return
+		}
+		start := now
+		if d.txFree.After(now) {
+			start = d.txFree
+		}
+		d.txFree = start.Add(time.Duration(float64((len(b)+HeaderBytes)*8) / float64(p.Rate) * float64(time.Second)))
+		d.txEnds = append(d.txEnds, d.txFree)
+		d.st.QueueHigh = max(d.st.QueueHigh, len(d.txEnds))
+		base = d.txFree
+	}
+	release := base
+	if reorder {
+		d.st.Reordered++
+	} else {
+		release = base.Add(max(0, p.Delay+time.Duration(jit)))
+		if release.Before(d.lastRelease) {
+			release = d.lastRelease // jitter never reorders
+		}
+		d.lastRelease = release
+	}
+	fate := fateDelivered
+	if dup {
+		fate = fateDuplicated
+		d.st.Duplicated++
+	}
+	if corrupt {
+		fate = fateCorrupted
+		d.st.Corrupted++
+	}
+	bp := bufPool.Get().(*[]byte)
+	*bp = append((*bp)[:0], b...)
+	if corrupt && len(b) > 0 {
+		i := bit % uint64(len(b)*8)
+		(*bp)[i/8] ^= 1 << (i % 8)
+	}
+	first := len(d.q) == 0 || release.Before(d.q[0].at)
+	d.push(release, bp, addr, out)
+	if dup {
+		cp := bufPool.Get().(*[]byte)
+		*cp = append((*cp)[:0], *bp...)
+		d.push(release, cp, addr, out)
+	}
+	d.mu.Unlock()
+	d.trace.record(d.name, n, len(b), fate, "", release.Sub(now), reorder)
+	if first {
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// dropCause decides, with d.mu held, whether packet n is dropped and why.
+// It always makes the same draws, so the stream stays aligned.
+func (d *direction) dropCause(p *Params, r *rng, size int) string {
+	uGE, uGELoss, uLoss := r.float(), r.float(), r.float()
+	if d.outage.Load() {
+		d.st.OutageDrops++
+		return CauseOutage
+	}
+	if p.MTU > 0 && size > p.MTU {
+		d.st.MTUDrops++
+		return CauseMTU
+	}
+	lost := uLoss < p.Loss
+	if g := p.Burst; g.P > 0 {
+		if d.geBad {
+			d.geBad = uGE >= g.R
+		} else {
+			d.geBad = uGE < g.P
+		}
+		lossP := g.LossGood
+		if d.geBad {
+			lossP = g.LossBad
+		}
+		lost = lost || uGELoss < lossP
+	}
+	if lost {
+		d.st.Lost++
+		return CauseLoss
+	}
+	return ""
+}
+
+// endBurst closes a run of random losses, recording its length.
+func (d *direction) endBurst() {
+	if d.burstRun > 0 {
+		d.st.Bursts[d.burstRun]++
+		d.burstRun = 0
+	}
+}
+
+func (d *direction) push(at time.Time, bp *[]byte, addr net.Addr, out sink) {
+	heap.Push(&d.q, packet{at: at, seq: d.seq, buf: bp, addr: addr, out: out})
+	d.seq++
+}
+
+func (d *direction) deliver(b []byte, addr net.Addr, out sink) {
+	if _, err := out.WriteTo(b, addr); err != nil {
+		d.writeErrors.Add(1)
+		return
+	}
+	d.delivered.Add(1)
+	d.deliveredBytes.Add(uint64(len(b)))
+}
+
+// loop is the direction's one delivery goroutine: it sleeps on one timer
+// until the earliest packet is due, then hands it to its socket.
+func (d *direction) loop() {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		d.mu.Lock()
+		if len(d.q) == 0 {
+			d.mu.Unlock()
+			select {
+			case <-d.wake:
+				continue
+			case <-d.done:
+				return
+			}
+		}
+		if wait := time.Until(d.q[0].at); wait > 0 {
+			d.mu.Unlock()
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-d.wake:
+				timer.Stop()
+			case <-d.done:
+				timer.Stop()
+				return
+			}
+			continue
+		}
+		p := heap.Pop(&d.q).(packet)
+		d.mu.Unlock()
+		d.deliver(*p.buf, p.addr, p.out)
+		bufPool.Put(p.buf)
+	}
+}
+
+// stats returns a snapshot of the direction's counters.
+func (d *direction) stats() Stats {
+	d.mu.Lock()
+	s := d.st
+	s.Bursts = make(map[uint64]uint64, len(d.st.Bursts)+1)
+	for k, v := range d.st.Bursts {
+		s.Bursts[k] = v
+	}
+	if d.burstRun > 0 {
+		s.Bursts[d.burstRun]++ // the run under way counts as it stands
+	}
+	s.Queued = len(d.q)
+	d.mu.Unlock()
+	s.Delivered = d.delivered.Load()
+	s.DeliveredBytes = d.deliveredBytes.Load()
+	s.WriteErrors = d.writeErrors.Load()
+	return s
+}

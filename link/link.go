@@ -1,0 +1,166 @@
+// Package link simulates a lossy network path in user space, for udplab's
+// comparisons and for any UDP program.
+//
+// A Link has two directions, Up (client to server) and Down (server to
+// client), each with its own Params: Bernoulli and Gilbert-Elliott loss,
+// delay and jitter, reordering, duplication, corruption, a rate limit with
+// a bounded queue, and an MTU. Wrap puts a direction on a net.PacketConn's
+// egress, so both transports run over it unchanged; Proxy puts the link
+// between two real sockets.
+//
+// Fates are replayable: whether the n-th packet of a direction is lost,
+// duplicated, corrupted or reordered, and its jitter, depend only on the
+// seed, the direction and n, whatever the timing. Queue drops depend on
+// timing and are counted apart, as are MTU drops and outages. Each
+// direction delivers from one goroutine with one timer and an ordered
+// queue: no goroutine and no timer per packet.
+package link
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// Direction names one way through a link.
+type Direction int
+
+// The two directions.
+const (
+	Up   Direction = iota // client to server
+	Down                  // server to client
+)
+
+func (d Direction) String() string {
+	if d == Down {
+		return "down"
+	}
+	return "up"
+}
+
+// Stats counts what one direction did.
+type Stats struct {
+	Offered, OfferedBytes     uint64 // datagrams written into the link
+	Delivered, DeliveredBytes uint64 // datagrams the link passed on, duplicates included
+	Lost                      uint64 // random loss (Bernoulli or burst)
+	QueueDrops                uint64 // tail drops at the rate limiter
+	MTUDrops                  uint64 // larger than the MTU
+	OutageDrops               uint64 // during a scheduled outage
+	Duplicated, Corrupted     uint64
+	Reordered                 uint64 // sent past the delay queue
+	QueueHigh                 int    // most packets ever waiting at the rate limiter
+	Queued                    int    // packets in flight inside the link now
+	WriteErrors               uint64 // deliveries the socket refused
+	// Bursts maps a loss-burst length (consecutive packets lost at random)
+	// to how many bursts had it.
+	Bursts map[uint64]uint64
+}
+
+// Options are a Link's optional parts. The zero value works.
+type Options struct {
+	// Trace, when set, receives one JSON object per packet (JSON Lines).
+	Trace io.Writer
+}
+
+// Link is a simulated path. Its methods are safe for concurrent use.
+type Link struct {
+	dirs   [2]*direction
+	outage atomic.Bool
+	closed atomic.Bool
+	trace  *tracer
+
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a link with spec's impairments. Close stops it.
+func New(spec Spec, opts *Options) (*Link, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if opts == nil {
+		opts = &Options{}
+	}
+	l := &Link{trace: newTracer(opts.Trace)}
+	l.dirs[Up] = newDirection("up", 0, spec.Seed, spec.Up, &l.outage, l.trace)
+	l.dirs[Down] = newDirection("down", 1, spec.Seed, spec.Down, &l.outage, l.trace)
+	for _, d := range l.dirs {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			d.loop()
+		}()
+	}
+	return l, nil
+}
+
+// Set changes both directions' impairments at once, for packets written
+// from now on; packets already in flight keep their fates. The seed cannot
+// change.
+func (l *Link) Set(spec Spec) error {
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	up, down := spec.Up, spec.Down
+	l.dirs[Up].params.Store(&up)
+	l.dirs[Down].params.Store(&down)
+	return nil
+}
+
+// SetOutage starts or ends an outage: while on, every packet in both
+// directions is dropped.
+func (l *Link) SetOutage(on bool) { l.outage.Store(on) }
+
+// Stats returns a snapshot of one direction's counters.
+func (l *Link) Stats(d Direction) Stats { return l.dirs[d].stats() }
+
+// Wrap returns pc with d applied to everything written to it: what the
+// returned conn sends goes through the link, what it reads is untouched.
+// Closing the returned conn closes pc. Packets still in the link when pc
+// closes are lost, counted as WriteErrors.
+func (l *Link) Wrap(pc net.PacketConn, d Direction) net.PacketConn {
+	return &conn{PacketConn: pc, d: l.dirs[d], link: l}
+}
+
+// Close stops the delivery goroutines, discarding packets still in flight,
+// and flushes the trace. It returns the trace's first write error.
+func (l *Link) Close() error {
+	l.closeOnce.Do(func() {
+		l.closed.Store(true)
+		for _, d := range l.dirs {
+			close(d.done)
+		}
+		l.wg.Wait()
+		if err := l.trace.close(); err != nil {
+			l.closeErr = fmt.Errorf("link: trace: %w", err)
+		}
+	})
+	return l.closeErr
+}
+
+// conn is a PacketConn whose egress goes through one direction of a link.
+type conn struct {
+	net.PacketConn
+	d      *direction
+	link   *Link
+	closed atomic.Bool
+}
+
+// WriteTo hands b to the link and returns at once: like a real network, the
+// link may deliver it later, or not at all. After the conn or its link is
+// closed it returns an error matching net.ErrClosed.
+func (c *conn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.closed.Load() || c.link.closed.Load() {
+		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: net.ErrClosed}
+	}
+	c.d.send(b, addr, c.PacketConn)
+	return len(b), nil
+}
+
+func (c *conn) Close() error {
+	c.closed.Store(true)
+	return c.PacketConn.Close()
+}

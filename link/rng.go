@@ -1,0 +1,41 @@
+package link
+
+import "math"
+
+// rng is a SplitMix64 stream. Each packet gets its own stream, derived from
+// the seed, the direction and the packet's index alone, so a packet's fate
+// does not depend on timing or on what other packets drew.
+type rng struct{ s uint64 }
+
+func mix64(z uint64) uint64 {
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// packetRNG returns the stream for packet n of direction dir. The index is
+// mixed before use, so neighbouring packets' streams do not overlap.
+func packetRNG(seed, dir, n uint64) rng {
+	return rng{mix64(mix64(seed^(dir+1)*0x9e3779b97f4a7c15) + mix64(n))}
+}
+
+func (r *rng) next() uint64 {
+	r.s += 0x9e3779b97f4a7c15
+	return mix64(r.s)
+}
+
+// float returns a uniform value in [0, 1).
+func (r *rng) float() float64 { return float64(r.next()>>11) / (1 << 53) }
+
+// jitter returns the jitter offset for one packet.
+func (r *rng) jitter(j float64, d Dist) float64 {
+	u1, u2 := r.float(), r.float() // always two draws: the stream stays aligned
+	switch d {
+	case Normal:
+		return j * math.Sqrt(-2*math.Log(1-u1)) * math.Cos(2*math.Pi*u2)
+	case Pareto:
+		// Pareto with α = 3 and scale 2/3 has mean 1.
+		return j * (2.0 / 3.0) / math.Cbrt(1-u1)
+	}
+	return j * (2*u1 - 1)
+}

@@ -1,0 +1,113 @@
+package link
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	spec, err := Parse("loss=10%,delay=20ms,jitter=5ms,reorder=1%,dup=0.1%,corrupt=0.1%,rate=10mbit,queue=100,mtu=1400,seed=7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Params{Loss: 0.1, Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Reorder: 0.01,
+		Dup: 0.001, Corrupt: 0.001, Rate: 10e6, Queue: 100, MTU: 1400}
+	if spec.Up != want || spec.Down != want || spec.Seed != 7 {
+		t.Errorf("Parse = %+v, want both directions %+v and seed 7", spec, want)
+	}
+
+	spec, err = Parse("delay=10ms,up:loss=5%,down:rate=1mbit,burst=1%/30%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Up.Loss != 0.05 || spec.Down.Loss != 0 || spec.Down.Rate != 1e6 || spec.Up.Rate != 0 ||
+		spec.Up.Burst != (GE{P: 0.01, R: 0.3, LossBad: 1}) || spec.Down.Delay != 10*time.Millisecond || spec.Seed != DefaultSeed {
+		t.Errorf("per-direction Parse = %+v", spec)
+	}
+
+	spec, err = Parse("lte,loss=5%")
+	if err != nil || spec.Up.Loss != 0.05 || spec.Up.Rate != 5e6 || spec.Down.Rate != 20e6 {
+		t.Errorf("preset with override = %+v, %v", spec, err)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"loss=120%", `loss="120%": want a percentage from 0% to 100%`},
+		{"loss=10", `loss="10": want a percentage`},
+		{"delay=-5ms", `delay="-5ms": want a duration of zero or more`},
+		{"rate=0", `rate="0": want a positive rate with kbit, mbit or gbit`},
+		{"rate=0mbit", `rate="0mbit"`},
+		{"rate=10mbps", `rate="10mbps"`},
+		{"bogus=1", `unknown key "bogus"; keys: loss, burst, delay`},
+		{"wan", `"wan" is neither KEY=VALUE nor a preset; presets: 3g, intercontinental, lan`},
+		{"reorder=5%", "reorder=5% needs a delay"},
+		{"burst=1%", `burst="1%": want P/R`},
+		{"burst=1%/0%", "R is 0%"},
+		{"queue=0", `queue="0": want a whole number of at least 1`},
+		{"mtu=big", `mtu="big"`},
+		{"up:seed=3", "seed is for the whole link"},
+		{"dist=cauchy", `dist="cauchy": want one of uniform, normal, pareto`},
+		{"loss=1%,,delay=1ms", "empty item"},
+	}
+	for _, tt := range tests {
+		_, err := Parse(tt.in)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%q) error = %v, want it to contain %q", tt.in, err, tt.want)
+		}
+	}
+}
+
+func TestPresetsParse(t *testing.T) {
+	for _, name := range PresetNames() {
+		p := Presets[name]
+		if p.About == "" || p.Source == "" {
+			t.Errorf("preset %s lacks About or Source", name)
+		}
+		spec, err := Parse(name)
+		if err != nil {
+			t.Errorf("Parse(%q) = %v", name, err)
+			continue
+		}
+		if spec.Up.Delay == 0 {
+			t.Errorf("preset %s has no delay", name)
+		}
+	}
+	for _, want := range []string{"lan", "wifi", "lossy-wifi", "lte", "3g", "satellite", "intercontinental"} {
+		if _, ok := Presets[want]; !ok {
+			t.Errorf("preset %q missing", want)
+		}
+	}
+}
+
+func TestStringRoundTrips(t *testing.T) {
+	for _, s := range []string{"", "loss=10%", "lte", "lossy-wifi,seed=9", "up:delay=1ms,down:dist=pareto,down:jitter=2ms,down:delay=3ms",
+		"rate=1.5mbit,queue=7,mtu=576,dup=0.25%,corrupt=1e-05%"} {
+		spec, err := Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := Parse(spec.String())
+		if err != nil || again != spec {
+			t.Errorf("Parse(%q).String() = %q, which parses to %+v, %v; want %+v", s, spec.String(), again, err, spec)
+		}
+	}
+}
+
+// FuzzParse: whatever parses must print back to itself.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"loss=10%", "lte,loss=5%", "up:rate=1kbit,down:burst=1%/2%/3%/4%", "delay=1ms,reorder=2%", "seed=18446744073709551615"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		spec, err := Parse(s)
+		if err != nil {
+			return
+		}
+		again, err := Parse(spec.String())
+		if err != nil || again != spec {
+			t.Errorf("Parse(%q) = %+v; its String %q parses to %+v, %v", s, spec, spec.String(), again, err)
+		}
+	})
+}
