@@ -1,0 +1,407 @@
+package link
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"math"
+	"net"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/udplab/udplab/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
+
+// pair is a sender wrapped by a link direction and a receiver, in memory.
+type pair struct {
+	link     *Link
+	src, dst *memConn
+	out      net.PacketConn
+}
+
+func newPair(t *testing.T, spec string, opts *Options) *pair {
+	t.Helper()
+	s, err := Parse(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(s, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newMemNet()
+	p := &pair{link: l, src: n.listen("client"), dst: n.listen("server")}
+	p.out = l.Wrap(p.src, Up)
+	t.Cleanup(func() { p.out.Close(); p.dst.Close(); l.Close() })
+	return p
+}
+
+// sendN writes packets 0 to n-1.
+func (p *pair) sendN(t *testing.T, n, size int) {
+	t.Helper()
+	for i := range n {
+		p.send(t, i, size)
+	}
+}
+
+// send writes one packet whose first 4 bytes are i.
+func (p *pair) send(t *testing.T, i, size int) {
+	t.Helper()
+	b := make([]byte, max(size, 4))
+	b[0], b[1], b[2], b[3] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
+	if _, err := p.out.WriteTo(b, p.dst.addr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (p *pair) drain() []memPacket {
+	var got []memPacket
+	for {
+		pk, ok := p.dst.recv()
+		if !ok {
+			return got
+		}
+		got = append(got, pk)
+	}
+}
+
+// settle lets every packet in flight reach its receiver: inside a synctest
+// bubble, sleeping advances virtual time past any delay, and Wait returns
+// once every goroutine of the link is idle again.
+func settle() {
+	time.Sleep(time.Minute)
+	synctest.Wait()
+}
+
+func index(b []byte) int { return int(b[0])<<24 | int(b[1])<<16 | int(b[2])<<8 | int(b[3]) }
+
+// within3Sigma checks a binomial count against its expectation.
+func within3Sigma(t *testing.T, what string, got uint64, n int, p float64) {
+	t.Helper()
+	mean := float64(n) * p
+	sigma := math.Sqrt(float64(n) * p * (1 - p))
+	if math.Abs(float64(got)-mean) > 3*sigma {
+		t.Errorf("%s: %d of %d, want %.0f ± %.0f (3σ)", what, got, n, mean, 3*sigma)
+	}
+}
+
+func TestPerfectLinkPassesThrough(t *testing.T) {
+	p := newPair(t, "", nil)
+	p.sendN(t, 100, 64)
+	got := p.drain()
+	if len(got) != 100 {
+		t.Fatalf("delivered %d of 100", len(got))
+	}
+	for i, pk := range got {
+		if index(pk.b) != i {
+			t.Fatalf("packet %d arrived as %d", index(pk.b), i)
+		}
+	}
+	if st := p.link.Stats(Up); st.Offered != 100 || st.Delivered != 100 || st.DeliveredBytes != 6400 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestLossRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 100_000
+		for _, seed := range []string{"1", "2", "3"} {
+			p := newPair(t, "loss=10%,seed="+seed, nil)
+			p.sendN(t, n, 8)
+			settle()
+			st := p.link.Stats(Up)
+			within3Sigma(t, "lost (seed "+seed+")", st.Lost, n, 0.1)
+			if st.Lost+st.Delivered != n || uint64(len(p.drain())) != st.Delivered {
+				t.Errorf("lost %d + delivered %d != %d sent", st.Lost, st.Delivered, n)
+			}
+		}
+	})
+}
+
+// TestBurstLength: with 1-h = 1, a Gilbert-Elliott burst lasts 1/r packets
+// on average (geometric), here 1/0.25 = 4.
+func TestBurstLength(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 100_000
+		p := newPair(t, "burst=2%/25%", nil)
+		p.sendN(t, n, 8)
+		settle()
+		st := p.link.Stats(Up)
+		var bursts, lost uint64
+		for length, count := range st.Bursts {
+			bursts += count
+			lost += length * count
+		}
+		if lost != st.Lost {
+			t.Fatalf("burst lengths add up to %d lost, counters say %d", lost, st.Lost)
+		}
+		if mean := float64(lost) / float64(bursts); math.Abs(mean-4) > 0.4 {
+			t.Errorf("mean burst length = %.2f over %d bursts, want 4 ± 10%%", mean, bursts)
+		}
+		// Stationary loss rate of the chain: p/(p+r).
+		within3Sigma(t, "burst-lost", st.Lost, n, 0.02/0.27)
+	})
+}
+
+func TestDuplicateAndCorrupt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 50_000
+		p := newPair(t, "dup=2%,corrupt=3%", nil)
+		p.sendN(t, n, 16)
+		settle()
+		st := p.link.Stats(Up)
+		within3Sigma(t, "duplicated", st.Duplicated, n, 0.02)
+		within3Sigma(t, "corrupted", st.Corrupted, n, 0.03)
+		got := p.drain()
+		if uint64(len(got)) != n+st.Duplicated {
+			t.Fatalf("received %d, want %d sent + %d duplicates", len(got), n, st.Duplicated)
+		}
+		flipped := 0
+		for _, pk := range got {
+			var bits int
+			for i, c := range pk.b[4:] {
+				_ = i
+				bits += popcount(c)
+			}
+			// Bytes 4..15 were zero; a flip there shows as one set bit.
+			if bits > 1 {
+				t.Fatalf("packet has %d flipped bits, want at most 1", bits)
+			}
+			flipped += bits
+		}
+		if flipped == 0 {
+			t.Error("no corruption visible in the payloads")
+		}
+	})
+}
+
+func popcount(b byte) int {
+	n := 0
+	for ; b != 0; b &= b - 1 {
+		n++
+	}
+	return n
+}
+
+func TestMTU(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPair(t, "mtu=100", nil)
+		p.sendN(t, 1, 100)
+		p.sendN(t, 1, 101)
+		settle()
+		st := p.link.Stats(Up)
+		if st.MTUDrops != 1 || st.Delivered != 1 {
+			t.Errorf("stats = %+v, want the 101-byte datagram dropped", st)
+		}
+	})
+}
+
+// TestDelayIsExact runs under synctest: virtual time makes the delay exact.
+func TestDelayIsExact(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPair(t, "delay=20ms", nil)
+		start := time.Now()
+		p.sendN(t, 3, 8)
+		time.Sleep(19 * time.Millisecond)
+		synctest.Wait()
+		if got := p.drain(); len(got) != 0 {
+			t.Fatalf("%d packets arrived before the delay", len(got))
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		got := p.drain()
+		if len(got) != 3 {
+			t.Fatalf("%d packets arrived at the delay, want 3", len(got))
+		}
+		for _, pk := range got {
+			if d := pk.at.Sub(start); d != 20*time.Millisecond {
+				t.Errorf("packet %d took %v, want exactly 20ms", index(pk.b), d)
+			}
+		}
+	})
+}
+
+// TestJitterKeepsOrder: jitter wider than the spacing still never lets a
+// packet overtake an earlier one.
+func TestJitterKeepsOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPair(t, "delay=20ms,jitter=10ms", nil)
+		for i := range 500 {
+			p.send(t, i, 8)
+			time.Sleep(time.Millisecond)
+		}
+		settle()
+		got := p.drain()
+		if len(got) != 500 {
+			t.Fatalf("received %d of 500", len(got))
+		}
+		var late int
+		for i, pk := range got {
+			if index(pk.b) != i {
+				t.Fatalf("arrival %d is packet %d", i, index(pk.b))
+			}
+			if pk.at.Sub(got[0].at) > time.Duration(i)*time.Millisecond {
+				late++
+			}
+		}
+		if late == 0 {
+			t.Error("jitter delayed nothing")
+		}
+	})
+}
+
+// TestReorderOvertakes: reordered packets skip the delay and arrive before
+// packets sent earlier.
+func TestReorderOvertakes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPair(t, "delay=50ms,reorder=10%", nil)
+		for i := range 1000 {
+			p.send(t, i, 8)
+			time.Sleep(time.Millisecond)
+		}
+		settle()
+		st := p.link.Stats(Up)
+		within3Sigma(t, "reordered", st.Reordered, 1000, 0.1)
+		got := p.drain()
+		overtakes := 0
+		for i := 1; i < len(got); i++ {
+			if index(got[i].b) < index(got[i-1].b) {
+				overtakes++
+			}
+		}
+		if overtakes == 0 || len(got) != 1000 {
+			t.Errorf("%d packets, %d arriving before an earlier one; want 1000 and some", len(got), overtakes)
+		}
+	})
+}
+
+// TestRate: 1 Mbit/s carries a 1000-byte datagram (1028 bytes with headers)
+// every 8.224 ms.
+func TestRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPair(t, "rate=1mbit", nil)
+		start := time.Now()
+		p.sendN(t, 100, 1000)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		got := p.drain()
+		if len(got) != 100 {
+			t.Fatalf("received %d of 100", len(got))
+		}
+		per := time.Duration(1028 * 8 * int64(time.Second) / 1e6)
+		if last := got[99].at.Sub(start); last < 100*per-time.Millisecond || last > 100*per+time.Millisecond {
+			t.Errorf("100 datagrams took %v, want %v", last, 100*per)
+		}
+		if st := p.link.Stats(Up); st.QueueHigh != 100 {
+			t.Errorf("QueueHigh = %d, want 100", st.QueueHigh)
+		}
+	})
+}
+
+func TestQueueTailDrop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPair(t, "rate=1mbit,queue=10", nil)
+		p.sendN(t, 50, 1000)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		st := p.link.Stats(Up)
+		if st.QueueDrops != 40 || st.Delivered != 10 || st.QueueHigh != 10 {
+			t.Errorf("stats = %+v, want 40 queue drops, 10 delivered", st)
+		}
+	})
+}
+
+func TestOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPair(t, "", nil)
+		p.link.SetOutage(true)
+		p.sendN(t, 5, 8)
+		p.link.SetOutage(false)
+		p.sendN(t, 5, 8)
+		settle()
+		if st := p.link.Stats(Up); st.OutageDrops != 5 || st.Delivered != 5 {
+			t.Errorf("stats = %+v, want 5 outage drops then 5 delivered", st)
+		}
+	})
+}
+
+// TestSameSeedSameTrace runs the same traffic twice and compares traces
+// packet by packet; a different seed must differ.
+func TestSameSeedSameTrace(t *testing.T) {
+	run := func(spec string) string {
+		var out string
+		synctest.Test(t, func(t *testing.T) {
+			var tr bytes.Buffer
+			p := newPair(t, spec, &Options{Trace: &tr})
+			for i := range 2000 {
+				p.send(t, i, 100)
+				time.Sleep(100 * time.Microsecond)
+			}
+			time.Sleep(time.Second)
+			synctest.Wait()
+			p.link.Close()
+			out = tr.String()
+		})
+		return out
+	}
+	const spec = "loss=5%,burst=1%/30%,delay=10ms,jitter=5ms,reorder=2%,dup=1%,corrupt=1%,seed=42"
+	a, b := run(spec), run(spec)
+	if a != b {
+		t.Fatal("two runs with the same seed wrote different traces")
+	}
+	if lines := strings.Count(a, "\n"); lines != 2000 {
+		t.Fatalf("trace has %d lines, want 2000", lines)
+	}
+	if c := run(strings.Replace(spec, "seed=42", "seed=43", 1)); c == a {
+		t.Error("a different seed gave the same trace")
+	}
+}
+
+func TestTraceFormat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var tr bytes.Buffer
+		p := newPair(t, "loss=50%,delay=1ms,dup=20%,corrupt=20%", &Options{Trace: &tr})
+		p.sendN(t, 200, 33)
+		settle()
+		p.link.Close()
+		fates := map[string]int{}
+		sc := bufio.NewScanner(&tr)
+		n := 0
+		for sc.Scan() {
+			var r struct {
+				Dir     string `json:"dir"`
+				N       *int   `json:"n"`
+				Size    int    `json:"size"`
+				Fate    string `json:"fate"`
+				Cause   string `json:"cause"`
+				DelayUS *int   `json:"delay_us"`
+			}
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				t.Fatalf("line %q: %v", sc.Text(), err)
+			}
+			if r.Dir != "up" || r.N == nil || *r.N != n || r.Size != 33 {
+				t.Fatalf("line %d = %s", n, sc.Text())
+			}
+			if (r.Fate == fateDropped) != (r.Cause != "") || (r.Fate != fateDropped && r.DelayUS == nil) {
+				t.Fatalf("line %d: fate %q with cause %q, delay %v", n, r.Fate, r.Cause, r.DelayUS)
+			}
+			fates[r.Fate]++
+			n++
+		}
+		if n != 200 || fates[fateDropped] == 0 || fates[fateDuplicated] == 0 || fates[fateCorrupted] == 0 || fates[fateDelivered] == 0 {
+			t.Errorf("%d lines, fates %v; want 200 lines and every fate", n, fates)
+		}
+	})
+}
+
+func TestWriteAfterCloseFails(t *testing.T) {
+	p := newPair(t, "delay=1ms", &Options{Trace: &bytes.Buffer{}})
+	p.link.Close()
+	if _, err := p.out.WriteTo([]byte("x"), p.dst.addr); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("WriteTo after Close = %v, want net.ErrClosed", err)
+	}
+}
