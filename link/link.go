@@ -122,7 +122,16 @@ func (l *Link) Stats(d Direction) Stats { return l.dirs[d].stats() }
 // Closing the returned conn closes pc. Packets still in the link when pc
 // closes are lost, counted as WriteErrors.
 func (l *Link) Wrap(pc net.PacketConn, d Direction) net.PacketConn {
-	return &conn{PacketConn: pc, d: l.dirs[d], link: l}
+	return &conn{PacketConn: pc, dir: d, link: l}
+}
+
+// send passes b through direction d to out, unless the link is closed.
+func (l *Link) send(d Direction, b []byte, addr net.Addr, out sink) bool {
+	if l.closed.Load() {
+		return false
+	}
+	l.dirs[d].send(b, addr, out)
+	return true
 }
 
 // Close stops the delivery goroutines, discarding packets still in flight,
@@ -144,7 +153,7 @@ func (l *Link) Close() error {
 // conn is a PacketConn whose egress goes through one direction of a link.
 type conn struct {
 	net.PacketConn
-	d      *direction
+	dir    Direction
 	link   *Link
 	closed atomic.Bool
 }
@@ -153,10 +162,9 @@ type conn struct {
 // link may deliver it later, or not at all. After the conn or its link is
 // closed it returns an error matching net.ErrClosed.
 func (c *conn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if c.closed.Load() || c.link.closed.Load() {
+	if c.closed.Load() || !c.link.send(c.dir, b, addr, c.PacketConn) {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: net.ErrClosed}
 	}
-	c.d.send(b, addr, c.PacketConn)
 	return len(b), nil
 }
 
