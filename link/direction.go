@@ -53,13 +53,11 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b 
 // direction is one way through the link: its fates, its queue and its one
 // delivery goroutine.
 type direction struct {
-	name   string
-	id     uint64
-	seed   uint64
-	params atomic.Pointer[Params]
-	outage *atomic.Bool // shared by both directions
-	trace  *tracer
-	start  time.Time
+	name  string
+	id    uint64
+	seed  uint64
+	state *atomic.Pointer[linkState] // shared by both directions
+	trace *tracer
 
 	mu          sync.Mutex
 	n           uint64 // index of the next packet
@@ -78,12 +76,11 @@ type direction struct {
 	done chan struct{}
 }
 
-func newDirection(name string, id, seed uint64, p Params, outage *atomic.Bool, tr *tracer) *direction {
+func newDirection(name string, id, seed uint64, state *atomic.Pointer[linkState], tr *tracer) *direction {
 	d := &direction{
-		name: name, id: id, seed: seed, outage: outage, trace: tr, start: time.Now(),
+		name: name, id: id, seed: seed, state: state, trace: tr,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
-	d.params.Store(&p)
 	d.st.Bursts = map[uint64]uint64{}
 	return d
 }
@@ -91,14 +88,15 @@ func newDirection(name string, id, seed uint64, p Params, outage *atomic.Bool, t
 // send applies the link to one datagram written to out for addr. It copies
 // b, so the caller may reuse it at once.
 func (d *direction) send(b []byte, addr net.Addr, out sink) {
-	p := d.params.Load()
+	state := d.state.Load()
+	p := &state.params[d.id]
 	now := time.Now()
 	d.mu.Lock()
 	n := d.n
 	d.n++
 	d.st.Offered++
 	d.st.OfferedBytes += uint64(len(b))
-	if !p.impaired() && !d.outage.Load() && len(d.q) == 0 {
+	if !p.impaired() && !state.outage && len(d.q) == 0 {
 		// Nothing to do but count: write through, in the caller's
 		// goroutine, with no copy and no queue.
 		d.endBurst()
@@ -108,7 +106,7 @@ func (d *direction) send(b []byte, addr net.Addr, out sink) {
 		return
 	}
 	r := packetRNG(d.seed, d.id, n)
-	cause := d.dropCause(p, &r, len(b))
+	cause := d.dropCause(p, state.outage, &r, len(b))
 	if cause != "" {
 		if cause == CauseLoss {
 			d.burstRun++
@@ -196,9 +194,9 @@ func (d *direction) send(b []byte, addr net.Addr, out sink) {
 
 // dropCause decides, with d.mu held, whether packet n is dropped and why.
 // It always makes the same draws, so the stream stays aligned.
-func (d *direction) dropCause(p *Params, r *rng, size int) string {
+func (d *direction) dropCause(p *Params, outage bool, r *rng, size int) string {
 	uGE, uGELoss, uLoss := r.float(), r.float(), r.float()
-	if d.outage.Load() {
+	if outage {
 		d.st.OutageDrops++
 		return CauseOutage
 	}

@@ -67,7 +67,7 @@ type Options struct {
 // Link is a simulated path. Its methods are safe for concurrent use.
 type Link struct {
 	dirs   [2]*direction
-	outage atomic.Bool
+	state  atomic.Pointer[linkState]
 	closed atomic.Bool
 	trace  *tracer
 
@@ -85,8 +85,9 @@ func New(spec Spec, opts *Options) (*Link, error) {
 		opts = &Options{}
 	}
 	l := &Link{trace: newTracer(opts.Trace)}
-	l.dirs[Up] = newDirection("up", 0, spec.Seed, spec.Up, &l.outage, l.trace)
-	l.dirs[Down] = newDirection("down", 1, spec.Seed, spec.Down, &l.outage, l.trace)
+	l.state.Store(&linkState{params: [2]Params{spec.Up, spec.Down}})
+	l.dirs[Up] = newDirection("up", 0, spec.Seed, &l.state, l.trace)
+	l.dirs[Down] = newDirection("down", 1, spec.Seed, &l.state, l.trace)
 	for _, d := range l.dirs {
 		l.wg.Add(1)
 		go func() {
@@ -97,22 +98,36 @@ func New(spec Spec, opts *Options) (*Link, error) {
 	return l, nil
 }
 
-// Set changes both directions' impairments at once, for packets written
-// from now on; packets already in flight keep their fates. The seed cannot
-// change.
+// linkState is what a link applies to the next packet, swapped whole so
+// that a change reaches both directions at once.
+type linkState struct {
+	params [2]Params
+	outage bool
+}
+
+// Set changes both directions' impairments in one step, for packets
+// written from now on; packets already in flight keep their fates. It ends
+// an outage. The seed cannot change.
 func (l *Link) Set(spec Spec) error {
 	if err := spec.Validate(); err != nil {
 		return err
 	}
-	up, down := spec.Up, spec.Down
-	l.dirs[Up].params.Store(&up)
-	l.dirs[Down].params.Store(&down)
+	l.state.Store(&linkState{params: [2]Params{spec.Up, spec.Down}})
 	return nil
 }
 
 // SetOutage starts or ends an outage: while on, every packet in both
 // directions is dropped.
-func (l *Link) SetOutage(on bool) { l.outage.Store(on) }
+func (l *Link) SetOutage(on bool) {
+	for {
+		old := l.state.Load()
+		next := *old
+		next.outage = on
+		if l.state.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
 
 // Stats returns a snapshot of one direction's counters.
 func (l *Link) Stats(d Direction) Stats { return l.dirs[d].stats() }

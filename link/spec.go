@@ -105,6 +105,13 @@ func (spec *Spec) Apply(s string) error {
 	return spec.Validate()
 }
 
+// CheckItem reports whether one grammar item (such as "loss=10%") is well
+// formed on its own, leaving checks across items to Validate.
+func CheckItem(item string) error {
+	var s Spec
+	return s.applyItem(strings.TrimSpace(item))
+}
+
 func (spec *Spec) applyItem(item string) error {
 	if item == "" {
 		return errors.New("link: empty item (two commas in a row?)")

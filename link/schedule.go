@@ -1,0 +1,90 @@
+package link
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Step is one change in a Schedule: from At on, the link has Spec, or is
+// cut in both directions when Outage is set.
+type Step struct {
+	At     time.Duration
+	Spec   Spec
+	Outage bool
+}
+
+// ParseSchedule reads "OFFSET:SPEC;OFFSET:SPEC;…", such as
+// "0s:loss=1%;10s:loss=30%;20s:outage;25s:loss=1%". Each SPEC is link
+// grammar applied on top of base (so flags given beside a schedule hold at
+// every step), or the word outage. Offsets count from the start and must
+// increase.
+func ParseSchedule(s string, base Spec) ([]Step, error) {
+	var steps []Step
+	for _, part := range strings.Split(s, ";") {
+		part = strings.TrimSpace(part)
+		at, rest, ok := strings.Cut(part, ":")
+		d, err := time.ParseDuration(strings.TrimSpace(at))
+		if !ok || err != nil || d < 0 {
+			return nil, fmt.Errorf("link: schedule step %q: want OFFSET:SPEC such as 10s:loss=30%% or 20s:outage", part)
+		}
+		if len(steps) > 0 && d <= steps[len(steps)-1].At {
+			return nil, fmt.Errorf("link: schedule step %q: offsets must increase (after %v)", part, steps[len(steps)-1].At)
+		}
+		step := Step{At: d, Spec: base}
+		if strings.TrimSpace(rest) == "outage" {
+			step.Outage = true
+		} else if err := step.Spec.Apply(rest); err != nil {
+			return nil, fmt.Errorf("link: schedule step %q: %w", part, err)
+		}
+		step.Spec.Seed = base.Seed
+		steps = append(steps, step)
+	}
+	return steps, nil
+}
+
+// RunSchedule applies each step at its offset from now, until the last
+// step or ctx's end. Each step is one atomic change of the whole link.
+func (l *Link) RunSchedule(ctx context.Context, steps []Step) {
+	start := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for _, st := range steps {
+		timer.Reset(time.Until(start.Add(st.At)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		if st.Outage {
+			l.SetOutage(true)
+		} else {
+			l.Set(st.Spec)
+		}
+	}
+}
+
+// String renders s on one line, as udplab link prints it.
+func (s Stats) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "offered=%d delivered=%d lost=%d queue_drops=%d mtu_drops=%d outage_drops=%d dup=%d corrupt=%d reordered=%d queue_high=%d bytes_in=%d bytes_out=%d",
+		s.Offered, s.Delivered, s.Lost, s.QueueDrops, s.MTUDrops, s.OutageDrops, s.Duplicated, s.Corrupted, s.Reordered, s.QueueHigh, s.OfferedBytes, s.DeliveredBytes)
+	if len(s.Bursts) > 0 {
+		lengths := make([]uint64, 0, len(s.Bursts))
+		for k := range s.Bursts {
+			lengths = append(lengths, k)
+		}
+		sort.Slice(lengths, func(i, j int) bool { return lengths[i] < lengths[j] })
+		b.WriteString(" bursts=")
+		for i, k := range lengths {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.FormatUint(k, 10) + ":" + strconv.FormatUint(s.Bursts[k], 10))
+		}
+	}
+	return b.String()
+}

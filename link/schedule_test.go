@@ -1,0 +1,56 @@
+package link
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func TestParseSchedule(t *testing.T) {
+	base, _ := Parse("delay=10ms,seed=5")
+	steps, err := ParseSchedule("0s:loss=1%;10s:loss=30%;20s:outage;25s:up:loss=1%", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 4 || steps[1].At != 10*time.Second || steps[1].Spec.Up.Loss != 0.3 ||
+		steps[1].Spec.Up.Delay != 10*time.Millisecond || !steps[2].Outage || steps[3].Spec.Down.Loss != 0 || steps[3].Spec.Seed != 5 {
+		t.Errorf("steps = %+v", steps)
+	}
+	for in, want := range map[string]string{
+		"10s:loss=1%;5s:loss=2%": "offsets must increase",
+		"loss=1%":                "want OFFSET:SPEC",
+		"1s:loss=200%":           `loss="200%"`,
+		"-1s:outage":             "want OFFSET:SPEC",
+	} {
+		if _, err := ParseSchedule(in, base); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseSchedule(%q) = %v, want %q", in, err, want)
+		}
+	}
+}
+
+// TestScheduleChangesTheLink runs a schedule in virtual time: clean, then
+// an outage, then clean again.
+func TestScheduleChangesTheLink(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPair(t, "", nil)
+		steps, err := ParseSchedule("1s:outage;2s:delay=1ms", Spec{Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go p.link.RunSchedule(ctx, steps)
+		p.send(t, 0, 8) // before the outage
+		time.Sleep(1500 * time.Millisecond)
+		p.send(t, 1, 8) // during it
+		time.Sleep(time.Second)
+		p.send(t, 2, 8) // after
+		settle()
+		st := p.link.Stats(Up)
+		if st.Delivered != 2 || st.OutageDrops != 1 {
+			t.Errorf("stats = %v, want 2 delivered and 1 outage drop", st)
+		}
+	})
+}
