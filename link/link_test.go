@@ -200,26 +200,27 @@ func TestMTU(t *testing.T) {
 	})
 }
 
-// TestDelayIsExact runs under synctest: virtual time makes the delay exact.
+// TestDelayIsExact runs under synctest, where virtual time is exact: a
+// packet leaves timerSlack before its due time, by design, and never later.
 func TestDelayIsExact(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newPair(t, "delay=20ms", nil)
 		start := time.Now()
 		p.sendN(t, 3, 8)
-		time.Sleep(19 * time.Millisecond)
+		time.Sleep(20*time.Millisecond - timerSlack - time.Microsecond)
 		synctest.Wait()
 		if got := p.drain(); len(got) != 0 {
-			t.Fatalf("%d packets arrived before the delay", len(got))
+			t.Fatalf("%d packets left before their time less the slack", len(got))
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Microsecond)
 		synctest.Wait()
 		got := p.drain()
 		if len(got) != 3 {
-			t.Fatalf("%d packets arrived at the delay, want 3", len(got))
+			t.Fatalf("%d packets left at their time less the slack, want 3", len(got))
 		}
 		for _, pk := range got {
-			if d := pk.at.Sub(start); d != 20*time.Millisecond {
-				t.Errorf("packet %d took %v, want exactly 20ms", index(pk.b), d)
+			if d := pk.at.Sub(start); d != 20*time.Millisecond-timerSlack {
+				t.Errorf("packet %d took %v, want exactly %v", index(pk.b), d, 20*time.Millisecond-timerSlack)
 			}
 		}
 	})

@@ -15,7 +15,7 @@ import (
 type Params struct {
 	Loss    float64       // probability of a Bernoulli loss, 0 to 1
 	Burst   GE            // Gilbert-Elliott burst loss; zero P means off
-	Delay   time.Duration // one-way delay added to every packet
+	Delay   time.Duration // one-way delay added to every packet (kept to ±0.5ms, see timerSlack)
 	Jitter  time.Duration // spread around Delay (see Dist)
 	Dist    Dist          // jitter distribution; zero means Uniform
 	Reorder float64       // probability a packet skips Delay, overtaking the queue

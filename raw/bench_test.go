@@ -1,12 +1,10 @@
 package raw
 
 import (
-	"errors"
 	"net"
-	"os"
 	"testing"
-	"time"
 
+	"github.com/udplab/udplab/internal/conntest"
 	"github.com/udplab/udplab/internal/paired"
 	"github.com/udplab/udplab/message"
 )
@@ -22,8 +20,8 @@ const inFlight = 32
 func BenchmarkGreetingVsBaseline(b *testing.B) {
 	b.ReportAllocs()
 	paired.Compare(b, 7, "baseline-req/s", "raw-req/s", "raw/baseline",
-		func() float64 { return greetingRate(b, startBaseline(b), b.N) },
-		func() float64 { return greetingRate(b, startRaw(b), b.N) })
+		func() float64 { return conntest.GreetingRate(b, startBaseline(b), b.N, inFlight) },
+		func() float64 { return conntest.GreetingRate(b, startRaw(b), b.N, inFlight) })
 }
 
 func startRaw(b *testing.B) net.Addr {
@@ -62,42 +60,4 @@ func listenBench(b *testing.B) net.PacketConn {
 	}
 	pc.(*net.UDPConn).SetReadBuffer(4 << 20)
 	return pc
-}
-
-// greetingRate sends n greetings to addr keeping inFlight outstanding and
-// returns replies per second. A reply that does not come within 100ms is
-// taken as lost and its slot refilled, so a drop cannot stall the run.
-func greetingRate(b *testing.B, addr net.Addr, n int) float64 {
-	c, err := net.ListenUDP("udp4", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	c.SetReadBuffer(4 << 20)
-	to := addr.(*net.UDPAddr).AddrPort()
-	req := []byte("Alice")
-	buf := make([]byte, 256)
-	start := time.Now()
-	sent, got := 0, 0
-	for ; sent < min(inFlight, n); sent++ {
-		c.WriteToUDPAddrPort(req, to)
-	}
-	for got < n {
-		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				b.Fatal(err)
-			}
-			for range inFlight { // refill the window
-				c.WriteToUDPAddrPort(req, to)
-			}
-			continue
-		}
-		got++
-		if sent < n {
-			c.WriteToUDPAddrPort(req, to)
-			sent++
-		}
-	}
-	return float64(n) / time.Since(start).Seconds()
 }
