@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/udplab/udplab/internal/udpsock"
 )
@@ -34,11 +38,11 @@ type ProxyConfig struct {
 // way back.
 type Proxy struct {
 	cfg ProxyConfig
-	pc  net.PacketConn
+	pc  *net.UDPConn
 	to  *net.UDPAddr
 
 	mu      sync.Mutex
-	clients map[string]*proxyClient
+	clients map[netip.AddrPort]*proxyClient
 	closed  bool
 
 	refused atomic.Uint64
@@ -73,15 +77,17 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("link: proxy to %q: %w", cfg.To, err)
 	}
-	pc, err := net.ListenPacket("udp", cfg.Listen)
+	laddr, err := net.ResolveUDPAddr("udp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("link: proxy listen %q: %w", cfg.Listen, err)
+	}
+	pc, err := net.ListenUDP("udp", laddr)
 	if err != nil {
 		return nil, fmt.Errorf("link: proxy: %w", err)
 	}
-	if u, ok := pc.(*net.UDPConn); ok {
-		u.SetReadBuffer(4 << 20)
-		u.SetWriteBuffer(4 << 20)
-	}
-	p := &Proxy{cfg: cfg, pc: pc, to: to, clients: map[string]*proxyClient{}, done: make(chan struct{})}
+	pc.SetReadBuffer(4 << 20)
+	pc.SetWriteBuffer(4 << 20)
+	p := &Proxy{cfg: cfg, pc: pc, to: to, clients: map[netip.AddrPort]*proxyClient{}, done: make(chan struct{})}
 	p.wg.Add(2)
 	go p.readClients()
 	go p.expire()
@@ -119,31 +125,75 @@ func (p *Proxy) Close() error {
 	return err
 }
 
+// readBatch is how many datagrams one read takes from a socket at most:
+// with many requests in flight, one recvmmsg call replaces many reads.
+const readBatch = 32
+
+// batchReader reads datagrams in batches where the platform can (recvmmsg
+// on Linux), one at a time elsewhere.
+type batchReader struct {
+	pc *net.UDPConn
+	bc interface {
+		ReadBatch([]ipv4.Message, int) (int, error)
+	}
+	msgs []ipv4.Message
+}
+
+func newBatchReader(pc *net.UDPConn) *batchReader {
+	r := &batchReader{pc: pc, msgs: make([]ipv4.Message, readBatch)}
+	for i := range r.msgs {
+		r.msgs[i].Buffers = [][]byte{make([]byte, 64<<10)}
+	}
+	if a, ok := pc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() != nil {
+		r.bc = ipv4.NewPacketConn(pc)
+	} else {
+		r.bc = ipv6.NewPacketConn(pc)
+	}
+	return r
+}
+
+// read calls f for each datagram of the next batch, with its source.
+func (r *batchReader) read(f func(b []byte, from *net.UDPAddr)) error {
+	n, err := r.bc.ReadBatch(r.msgs, 0)
+	if err != nil {
+		return err
+	}
+	for _, m := range r.msgs[:n] {
+		from, _ := m.Addr.(*net.UDPAddr)
+		f(m.Buffers[0][:m.N], from)
+	}
+	return nil
+}
+
 // readClients is the one goroutine reading the listening socket.
 func (p *Proxy) readClients() {
 	defer p.wg.Done()
-	buf := make([]byte, 64<<10)
+	r := newBatchReader(p.pc)
 	for {
-		n, from, err := p.pc.ReadFrom(buf)
+		err := r.read(func(b []byte, from *net.UDPAddr) {
+			if from == nil {
+				return
+			}
+			c := p.client(from.AddrPort())
+			if c == nil {
+				return
+			}
+			c.last.Store(time.Now().UnixNano())
+			p.cfg.Link.send(Up, b, p.to, c.up)
+		})
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				p.cfg.Logger.Error("link: proxy read failed", "err", err)
 			}
 			return
 		}
-		c := p.client(from)
-		if c == nil {
-			continue
-		}
-		c.last.Store(time.Now().UnixNano())
-		p.cfg.Link.send(Up, buf[:n], p.to, c.up)
 	}
 }
 
 // client returns from's client, opening its upstream socket on first sight,
 // or nil when there is no room.
-func (p *Proxy) client(from net.Addr) *proxyClient {
-	key := from.String()
+func (p *Proxy) client(from netip.AddrPort) *proxyClient {
+	key := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c, ok := p.clients[key]; ok {
@@ -160,7 +210,7 @@ func (p *Proxy) client(from net.Addr) *proxyClient {
 		return nil
 	}
 	up.SetReadBuffer(4 << 20)
-	c := &proxyClient{addr: from, up: up}
+	c := &proxyClient{addr: net.UDPAddrFromAddrPort(from), up: up}
 	p.clients[key] = c
 	p.cfg.Logger.Debug("link: new client", "client", from, "upstream", up.LocalAddr())
 	p.wg.Add(1)
@@ -171,14 +221,15 @@ func (p *Proxy) client(from net.Addr) *proxyClient {
 // readServer relays one client's replies back through the Down direction.
 func (p *Proxy) readServer(c *proxyClient) {
 	defer p.wg.Done()
-	buf := make([]byte, 64<<10)
+	r := newBatchReader(c.up)
 	for {
-		n, _, err := c.up.ReadFrom(buf)
+		err := r.read(func(b []byte, _ *net.UDPAddr) {
+			c.last.Store(time.Now().UnixNano())
+			p.cfg.Link.send(Down, b, c.addr, p.pc)
+		})
 		if err != nil {
 			return
 		}
-		c.last.Store(time.Now().UnixNano())
-		p.cfg.Link.send(Down, buf[:n], c.addr, p.pc)
 	}
 }
 
