@@ -90,7 +90,6 @@ func newDirection(name string, id, seed uint64, state *atomic.Pointer[linkState]
 func (d *direction) send(b []byte, addr net.Addr, out sink) {
 	state := d.state.Load()
 	p := &state.params[d.id]
-	now := time.Now()
 	d.mu.Lock()
 	n := d.n
 	d.n++
@@ -105,6 +104,7 @@ func (d *direction) send(b []byte, addr net.Addr, out sink) {
 		d.deliver(b, addr, out)
 		return
 	}
+	now := time.Now() // the fast path above has no use for it
 	r := packetRNG(d.seed, d.id, n)
 	cause := d.dropCause(p, state.outage, &r, len(b))
 	if cause != "" {

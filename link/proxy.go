@@ -193,7 +193,7 @@ func (p *Proxy) readClients() {
 // client returns from's client, opening its upstream socket on first sight,
 // or nil when there is no room.
 func (p *Proxy) client(from netip.AddrPort) *proxyClient {
-	key := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	key := udpsock.Unmap(from)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c, ok := p.clients[key]; ok {

@@ -3,8 +3,6 @@ package link
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -65,26 +63,4 @@ func (l *Link) RunSchedule(ctx context.Context, steps []Step) {
 			l.Set(st.Spec)
 		}
 	}
-}
-
-// String renders s on one line, as udplab link prints it.
-func (s Stats) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "offered=%d delivered=%d lost=%d queue_drops=%d mtu_drops=%d outage_drops=%d dup=%d corrupt=%d reordered=%d queue_high=%d bytes_in=%d bytes_out=%d",
-		s.Offered, s.Delivered, s.Lost, s.QueueDrops, s.MTUDrops, s.OutageDrops, s.Duplicated, s.Corrupted, s.Reordered, s.QueueHigh, s.OfferedBytes, s.DeliveredBytes)
-	if len(s.Bursts) > 0 {
-		lengths := make([]uint64, 0, len(s.Bursts))
-		for k := range s.Bursts {
-			lengths = append(lengths, k)
-		}
-		sort.Slice(lengths, func(i, j int) bool { return lengths[i] < lengths[j] })
-		b.WriteString(" bursts=")
-		for i, k := range lengths {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(strconv.FormatUint(k, 10) + ":" + strconv.FormatUint(s.Bursts[k], 10))
-		}
-	}
-	return b.String()
 }

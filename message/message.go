@@ -66,3 +66,12 @@ var ErrBadRequest = errors.New("bad request")
 // ErrTooLarge marks a message larger than the transport can carry as one
 // unit. It is returned before anything is sent.
 var ErrTooLarge = errors.New("message too large")
+
+// RoundTrip sends req on c and returns the next message, both under ctx:
+// one request and its reply. The reply is valid until c's next Receive.
+func RoundTrip(ctx context.Context, c Conn, req []byte) ([]byte, error) {
+	if err := c.Send(ctx, req); err != nil {
+		return nil, err
+	}
+	return c.Receive(ctx)
+}

@@ -64,7 +64,7 @@ func Dial(addr string) (*Conn, error) {
 // Close closes pc. This is the seam for an impaired socket.
 func NewConn(pc net.PacketConn, remote net.Addr) *Conn {
 	return &Conn{
-		pc: pc, remote: remote, rAP: addrPort(remote), buf: make([]byte, readBufferSize),
+		pc: pc, remote: remote, rAP: udpsock.AddrPort(remote), buf: make([]byte, readBufferSize),
 		setRead: pc.SetReadDeadline, setWrite: pc.SetWriteDeadline,
 	}
 }
@@ -107,11 +107,11 @@ func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
 		)
 		if udp != nil {
 			n, from, err = udp.ReadFromUDPAddrPort(c.buf)
-			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+			from = udpsock.Unmap(from)
 		} else {
 			var a net.Addr
 			n, a, err = c.pc.ReadFrom(c.buf)
-			from = addrPort(a)
+			from = udpsock.AddrPort(a)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("raw: receive from %s: %w", c.remote, deadline.Err(ctx, err))
@@ -269,14 +269,4 @@ func (s *Server) serve() {
 			s.counters.Error()
 		}
 	}
-}
-
-// addrPort returns a's address and port with any IPv4-in-IPv6 mapping
-// removed, or the zero AddrPort when a is not a UDP address.
-func addrPort(a net.Addr) netip.AddrPort {
-	if u, ok := a.(*net.UDPAddr); ok {
-		ap := u.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return netip.AddrPort{}
 }

@@ -145,11 +145,7 @@ func (c *Config) populate() (Config, kcp.BlockCrypt, error) {
 	if c != nil {
 		cfg = *c
 	}
-	if cfg.NoFEC {
-		cfg.DataShards, cfg.ParityShards = 0, 0
-	} else if cfg.DataShards == 0 && cfg.ParityShards == 0 {
-		cfg.DataShards, cfg.ParityShards = DefaultDataShards, DefaultParityShards
-	}
+	cfg.DataShards, cfg.ParityShards = cfg.shards()
 	if cfg.Profile == "" {
 		cfg.Profile = DefaultProfile
 	}
@@ -265,14 +261,20 @@ func (c *Config) ParseFEC(s string) error {
 	return nil
 }
 
+// shards returns the FEC shard counts c asks for, after defaults; 0,0 when
+// FEC is off.
+func (c *Config) shards() (data, parity int) {
+	switch {
+	case c.NoFEC:
+		return 0, 0
+	case c.DataShards == 0 && c.ParityShards == 0:
+		return DefaultDataShards, DefaultParityShards
+	}
+	return c.DataShards, c.ParityShards
+}
+
 // FECString is the "D,P" form of c's FEC setting, after defaults.
 func (c *Config) FECString() string {
-	if c.NoFEC {
-		return "0,0"
-	}
-	d, p := c.DataShards, c.ParityShards
-	if d == 0 && p == 0 {
-		d, p = DefaultDataShards, DefaultParityShards
-	}
+	d, p := c.shards()
 	return fmt.Sprintf("%d,%d", d, p)
 }

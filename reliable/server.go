@@ -102,6 +102,9 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, erro
 // Addr returns the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.pc.LocalAddr() }
 
+// Config returns the settings the server runs with, defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
 // Stats returns what the server has done so far.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/udplab/udplab/message"
+	"github.com/udplab/udplab/raw"
 	"github.com/udplab/udplab/reliable"
 )
 
@@ -101,8 +102,24 @@ func greetLoop(ctx context.Context, c message.Conn, mode string, timeout time.Du
 func request(ctx context.Context, c message.Conn, msg string, timeout time.Duration) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := c.Send(ctx, []byte(msg)); err != nil {
-		return nil, err
+	return message.RoundTrip(ctx, c, []byte(msg))
+}
+
+// defaultAddr is the serve default for a mode.
+func defaultAddr(mode string) string {
+	if mode == modeReliable {
+		return defaultReliableAddr
 	}
-	return c.Receive(ctx)
+	return defaultRawAddr
+}
+
+// dialMode opens a client Conn of the given mode.
+func dialMode(mode, addr string, cfg *reliable.Config) (message.Conn, error) {
+	switch mode {
+	case modeRaw:
+		return raw.Dial(addr)
+	case modeReliable:
+		return reliable.Dial(addr, cfg)
+	}
+	return nil, fmt.Errorf("unknown mode %q", mode)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"log/slog"
 
 	"github.com/udplab/udplab/message"
@@ -71,15 +70,13 @@ func serve(ctx context.Context, log *slog.Logger, rawAddr, relAddr, reply string
 		}
 		ks = s
 		defer ks.Close()
-		crypt := cfg.Crypt
-		if crypt == "" && cfg.Key != "" {
-			crypt = reliable.DefaultCrypt
-		}
+		in := ks.Config() // what the server runs with, defaults filled in
+		crypt := in.Crypt
 		if crypt == "" {
 			crypt = "off"
 		}
 		log.Info("reliable: serving", "addr", ks.Addr(), "reply", reply, "delivery", "reliable-ordered",
-			"fec", cfg.FECString(), "profile", cfg.Profile, "crypt", crypt, "mtu", cfg.MTU)
+			"fec", in.FECString(), "profile", in.Profile, "crypt", crypt, "mtu", in.MTU)
 	}
 	<-ctx.Done()
 	log.Info("shutting down", "cause", context.Cause(ctx))
@@ -99,23 +96,4 @@ func serve(ctx context.Context, log *slog.Logger, rawAddr, relAddr, reply string
 func statsAttrs(s message.ServerStats) []any {
 	return []any{"requests", s.Requests, "replies", s.Replies, "bad_requests", s.BadRequests,
 		"oversized", s.Oversized, "errors", s.Errors}
-}
-
-// defaultAddr is the serve default for a mode.
-func defaultAddr(mode string) string {
-	if mode == modeReliable {
-		return defaultReliableAddr
-	}
-	return defaultRawAddr
-}
-
-// dialMode opens a client Conn of the given mode.
-func dialMode(mode, addr string, cfg *reliable.Config) (message.Conn, error) {
-	switch mode {
-	case modeRaw:
-		return raw.Dial(addr)
-	case modeReliable:
-		return reliable.Dial(addr, cfg)
-	}
-	return nil, fmt.Errorf("unknown mode %q", mode)
 }

@@ -79,10 +79,7 @@ func RoundTrip(t testing.TB, c message.Conn, req string) string {
 func Request(c message.Conn, req []byte, timeout time.Duration) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := c.Send(ctx, req); err != nil {
-		return nil, err
-	}
-	return c.Receive(ctx)
+	return message.RoundTrip(ctx, c, req)
 }
 
 // WaitFor polls cond until it holds, failing t after Timeout.

@@ -4,6 +4,7 @@ package udpsock
 import (
 	"fmt"
 	"net"
+	"net/netip"
 )
 
 // Dial resolves addr ("host:port") and binds an ephemeral UDP socket of the
@@ -23,4 +24,19 @@ func Dial(addr string) (*net.UDPConn, *net.UDPAddr, error) {
 		return nil, nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	return pc, raddr, nil
+}
+
+// Unmap removes any IPv4-in-IPv6 mapping from ap, so that the same peer
+// compares equal whether a dual-stack or an IPv4 socket reported it.
+func Unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// AddrPort returns a's unmapped address and port, or the zero AddrPort when
+// a is not a UDP address.
+func AddrPort(a net.Addr) netip.AddrPort {
+	if u, ok := a.(*net.UDPAddr); ok {
+		return Unmap(u.AddrPort())
+	}
+	return netip.AddrPort{}
 }
