@@ -138,9 +138,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// populate returns a copy of c with every zero field set to its default,
-// checked for nonsense, and the cipher built.
-func (c *Config) populate() (Config, kcp.BlockCrypt, error) {
+// WithDefaults returns a copy of c (or of the zero Config, for nil) with
+// every unset field at the default the transport would use.
+func (c *Config) WithDefaults() Config {
 	var cfg Config
 	if c != nil {
 		cfg = *c
@@ -170,6 +170,13 @@ func (c *Config) populate() (Config, kcp.BlockCrypt, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	return cfg
+}
+
+// populate returns a copy of c with every zero field set to its default,
+// checked for nonsense, and the cipher built.
+func (c *Config) populate() (Config, kcp.BlockCrypt, error) {
+	cfg := c.WithDefaults()
 	if err := cfg.validate(); err != nil {
 		return cfg, nil, fmt.Errorf("reliable: %w", err)
 	}

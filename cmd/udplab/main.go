@@ -55,7 +55,7 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
-var commands = []*command{serveCmd, clientCmd, chatCmd, linkCmd}
+var commands = []*command{compareCmd, serveCmd, clientCmd, chatCmd, linkCmd}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

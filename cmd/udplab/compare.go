@@ -1,0 +1,356 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/udplab/udplab/compare"
+	"github.com/udplab/udplab/link"
+)
+
+// formats are compare's output formats.
+var formats = []string{"table", "json", "csv", "markdown"}
+
+// progressAfter is how long a comparison runs before it shows a progress
+// bar: shorter ones finish before a bar would help.
+const progressAfter = 2 * time.Second
+
+var compareCmd = &command{
+	name:      "compare",
+	usageLine: "[--link SPEC]... [--sweep KEY=V1,V2,...] [--modes LIST] [--messages N] [--interval D] [--format F] [--chart FILE]",
+	short:     "measure raw and reliable side by side over simulated lossy links",
+	long: `Compare runs the same greeting workload over bare UDP (raw), KCP without
+FEC (reliable) and KCP with Reed-Solomon FEC (reliable-fec), each over the
+same simulated link with the same seed, and prints what arrived, in what
+order, how late, and how many bytes and datagrams each mode spent.
+
+Everything runs inside this process on loopback: for each link and mode a
+server and a client start, the client's datagrams cross the link's up
+direction and the server's its down direction, and both stop before the
+next run. Names carry a sequence number ("Hello 0000000000000042!").
+
+With no --link, it runs a default matrix, each with a 40 ms round trip:
+` + "  " + strings.Join(compare.DefaultMatrix, "\n  ") + `
+--link takes the link grammar or a preset (` + strings.Join(link.PresetNames(), ", ") + `)
+and may repeat. --sweep varies one key over values on top of one --link
+(default ` + compare.DefaultSweepBase + `), for example --sweep loss=0%,5%,20%.
+
+--target raw=ADDR,reliable=ADDR measures servers already running
+("udplab serve" elsewhere) over the real network instead: no simulation,
+the wire counted at the client. The reliable target must match --fec,
+--key and --crypt (serve's defaults match compare's).
+
+Results go to stdout (or --out); a progress bar goes to stderr when it is
+a terminal and the comparison runs longer than a couple of seconds.`,
+	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
+		var (
+			cfg                       compare.Config
+			links                     []string
+			sweep, format, out, chart string
+			targets                   []compare.Target
+			quiet                     bool
+		)
+		fs.Var(modesValue{&cfg.Modes}, "modes", "comma list of `MODES` to run: "+strings.Join(modeNames(), ", ")+" (default all)")
+		fs.Var(linkListValue{&links}, "link", "a link to run over, in the link grammar or a preset `SPEC`; may repeat (default the matrix above)")
+		fs.StringVar(&sweep, "sweep", "", "run one link per value of a link parameter: `KEY=V1,V2,...` such as loss=0%,5%,20%")
+		fs.Uint64Var(&cfg.Seed, "seed", link.DefaultSeed, "random `SEED` for every link that names none; the same seed gives every packet the same fate")
+		fs.IntVar(&cfg.Workload.Messages, "messages", compare.DefaultMessages, "greetings per run")
+		fs.DurationVar(&cfg.Workload.Interval, "interval", compare.DefaultInterval, "time between sends; 0 sends as fast as the transport takes them (goodput)")
+		fs.IntVar(&cfg.Workload.Size, "size", compare.DefaultSize, "name length in `BYTES`; replies are 8 longer")
+		fs.DurationVar(&cfg.Workload.Wait, "wait", 0, "wait this long for stragglers after the last send or reply; 0 is automatic: 4 times the slowest round trip, at least "+compare.MinWait.String())
+		fs.Var(targetValue{&targets}, "target", "measure running servers instead: `raw=ADDR,reliable=ADDR` (either or both)")
+		reliableFlags(fs, &cfg.Reliable, false)
+		choiceVar(fs, &format, "format", "table", formats, "output format")
+		fs.StringVar(&out, "out", "", "write the results to `FILE` instead of stdout")
+		fs.Var(chartValue{&chart}, "chart", "draw a chart into `FILE`.svg or FILE.png: latency CDF per link, or delivery and p99 against a --sweep")
+		fs.BoolVar(&quiet, "quiet", false, "no progress bar")
+		return func(ctx context.Context, st *stdio) error {
+			if err := buildCompare(&cfg, links, sweep, targets, fs); err != nil {
+				return err
+			}
+			return runCompare(ctx, st, &cfg, format, out, chart, quiet)
+		}
+	},
+}
+
+// buildCompare fills cfg's links or targets from the flags and checks the
+// whole configuration; every mistake is a usage error.
+func buildCompare(cfg *compare.Config, links []string, sweep string, targets []compare.Target, fs *flag.FlagSet) error {
+	if err := checkReliable(&cfg.Reliable); err != nil {
+		return err
+	}
+	// Zero means "the default" to the compare package; on the command line
+	// the default is already filled in, so a zero was typed.
+	if cfg.Workload.Messages < 1 {
+		return usagef("--messages %d: want 1 or more", cfg.Workload.Messages)
+	}
+	if cfg.Workload.Size < 1 {
+		return usagef("--size %d: want 1 or more bytes", cfg.Workload.Size)
+	}
+	rc := cfg.Reliable.WithDefaults()
+	fec := rc.DataShards > 0
+	if len(targets) > 0 {
+		for _, name := range []string{"link", "sweep", "modes", "seed"} {
+			if isSet(fs, name) {
+				return usagef("--target measures running servers: --%s does not apply", name)
+			}
+		}
+		for i := range targets {
+			if targets[i].Mode == compare.Reliable && fec {
+				targets[i].Mode = compare.ReliableFEC
+			}
+		}
+		cfg.Targets = targets
+	} else {
+		if !fec && (cfg.Modes == nil || contains(cfg.Modes, compare.ReliableFEC)) {
+			return usagef("--fec 0,0 leaves reliable-fec without FEC: give shards such as 10,3, or --modes without reliable-fec")
+		}
+		switch {
+		case sweep != "":
+			if len(links) > 1 {
+				return usagef("--sweep varies one link: give at most one --link")
+			}
+			base := compare.DefaultSweepBase
+			if len(links) == 1 {
+				base = links[0]
+			}
+			key, ls, err := compare.SweepLinks(base, sweep, cfg.Seed)
+			if err != nil {
+				return usagef("--sweep %q: %s", sweep, grammarHint(err))
+			}
+			cfg.Sweep, cfg.Links = key, ls
+		case len(links) > 0:
+			for _, text := range links {
+				l, err := compare.ParseLink(text, cfg.Seed)
+				if err != nil {
+					return usagef("--link %q: %s", text, grammarHint(err))
+				}
+				cfg.Links = append(cfg.Links, l)
+			}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	return nil
+}
+
+func runCompare(ctx context.Context, st *stdio, cfg *compare.Config, format, out, chart string, quiet bool) error {
+	var bar *progress
+	if f, ok := st.err.(*os.File); ok && !quiet && term.IsTerminal(int(f.Fd())) {
+		bar = &progress{w: st.err, start: time.Now(), total: cfg.Runs() * cfg.Workload.Messages}
+		cfg.Progress = bar.add
+	}
+	rep, err := compare.Run(ctx, *cfg)
+	bar.finish()
+	if rep == nil {
+		return err
+	}
+	if err != nil {
+		// Report what finished: an interrupted comparison still measured
+		// its completed runs.
+		fmt.Fprintf(st.err, "udplab compare: stopped after %d of %d runs: %v\n", len(rep.Results), cfg.Runs(), err)
+	}
+	for _, r := range rep.Results {
+		if len(cfg.Targets) > 0 && r.Delivered == 0 {
+			fmt.Fprintf(st.err, "udplab compare: no replies from %s (%s): is a udplab server there, with the same --fec, --key and --crypt?\n", r.Link, r.Mode)
+		}
+		if r.Stalled {
+			fmt.Fprintf(st.err, "udplab compare: %s on %s stalled: the transport stopped taking messages (a dead link?)\n", r.Mode, r.Link)
+		}
+	}
+	var buf bytes.Buffer
+	switch format {
+	case "json":
+		err = rep.WriteJSON(&buf)
+	case "csv":
+		err = rep.WriteCSV(&buf)
+	case "markdown":
+		err = rep.WriteMarkdown(&buf)
+	default:
+		err = rep.WriteTable(&buf)
+	}
+	if err != nil {
+		return err
+	}
+	if out != "" {
+		if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+	} else if _, err := st.out.Write(buf.Bytes()); err != nil {
+		return err
+	}
+	if chart != "" && len(rep.Results) > 0 {
+		if err := rep.WriteChart(chart); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return errors.New("interrupted")
+	}
+	return nil
+}
+
+// progress shows a progress bar once a comparison has run for
+// progressAfter. Its methods are called by one goroutine at a time.
+type progress struct {
+	w     io.Writer
+	start time.Time
+	total int
+	done  int
+	bar   *progressbar.ProgressBar
+}
+
+func (p *progress) add(n int) {
+	p.done += n
+	if p.bar == nil {
+		if time.Since(p.start) < progressAfter {
+			return
+		}
+		p.bar = progressbar.NewOptions(p.total,
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionSetDescription("comparing"),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionClearOnFinish(),
+		)
+		_ = p.bar.Set(p.done)
+		return
+	}
+	_ = p.bar.Add(n)
+}
+
+// finish clears the bar, so stderr keeps only what matters.
+func (p *progress) finish() {
+	if p != nil && p.bar != nil {
+		_ = p.bar.Finish()
+	}
+}
+
+func modeNames() []string {
+	names := make([]string, len(compare.Modes))
+	for i, m := range compare.Modes {
+		names[i] = string(m)
+	}
+	return names
+}
+
+func contains(ms []compare.Mode, m compare.Mode) bool {
+	for _, x := range ms {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
+
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// modesValue is --modes: a comma list of modes, each once.
+type modesValue struct{ modes *[]compare.Mode }
+
+func (v modesValue) String() string {
+	if v.modes == nil || *v.modes == nil {
+		return ""
+	}
+	var names []string
+	for _, m := range *v.modes {
+		names = append(names, string(m))
+	}
+	return strings.Join(names, ",")
+}
+
+func (v modesValue) Set(s string) error {
+	var ms []compare.Mode
+	for _, name := range strings.Split(s, ",") {
+		m, err := compare.ParseMode(strings.TrimSpace(name))
+		if err != nil {
+			return errors.New("want a comma list of " + strings.Join(modeNames(), ", "))
+		}
+		if contains(ms, m) {
+			return fmt.Errorf("%s is listed twice", m)
+		}
+		ms = append(ms, m)
+	}
+	*v.modes = ms
+	return nil
+}
+
+// linkListValue is --link, which may repeat; each is checked when given.
+type linkListValue struct{ links *[]string }
+
+func (v linkListValue) String() string { return "" }
+
+func (v linkListValue) Set(s string) error {
+	if _, err := compare.ParseLink(s, link.DefaultSeed); err != nil {
+		return errors.New(grammarHint(err))
+	}
+	*v.links = append(*v.links, s)
+	return nil
+}
+
+// targetValue is --target raw=ADDR,reliable=ADDR.
+type targetValue struct{ targets *[]compare.Target }
+
+func (v targetValue) String() string { return "" }
+
+func (v targetValue) Set(s string) error {
+	const want = "want raw=ADDR,reliable=ADDR (either or both), such as raw=127.0.0.1:6000,reliable=127.0.0.1:6001"
+	var ts []compare.Target
+	for _, item := range strings.Split(s, ",") {
+		key, addr, ok := strings.Cut(item, "=")
+		var mode compare.Mode
+		switch key {
+		case modeRaw:
+			mode = compare.Raw
+		case modeReliable:
+			mode = compare.Reliable
+		default:
+			ok = false
+		}
+		if !ok || checkAddr(addr) != nil {
+			return errors.New(want)
+		}
+		for _, t := range ts {
+			if t.Mode == mode {
+				return fmt.Errorf("%s is given twice; %s", key, want)
+			}
+		}
+		ts = append(ts, compare.Target{Mode: mode, Addr: addr})
+	}
+	*v.targets = ts
+	return nil
+}
+
+// chartValue is --chart, whose extension picks the format.
+type chartValue struct{ path *string }
+
+func (v chartValue) String() string {
+	if v.path == nil {
+		return ""
+	}
+	return *v.path
+}
+
+func (v chartValue) Set(s string) error {
+	if err := compare.CheckChartPath(s); err != nil {
+		return errors.New("want a file ending in " + strings.Join(compare.ChartFormats, " or "))
+	}
+	*v.path = s
+	return nil
+}

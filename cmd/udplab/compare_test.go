@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// compareJSON runs udplab compare in process with --format json and
+// returns the decoded document.
+func compareJSON(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	var out, errb bytes.Buffer
+	args = append([]string{"compare", "--format", "json"}, args...)
+	if code := run(context.Background(), args, &stdio{strings.NewReader(""), &out, &errb}); code != 0 {
+		t.Fatalf("udplab %s: exit %d\n%s", strings.Join(args, " "), code, errb.String())
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	return doc
+}
+
+// TestCompareEndToEnd checks the figures the README promises for
+// loss=10%,delay=20ms (10% loss each way, a 40 ms round trip), read from
+// --format json: raw delivers about 0.9·0.9 = 81% at a median near 40 ms
+// and spends exactly its payload on the wire; both reliable modes deliver
+// all 1000 greetings, in order, once, for more bytes, with retransmissions
+// counted, and FEC repairs some losses.
+func TestCompareEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three runs of 1000 round trips")
+	}
+	doc := compareJSON(t, "--link", "loss=10%,delay=20ms", "--messages", "1000", "--interval", "2ms", "--quiet")
+	results := doc["results"].([]any)
+	if len(results) != 3 {
+		t.Fatalf("got %d results, want 3 (raw, reliable, reliable-fec)", len(results))
+	}
+	byMode := map[string]map[string]any{}
+	for _, r := range results {
+		m := r.(map[string]any)
+		byMode[m["mode"].(string)] = m
+	}
+	num := func(m map[string]any, key string) float64 { return m[key].(float64) }
+	lat := func(m map[string]any, key string) float64 { return m["latency_ms"].(map[string]any)[key].(float64) }
+
+	r := byMode["raw"]
+	// 3σ of a binomial(1000, 0.81): ±3.7%.
+	sigma := math.Sqrt(0.81 * 0.19 / 1000)
+	if d := num(r, "delivered") / 1000; math.Abs(d-0.81) > 3*sigma {
+		t.Errorf("raw delivered %.1f%%, want 81%% ± %.1f%%", 100*d, 300*sigma)
+	}
+	if p50 := lat(r, "p50"); p50 < 38 || p50 > 43 {
+		t.Errorf("raw median round trip %.1f ms, want near 40 ms", p50)
+	}
+	if num(r, "wire_bytes") != num(r, "payload_bytes") || num(r, "overhead") != 1 {
+		t.Errorf("raw wire %v bytes for %v payload (overhead %v), want equal (1.00)", num(r, "wire_bytes"), num(r, "payload_bytes"), num(r, "overhead"))
+	}
+	if num(r, "retransmissions") != 0 || num(r, "fec_recovered") != 0 {
+		t.Errorf("raw counted retransmissions %v, FEC %v; want 0", num(r, "retransmissions"), num(r, "fec_recovered"))
+	}
+	for _, mode := range []string{"reliable", "reliable-fec"} {
+		m := byMode[mode]
+		if num(m, "sent") != 1000 || num(m, "delivered") != 1000 || num(m, "in_order") != 1000 || num(m, "duplicates") != 0 {
+			t.Errorf("%s: sent %v, delivered %v, in order %v, duplicates %v; want 1000, 1000, 1000, 0",
+				mode, num(m, "sent"), num(m, "delivered"), num(m, "in_order"), num(m, "duplicates"))
+		}
+		if num(m, "overhead") <= 1.5 || num(m, "wire_bytes") <= num(r, "wire_bytes") {
+			t.Errorf("%s: overhead %.2f, want a measurable byte cost over raw", mode, num(m, "overhead"))
+		}
+		if num(m, "retransmissions") == 0 {
+			t.Errorf("%s: no retransmissions counted over 10%% loss", mode)
+		}
+	}
+	if got := num(byMode["reliable-fec"], "fec_recovered"); got == 0 {
+		t.Errorf("reliable-fec: no FEC recoveries over 10%% loss")
+	}
+	if got := num(byMode["reliable"], "fec_recovered"); got != 0 {
+		t.Errorf("reliable (no FEC): %v FEC recoveries, want 0", got)
+	}
+}
+
+// TestCompareJSONDocumented checks the JSON against the README: every
+// field it documents is in the output, and every field in the output is
+// documented.
+func TestCompareJSONDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := compareJSON(t, "--link", "delay=1ms", "--modes", "raw", "--messages", "20", "--interval", "1ms")
+	for _, part := range []string{"config", "results"} {
+		documented := readmeFields(t, string(readme), part)
+		var obj map[string]any
+		if part == "config" {
+			obj = doc["config"].(map[string]any)
+		} else {
+			obj = doc["results"].([]any)[0].(map[string]any)
+		}
+		got := map[string]bool{}
+		flatten("", obj, got)
+		for f, optional := range documented {
+			if !got[f] && !optional {
+				t.Errorf("README documents %s field %q; the JSON has no such field", part, f)
+			}
+		}
+		var undocumented []string
+		for f := range got {
+			if _, ok := documented[f]; !ok {
+				undocumented = append(undocumented, f)
+			}
+		}
+		sort.Strings(undocumented)
+		for _, f := range undocumented {
+			t.Errorf("JSON %s field %q is not in the README's list", part, f)
+		}
+	}
+}
+
+// readmeFields returns the backquoted names in the first column of the
+// README's table between <!-- json:PART --> and <!-- /json:PART -->, each
+// mapped to whether it is optional: its row says when it is "omitted".
+func readmeFields(t *testing.T, readme, part string) map[string]bool {
+	t.Helper()
+	_, rest, ok := strings.Cut(readme, "<!-- json:"+part+" -->")
+	block, _, ok2 := strings.Cut(rest, "<!-- /json:"+part+" -->")
+	if !ok || !ok2 {
+		t.Fatalf("README has no <!-- json:%s --> block", part)
+	}
+	fields := map[string]bool{}
+	re := regexp.MustCompile("(?m)^\\| `([a-z_.0-9]+)`(.*)$")
+	for _, m := range re.FindAllStringSubmatch(block, -1) {
+		fields[m[1]] = strings.Contains(m[2], "omitted")
+	}
+	if len(fields) == 0 {
+		t.Fatalf("README's json:%s block lists no fields", part)
+	}
+	return fields
+}
+
+// flatten records obj's keys, nested objects' as parent.child; arrays of
+// objects record their elements' keys as parent.child too.
+func flatten(prefix string, obj map[string]any, out map[string]bool) {
+	for k, v := range obj {
+		name := prefix + k
+		switch v := v.(type) {
+		case map[string]any:
+			flatten(name+".", v, out)
+		case []any:
+			out[name] = true
+			for _, e := range v {
+				if m, ok := e.(map[string]any); ok {
+					flatten(name+".", m, out)
+				}
+			}
+		default:
+			out[name] = true
+		}
+	}
+}

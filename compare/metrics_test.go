@@ -1,0 +1,115 @@
+package compare
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+func near(got, want, rel float64) bool {
+	return math.Abs(got-want) <= rel*math.Abs(want)+1e-12
+}
+
+func TestLatencyPercentiles(t *testing.T) {
+	r := NewRecorder(100)
+	// Round trips 1 ms to 100 ms, sent in a shuffled order so nothing
+	// depends on arrival order: p50 is 50 ms, p90 90 ms, p99 99 ms.
+	for i := range 100 {
+		seq := (i * 37) % 100
+		r.Reply(seq, time.Duration(seq+1)*time.Millisecond)
+	}
+	got := r.Latency()
+	want := Latency{Mean: 50.5, P50: 50, P90: 90, P99: 99, Max: 100}
+	// HdrHistogram at 3 digits reports the top of the value's bucket: within 0.1%.
+	for _, c := range []struct {
+		name      string
+		got, want float64
+		rel       float64
+	}{
+		{"mean", got.Mean, want.Mean, 0},
+		{"p50", got.P50, want.P50, 1e-3},
+		{"p90", got.P90, want.P90, 1e-3},
+		{"p99", got.P99, want.P99, 1e-3},
+		{"max", got.Max, want.Max, 0},
+	} {
+		if !near(c.got, c.want, c.rel) || c.got < c.want {
+			t.Errorf("%s = %v ms, want %v ms (at most %.1f%% above)", c.name, c.got, c.want, c.rel*100)
+		}
+	}
+}
+
+func TestLatencyEmpty(t *testing.T) {
+	r := NewRecorder(10)
+	if got := r.Latency(); got != (Latency{}) {
+		t.Errorf("Latency() with no replies = %+v, want zero", got)
+	}
+	if ms, frac := r.CDF(); ms != nil || frac != nil {
+		t.Errorf("CDF() with no replies = %v, %v, want nil", ms, frac)
+	}
+}
+
+func TestInOrderAndDuplicates(t *testing.T) {
+	for _, c := range []struct {
+		name                          string
+		arrivals                      []int
+		delivered, inOrder, duplicate int
+	}{
+		{"in order", []int{0, 1, 2, 3}, 4, 4, 0},
+		{"one overtaken", []int{0, 2, 1, 3}, 4, 3, 0},
+		// 0 in, 2 in, 1 late, 3 in, 3 dup, 5 in, 4 late, 2 dup.
+		{"reordered with duplicates", []int{0, 2, 1, 3, 3, 5, 4, 2}, 6, 4, 2},
+		{"reversed", []int{3, 2, 1, 0}, 4, 1, 0},
+		{"lost and duplicated", []int{1, 1, 1, 4}, 2, 2, 2},
+		{"nothing", nil, 0, 0, 0},
+	} {
+		r := NewRecorder(6)
+		for _, seq := range c.arrivals {
+			r.Reply(seq, time.Millisecond)
+		}
+		if r.delivered != c.delivered || r.inOrder != c.inOrder || r.duplicates != c.duplicate {
+			t.Errorf("%s: arrivals %v: delivered, in order, duplicates = %d, %d, %d; want %d, %d, %d",
+				c.name, c.arrivals, r.delivered, r.inOrder, r.duplicates, c.delivered, c.inOrder, c.duplicate)
+		}
+	}
+}
+
+func TestJitterRFC3550(t *testing.T) {
+	r := NewRecorder(5)
+	// Round trips 40, 50, 40, 40 ms; a duplicate of 1 at 90 ms changes
+	// nothing. By hand: J = 10/16 = 0.625; J = 0.625 + (10-0.625)/16 =
+	// 1.2109375; J = 1.2109375 + (0-1.2109375)/16 = 1.13525390625.
+	r.Reply(0, 40*time.Millisecond)
+	r.Reply(1, 50*time.Millisecond)
+	r.Reply(1, 90*time.Millisecond)
+	r.Reply(2, 40*time.Millisecond)
+	r.Reply(3, 40*time.Millisecond)
+	if got, want := r.Jitter(), 1.13525390625; !near(got, want, 1e-12) {
+		t.Errorf("Jitter() = %v ms, want %v ms", got, want)
+	}
+	// A steady round trip has no jitter.
+	s := NewRecorder(3)
+	for i := range 3 {
+		s.Reply(i, 40*time.Millisecond)
+	}
+	if got := s.Jitter(); got != 0 {
+		t.Errorf("Jitter() of a constant round trip = %v, want 0", got)
+	}
+}
+
+func TestCDF(t *testing.T) {
+	r := NewRecorder(4)
+	for i, rtt := range []time.Duration{10, 10, 20, 40} {
+		r.Reply(i, rtt*time.Millisecond)
+	}
+	ms, frac := r.CDF()
+	wantFrac := []float64{0.5, 0.75, 1}
+	wantMS := []float64{10, 20, 40}
+	if len(ms) != len(wantMS) {
+		t.Fatalf("CDF() = %v, %v; want points at %v ms", ms, frac, wantMS)
+	}
+	for i := range ms {
+		if !near(ms[i], wantMS[i], 1e-3) || frac[i] != wantFrac[i] {
+			t.Errorf("CDF point %d = (%v ms, %v), want (%v ms, %v)", i, ms[i], frac[i], wantMS[i], wantFrac[i])
+		}
+	}
+}
