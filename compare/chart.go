@@ -106,8 +106,8 @@ func (r *Report) cdfPlots() ([][]*plot.Plot, error) {
 		p.X.Label.Text = "round trip (ms)"
 		p.Y.Label.Text = "fraction of replies"
 		p.Y.Min, p.Y.Max = 0, 1
-		p.Legend.Top, p.Legend.Left = false, false
 		p.Add(plotter.NewGrid())
+		var all plotter.XYs
 		for _, x := range runs {
 			ms, frac := x.CDF()
 			if len(ms) == 0 {
@@ -123,7 +123,9 @@ func (r *Report) cdfPlots() ([][]*plot.Plot, error) {
 			if err := addLine(p, string(x.Mode), xys, modeIndex(x.Mode)); err != nil {
 				return nil, err
 			}
+			all = append(all, xys...)
 		}
+		placeCDFLegend(p, all)
 		panels = append(panels, p)
 	}
 	if len(panels) == 0 {
@@ -145,6 +147,36 @@ func (r *Report) cdfPlots() ([][]*plot.Plot, error) {
 	return grid, nil
 }
 
+// placeCDFLegend puts the legend in whichever corner a CDF leaves empty:
+// top left (above a late rise) or bottom right (below an early one).
+func placeCDFLegend(p *plot.Plot, pts plotter.XYs) {
+	if len(pts) == 0 {
+		return
+	}
+	lo, hi := pts[0].X, pts[0].X
+	for _, q := range pts {
+		lo, hi = min(lo, q.X), max(hi, q.X)
+	}
+	// The legend box: about a third of the width and of the height.
+	w := (hi - lo) * 0.4
+	var topLeft, bottomRight int
+	for _, q := range pts {
+		if q.X <= lo+w && q.Y >= 0.65 {
+			topLeft++
+		}
+		if q.X >= hi-w && q.Y <= 0.35 {
+			bottomRight++
+		}
+	}
+	p.Legend.Top, p.Legend.Left = topLeft <= bottomRight, topLeft <= bottomRight
+	p.Legend.XOffs, p.Legend.YOffs = vg.Points(6), vg.Points(6)
+	if p.Legend.Top {
+		p.Legend.XOffs, p.Legend.YOffs = vg.Points(6), -vg.Points(6)
+	} else {
+		p.Legend.XOffs = -vg.Points(6)
+	}
+}
+
 // sweepPlots returns delivery % and p99 latency against the swept value.
 func (r *Report) sweepPlots() ([][]*plot.Plot, error) {
 	var values []string
@@ -160,10 +192,17 @@ func (r *Report) sweepPlots() ([][]*plot.Plot, error) {
 	delivery.Title.Text, p99.Title.Text = "delivered", "p99 round trip"
 	delivery.Y.Label.Text, p99.Y.Label.Text = "% of greetings", "ms"
 	delivery.Y.Min, delivery.Y.Max = 0, 100
+	// Delivery falls from the top left and latency rises to the top right:
+	// each legend goes where its lines are not.
+	delivery.Legend.Top, delivery.Legend.Left = false, true
+	p99.Legend.Top, p99.Legend.Left = true, true
+	for _, p := range []*plot.Plot{delivery, p99} {
+		p.Legend.XOffs, p.Legend.YOffs = vg.Points(6), vg.Points(6)
+	}
+	p99.Legend.YOffs = -vg.Points(6)
 	for _, p := range []*plot.Plot{delivery, p99} {
 		p.X.Label.Text = label
 		p.Add(plotter.NewGrid())
-		p.Legend.Top, p.Legend.Left = false, true
 		p.Y.Min = 0
 		if !numeric {
 			ticks := make([]plot.Tick, len(values))

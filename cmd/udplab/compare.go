@@ -156,10 +156,11 @@ func runCompare(ctx context.Context, st *stdio, cfg *compare.Config, format, out
 	if rep == nil {
 		return err
 	}
-	if err != nil {
-		// Report what finished: an interrupted comparison still measured
-		// its completed runs.
-		fmt.Fprintf(st.err, "udplab compare: stopped after %d of %d runs: %v\n", len(rep.Results), cfg.Runs(), err)
+	// Whatever stopped the comparison, the runs it measured are printed.
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("interrupted during run %d of %d; its figures cover the time until then", len(rep.Results), cfg.Runs())
+	} else if err != nil {
+		err = fmt.Errorf("run %d of %d: %w", len(rep.Results)+1, cfg.Runs(), err)
 	}
 	for _, r := range rep.Results {
 		if len(cfg.Targets) > 0 && r.Delivered == 0 {
@@ -169,7 +170,17 @@ func runCompare(ctx context.Context, st *stdio, cfg *compare.Config, format, out
 			fmt.Fprintf(st.err, "udplab compare: %s on %s stalled: the transport stopped taking messages (a dead link?)\n", r.Mode, r.Link)
 		}
 	}
+	if werr := writeReport(st, rep, format, out, chart); werr != nil {
+		return werr
+	}
+	return err
+}
+
+// writeReport writes rep in format to out (stdout when empty) and draws
+// the chart, if asked.
+func writeReport(st *stdio, rep *compare.Report, format, out, chart string) error {
 	var buf bytes.Buffer
+	var err error
 	switch format {
 	case "json":
 		err = rep.WriteJSON(&buf)
@@ -191,12 +202,7 @@ func runCompare(ctx context.Context, st *stdio, cfg *compare.Config, format, out
 		return err
 	}
 	if chart != "" && len(rep.Results) > 0 {
-		if err := rep.WriteChart(chart); err != nil {
-			return err
-		}
-	}
-	if ctx.Err() != nil {
-		return errors.New("interrupted")
+		return rep.WriteChart(chart)
 	}
 	return nil
 }

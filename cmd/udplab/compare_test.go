@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // compareJSON runs udplab compare in process with --format json and
@@ -163,5 +164,47 @@ func flatten(prefix string, obj map[string]any, out map[string]bool) {
 		default:
 			out[name] = true
 		}
+	}
+}
+
+// TestProgressAppearsLate: no bar for a short comparison; once one has run
+// for progressAfter, the bar shows the messages sent so far.
+func TestProgressAppearsLate(t *testing.T) {
+	var buf bytes.Buffer
+	p := &progress{w: &buf, start: time.Now(), total: 1000}
+	p.add(100)
+	if buf.Len() != 0 || p.bar != nil {
+		t.Fatalf("a bar after %v: %q", time.Since(p.start), buf.String())
+	}
+	p.start = time.Now().Add(-progressAfter)
+	p.add(100)
+	p.add(300)
+	if p.bar == nil {
+		t.Fatal("no bar after progressAfter")
+	}
+	if got := p.bar.State().CurrentNum; got != 500 {
+		t.Errorf("bar at %d, want 500", got)
+	}
+	p.finish()
+	if !strings.Contains(buf.String(), "comparing") {
+		t.Errorf("bar output %q lacks its description", buf.String())
+	}
+}
+
+// TestCompareInterrupted: a comparison stopped part way prints the runs it
+// measured, the stopped one included, and exits 1.
+func TestCompareInterrupted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var out, errb bytes.Buffer
+	args := []string{"compare", "--link", "delay=1ms", "--modes", "raw,reliable", "--messages", "100000", "--interval", "1ms"}
+	if code := run(ctx, args, &stdio{strings.NewReader(""), &out, &errb}); code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, errb.String())
+	}
+	if !strings.Contains(errb.String(), "interrupted during run 1 of 2") {
+		t.Errorf("stderr %q does not say where it stopped", errb.String())
+	}
+	if !regexp.MustCompile(`(?m)^delay=1ms +raw +\d+`).MatchString(out.String()) || strings.Contains(out.String(), "reliable  ") {
+		t.Errorf("stdout does not hold just the stopped raw run:\n%s", out.String())
 	}
 }
