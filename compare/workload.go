@@ -32,7 +32,7 @@ type Workload struct {
 
 // Workload defaults and limits.
 const (
-	DefaultMessages = 500
+	DefaultMessages = 400
 	DefaultInterval = 5 * time.Millisecond
 	DefaultSize     = 16
 	// MaxSize keeps "Hello NAME!\n" within one raw datagram (65507 bytes).
