@@ -246,6 +246,22 @@ func TestDeadLinkStalls(t *testing.T) {
 	}
 }
 
+// TestSlowPacingIsNotAStall: an interval longer than the straggler wait is
+// pacing, not a stall.
+func TestSlowPacingIsNotAStall(t *testing.T) {
+	l, _ := ParseLink("delay=1ms", 1)
+	rep, err := Run(context.Background(), Config{
+		Modes: []Mode{Raw}, Links: []Link{l},
+		Workload: Workload{Messages: 3, Interval: 250 * time.Millisecond, Wait: 50 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rep.Results[0]; r.Stalled || r.Sent != 3 || r.Delivered != 3 {
+		t.Errorf("3 greetings 250ms apart: stalled %v, sent %d, delivered %d; want not stalled, 3, 3", r.Stalled, r.Sent, r.Delivered)
+	}
+}
+
 func TestCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	l, _ := ParseLink("delay=5ms", 1)

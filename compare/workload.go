@@ -26,7 +26,9 @@ type Workload struct {
 	Size int
 	// Wait is how long to wait for stragglers after the last send or the
 	// last reply, whichever is later. Zero means automatic: four times the
-	// slowest round trip seen so far, and at least MinWait.
+	// slowest round trip seen so far, and at least MinWait. While sending,
+	// the wait is one Interval longer: a run is only declared stalled when
+	// Send has blocked that long.
 	Wait time.Duration
 }
 
@@ -257,7 +259,13 @@ watch:
 			break watch
 		case <-timer.C:
 			last := time.Duration(max(lastSend.Load(), lastArrival.Load()))
-			if left := last + wait() - time.Since(start); left > 0 {
+			quiet := wait()
+			select {
+			case <-sendDone:
+			default:
+				quiet += w.Interval // the sender may be pacing, not stuck
+			}
+			if left := last + quiet - time.Since(start); left > 0 {
 				timer.Reset(left)
 				continue
 			}
