@@ -253,7 +253,19 @@ func (r *Report) resultsTables() []*table {
 	return []*table{got, cost}
 }
 
-func msCell(v float64) string { return fmt.Sprintf("%.1f", v) }
+// msCell shows three significant digits or more: a loopback or LAN round
+// trip of 0.04 ms must not print as 0.0.
+func msCell(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v < 1:
+		return fmt.Sprintf("%.3f", v)
+	case v < 10:
+		return fmt.Sprintf("%.2f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
 
 func kB(b uint64) string { return fmt.Sprintf("%.1f", float64(b)/1e3) }
 
@@ -283,9 +295,9 @@ func (r *Report) tradeoff() *table {
 	}
 	row("connection", func(x *Result, kcp bool) string {
 		if kcp {
-			return fmt.Sprintf("session, no handshake; 1st reply %.1f ms", x.FirstMS)
+			return fmt.Sprintf("session, no handshake; 1st reply %s ms", msCell(x.FirstMS))
 		}
-		return fmt.Sprintf("none; 1st reply %.1f ms", x.FirstMS)
+		return fmt.Sprintf("none; 1st reply %s ms", msCell(x.FirstMS))
 	})
 	row("reliability", func(x *Result, kcp bool) string {
 		s := fmt.Sprintf("%.1f%% delivered", x.DeliveredPct())
@@ -308,7 +320,7 @@ func (r *Report) tradeoff() *table {
 		return fmt.Sprintf("28+%.0f B a datagram; %.2fx payload", own, x.Overhead)
 	})
 	row("speed", func(x *Result, kcp bool) string {
-		return fmt.Sprintf("p50 %.1f ms, p99 %.1f ms", x.Latency.P50, x.Latency.P99)
+		return fmt.Sprintf("p50 %s ms, p99 %s ms", msCell(x.Latency.P50), msCell(x.Latency.P99))
 	})
 	row("resources", func(x *Result, kcp bool) string {
 		per := 0.0

@@ -198,7 +198,9 @@ func pct(a, b int) float64 {
 
 // Run runs every link (or target) with every mode, one run at a time, and
 // returns what they measured. When ctx is cancelled it stops and returns
-// the runs finished so far with ctx's cause.
+// the runs finished so far, and the stopped one as far as it got, with
+// ctx's cause. A run that fails to start ends the comparison with its
+// error and the runs before it.
 func Run(ctx context.Context, c Config) (*Report, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
