@@ -49,9 +49,10 @@ func BenchmarkDrive(b *testing.B) {
 
 // BenchmarkHarnessVsRoundTrip compares the round trip the harness measures
 // with the one a bare send-then-receive loop measures, over the same raw
-// server on loopback, one greeting in flight at a time: the median of each
-// run, reported as bare/harness (1 means the harness adds nothing to what
-// it measures; below 1, the harness's round trips are longer).
+// server on loopback, one greeting in flight at a time. Each side's median
+// round trip is turned into a rate, and harness/bare is their ratio: 1
+// means the harness adds nothing to what it measures, below 1 its round
+// trips are longer.
 func BenchmarkHarnessVsRoundTrip(b *testing.B) {
 	srv := benchServer(b)
 	const n = 300
