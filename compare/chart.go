@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -312,14 +313,7 @@ func style(s *draw.LineStyle, i int) {
 }
 
 // modeIndex gives each mode the same colour and dashes in every chart.
-func modeIndex(m Mode) int {
-	for i, x := range Modes {
-		if x == m {
-			return i
-		}
-	}
-	return len(Modes)
-}
+func modeIndex(m Mode) int { return slices.Index(Modes, m) }
 
 // byLink groups the results by link, in order; runs against targets are
 // one group.

@@ -40,15 +40,16 @@ func ParseMode(s string) (Mode, error) {
 			return m, nil
 		}
 	}
-	return "", fmt.Errorf("mode %q: want one of %s", s, modeList())
+	return "", fmt.Errorf("mode %q: want one of %s", s, strings.Join(ModeNames(), ", "))
 }
 
-func modeList() string {
+// ModeNames returns the names of Modes, in order.
+func ModeNames() []string {
 	names := make([]string, len(Modes))
 	for i, m := range Modes {
 		names[i] = string(m)
 	}
-	return strings.Join(names, ", ")
+	return names
 }
 
 // Target is a server already running, measured over the real network.
@@ -108,7 +109,7 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if c.Modes != nil && len(c.Modes) == 0 {
-		return errors.New("modes: want at least one of " + modeList())
+		return errors.New("modes: want at least one of " + strings.Join(ModeNames(), ", "))
 	}
 	for _, m := range c.Modes {
 		if _, err := ParseMode(string(m)); err != nil {
@@ -280,14 +281,8 @@ func (c *Config) runLocal(ctx context.Context, m Mode, lk Link) (Result, error) 
 		}
 	}
 
-	before := take()
-	rec := NewRecorder(c.Workload.Messages)
-	o, err := c.Workload.drive(ctx, conn, rec, c.Progress)
-	srv.Close()
-	after := take()
-
+	_, o, err := c.measure(ctx, conn, &res, srv.Close)
 	up, down := l.Stats(link.Up), l.Stats(link.Down)
-	res.fill(c.Workload, rec, o, after.sub(before))
 	res.PayloadBytes = uint64(o.sent*c.Workload.Size) + replyBytes.Load()
 	res.WireBytes = up.OfferedBytes + down.OfferedBytes
 	res.WirePackets = up.Offered + down.Offered
@@ -313,17 +308,27 @@ func (c *Config) runTarget(ctx context.Context, t Target) (Result, error) {
 		pc.Close()
 		return res, err
 	}
-	before := take()
-	rec := NewRecorder(c.Workload.Messages)
-	o, err := c.Workload.drive(ctx, conn, rec, c.Progress)
-	after := take()
-	res.fill(c.Workload, rec, o, after.sub(before))
+	rec, o, err := c.measure(ctx, conn, &res, nil)
 	replies := uint64(rec.delivered + rec.duplicates)
 	res.PayloadBytes = uint64(o.sent*c.Workload.Size) + replies*uint64(c.Workload.Size+greetingExtra)
 	res.WireBytes = cc.bytes.Load()
 	res.WirePackets = cc.packets.Load()
 	res.finish()
 	return res, err
+}
+
+// measure drives the workload over conn and fills res with what the
+// client saw. teardown (if any) stops the run's server before the
+// process-wide counters are read again, so they hold all it did.
+func (c *Config) measure(ctx context.Context, conn message.Conn, res *Result, teardown func() error) (*Recorder, outcome, error) {
+	before := take()
+	rec := NewRecorder(c.Workload.Messages)
+	o, err := c.Workload.drive(ctx, conn, rec, c.Progress)
+	if teardown != nil {
+		teardown()
+	}
+	res.fill(c.Workload, rec, o, take().sub(before))
+	return rec, o, err
 }
 
 // fill copies what the client measured into r.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,7 +61,7 @@ a terminal and the comparison runs longer than a couple of seconds.`,
 			targets                   []compare.Target
 			quiet                     bool
 		)
-		fs.Var(modesValue{&cfg.Modes}, "modes", "comma list of `MODES` to run: "+strings.Join(modeNames(), ", ")+" (default all)")
+		fs.Var(modesValue{&cfg.Modes}, "modes", "comma list of `MODES` to run: "+strings.Join(compare.ModeNames(), ", ")+" (default all)")
 		fs.Var(linkListValue{&links}, "link", "a link to run over, in the link grammar or a preset `SPEC`; may repeat (default the matrix above)")
 		fs.StringVar(&sweep, "sweep", "", "run one link per value of a link parameter: `KEY=V1,V2,...` such as loss=0%,5%,20%")
 		fs.Uint64Var(&cfg.Seed, "seed", link.DefaultSeed, "random `SEED` for every link that names none; the same seed gives every packet the same fate")
@@ -112,7 +113,7 @@ func buildCompare(cfg *compare.Config, links []string, sweep string, targets []c
 		}
 		cfg.Targets = targets
 	} else {
-		if !fec && (cfg.Modes == nil || contains(cfg.Modes, compare.ReliableFEC)) {
+		if !fec && (cfg.Modes == nil || slices.Contains(cfg.Modes, compare.ReliableFEC)) {
 			return usagef("--fec 0,0 leaves reliable-fec without FEC: give shards such as 10,3, or --modes without reliable-fec")
 		}
 		switch {
@@ -244,23 +245,6 @@ func (p *progress) finish() {
 	}
 }
 
-func modeNames() []string {
-	names := make([]string, len(compare.Modes))
-	for i, m := range compare.Modes {
-		names[i] = string(m)
-	}
-	return names
-}
-
-func contains(ms []compare.Mode, m compare.Mode) bool {
-	for _, x := range ms {
-		if x == m {
-			return true
-		}
-	}
-	return false
-}
-
 func isSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
@@ -286,9 +270,9 @@ func (v modesValue) Set(s string) error {
 	for _, name := range strings.Split(s, ",") {
 		m, err := compare.ParseMode(strings.TrimSpace(name))
 		if err != nil {
-			return errors.New("want a comma list of " + strings.Join(modeNames(), ", "))
+			return errors.New("want a comma list of " + strings.Join(compare.ModeNames(), ", "))
 		}
-		if contains(ms, m) {
+		if slices.Contains(ms, m) {
 			return fmt.Errorf("%s is listed twice", m)
 		}
 		ms = append(ms, m)
