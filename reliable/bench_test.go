@@ -10,6 +10,7 @@ import (
 	kcp "github.com/xtaci/kcp-go/v5"
 
 	"github.com/udplab/udplab/internal/paired"
+	"github.com/udplab/udplab/internal/sockstat"
 )
 
 // bulkMessage is the message size of the bulk benchmark.
@@ -85,8 +86,8 @@ func bareKCPRate(b *testing.B, c *Config, block kcp.BlockCrypt, n int) float64 {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	l.SetReadBuffer(socketBuffer)
-	l.SetWriteBuffer(socketBuffer)
+	l.SetReadBuffer(sockstat.BufferSize)
+	l.SetWriteBuffer(sockstat.BufferSize)
 	recvDone := make(chan error, 1)
 	go func() {
 		s, err := l.AcceptKCP()
@@ -113,8 +114,8 @@ func bareKCPRate(b *testing.B, c *Config, block kcp.BlockCrypt, n int) float64 {
 	}
 	defer s.Close()
 	tune(s, c)
-	s.SetReadBuffer(socketBuffer)
-	s.SetWriteBuffer(socketBuffer)
+	s.SetReadBuffer(sockstat.BufferSize)
+	s.SetWriteBuffer(sockstat.BufferSize)
 	msg := make([]byte, bulkMessage)
 	start := time.Now()
 	for i := 0; i < n; i++ {

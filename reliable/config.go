@@ -42,9 +42,6 @@ const (
 	// so forged or corrupted packets are dropped rather than decrypted.
 	DefaultCrypt = "aes-128-gcm"
 
-	// socketBuffer is kcptun's socket buffer size: a full window at
-	// loopback speed must not overflow the kernel's queue.
-	socketBuffer = 4 << 20
 	// keySalt and keyIterations derive the key as kcptun does, so kcptun
 	// and any kcp-go program that follows it can talk to udplab.
 	keySalt       = "kcp-go"

@@ -24,6 +24,7 @@ import (
 	kcp "github.com/xtaci/kcp-go/v5"
 
 	"github.com/udplab/udplab/internal/deadline"
+	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/internal/udpsock"
 	"github.com/udplab/udplab/message"
 )
@@ -74,7 +75,7 @@ func NewConn(pc net.PacketConn, remote net.Addr, cfg *Config) (*Conn, error) {
 		return nil, fmt.Errorf("reliable: dial %s: %w", remote, err)
 	}
 	tune(s, &c)
-	setSocketBuffers(pc)
+	sockstat.SetBuffers(pc)
 	return newConn(s, pc, nil, segmentPayload(c.MTU, !c.NoFEC, block)), nil
 }
 
@@ -89,13 +90,6 @@ func tune(s *kcp.UDPSession, c *Config) {
 	s.SetWindowSize(c.SendWindow, c.ReceiveWindow)
 	s.SetMtu(c.MTU)
 	s.SetWriteDelay(false)
-}
-
-func setSocketBuffers(pc net.PacketConn) {
-	if u, ok := pc.(*net.UDPConn); ok {
-		_ = u.SetReadBuffer(socketBuffer)
-		_ = u.SetWriteBuffer(socketBuffer)
-	}
 }
 
 // Send queues msg as one message and returns once KCP has taken it; KCP
@@ -173,7 +167,7 @@ func AcceptOne(ctx context.Context, pc net.PacketConn, cfg *Config) (*Conn, erro
 	if err != nil {
 		return nil, fmt.Errorf("reliable: listen %s: %w", pc.LocalAddr(), err)
 	}
-	setSocketBuffers(pc)
+	sockstat.SetBuffers(pc)
 	// kcp-go's AcceptKCP reads its deadline only on entry, so cancel
 	// through the socket: a failed read ends kcp-go's read loop, and
 	// AcceptKCP returns that failure.

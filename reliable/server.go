@@ -13,6 +13,7 @@ import (
 
 	kcp "github.com/xtaci/kcp-go/v5"
 
+	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/message"
 )
 
@@ -83,7 +84,7 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, erro
 	if err != nil {
 		return nil, fmt.Errorf("reliable: serve %s: %w", pc.LocalAddr(), err)
 	}
-	setSocketBuffers(pc)
+	sockstat.SetBuffers(pc)
 	s := &Server{
 		l: l, pc: pc, h: h, cfg: c, log: c.Logger,
 		mss:      segmentPayload(c.MTU, !c.NoFEC, block),

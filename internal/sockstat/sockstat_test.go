@@ -1,0 +1,79 @@
+package sockstat
+
+import (
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/udplab/udplab/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
+
+// TestDropsCountOverflow fills a small receive buffer that nobody reads and
+// checks that the counter accounts for every datagram that did not fit:
+// what was sent equals what is queued plus what was dropped.
+func TestDropsCountOverflow(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the drop counter is read from /proc on Linux only")
+	}
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	if err := rx.SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	s := Of(rx)
+	if !s.Known() {
+		t.Fatal("Of(*net.UDPConn) is unknown on Linux")
+	}
+	if n, ok := Drops(s); !ok || n != 0 {
+		t.Fatalf("Drops before sending = %d, %v; want 0, true", n, ok)
+	}
+	const sent = 500
+	for range sent {
+		if _, err := tx.Write(make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drops, ok := Drops(s)
+	if !ok || drops == 0 {
+		t.Fatalf("Drops after %d datagrams into a 4 KiB buffer = %d, %v; want some", sent, drops, ok)
+	}
+	// Loopback delivers synchronously within Write, so everything not
+	// dropped is already queued: read it all without blocking.
+	rx.SetReadBuffer(1 << 20)
+	queued := 0
+	buf := make([]byte, 200)
+	for {
+		rx.SetReadDeadline(time.Now().Add(50 * time.Millisecond)) // all is queued already
+		if _, err := rx.Read(buf); err != nil {
+			break
+		}
+		queued++
+	}
+	if uint64(queued)+drops != sent {
+		t.Errorf("queued %d + dropped %d = %d; want %d sent", queued, drops, uint64(queued)+drops, sent)
+	}
+}
+
+func TestUnknownSocket(t *testing.T) {
+	var s Socket
+	if s.Known() {
+		t.Fatal("zero Socket is known")
+	}
+	if _, ok := Drops(s); ok {
+		t.Fatal("Drops(zero Socket) reported a count")
+	}
+	if Of(struct{}{}).Known() {
+		t.Fatal("Of(non-conn) is known")
+	}
+}
