@@ -2,6 +2,8 @@ package compare
 
 import (
 	"math"
+	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 )
@@ -111,5 +113,25 @@ func TestCDF(t *testing.T) {
 		if !near(ms[i], wantMS[i], 1e-3) || frac[i] != wantFrac[i] {
 			t.Errorf("CDF point %d = (%v ms, %v), want (%v ms, %v)", i, ms[i], frac[i], wantMS[i], wantFrac[i])
 		}
+	}
+}
+
+func TestVersionsNameTheCommit(t *testing.T) {
+	bi := &debug.BuildInfo{
+		Main: debug.Module{Path: "github.com/udplab/udplab", Version: "v0.0.0-20261121020506-c8bbe5facef6+dirty"},
+		Deps: []*debug.Module{{Path: "github.com/xtaci/kcp-go/v5", Version: "v5.6.72"}},
+		Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "c8bbe5facef6e774c08e8ecbabf41934e39248b7"},
+			{Key: "vcs.modified", Value: "true"},
+		},
+	}
+	v := versionsOf(bi)
+	if v.Udplab != "commit c8bbe5facef6e774c08e8ecbabf41934e39248b7-dirty" || v.KCPGo != "v5.6.72" {
+		t.Errorf("versionsOf = %+v; want the full commit, marked dirty, and kcp-go v5.6.72", v)
+	}
+	bi.Settings = nil
+	bi.Main.Version = "(devel)"
+	if v := versionsOf(bi); !strings.Contains(v.Udplab, "commit unknown") {
+		t.Errorf("versionsOf without VCS = %q; want it to say the commit is unknown", v.Udplab)
 	}
 }

@@ -67,9 +67,17 @@ type ReliableInfo struct {
 
 // Versions are the versions of what was measured.
 type Versions struct {
+	// Udplab is the commit udplab was built from ("-dirty" when the tree
+	// had changes), or, without VCS stamping (go run, go test, or
+	// -buildvcs=false), the module version with "commit unknown".
 	Udplab string `json:"udplab"`
 	KCPGo  string `json:"kcp_go"`
 	Go     string `json:"go"`
+}
+
+// String is the one line udplab --version prints.
+func (v Versions) String() string {
+	return fmt.Sprintf("udplab %s (kcp-go %s, %s)", v.Udplab, v.KCPGo, v.Go)
 }
 
 func (c *Config) describe() ReportConfig {
@@ -105,21 +113,36 @@ func (c *Config) describe() ReportConfig {
 	return d
 }
 
-// BuildVersions reads udplab's and kcp-go's versions from the binary's
-// build information.
+// BuildVersions reads udplab's commit and kcp-go's version from the
+// binary's build information.
 func BuildVersions() Versions {
-	v := Versions{Udplab: "unknown", KCPGo: "unknown", Go: runtime.Version()}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return v
+		return Versions{Udplab: "unknown", KCPGo: "unknown", Go: runtime.Version()}
 	}
-	if bi.Main.Path == "github.com/udplab/udplab" && bi.Main.Version != "" {
-		v.Udplab = bi.Main.Version
-	}
+	return versionsOf(bi)
+}
+
+func versionsOf(bi *debug.BuildInfo) Versions {
+	v := Versions{Udplab: "unknown", KCPGo: "unknown", Go: runtime.Version()}
+	var rev string
+	dirty := false
 	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && v.Udplab == "(devel)" {
-			v.Udplab += " " + s.Value
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
 		}
+	}
+	switch {
+	case rev != "":
+		v.Udplab = "commit " + rev
+		if dirty {
+			v.Udplab += "-dirty"
+		}
+	case bi.Main.Version != "":
+		v.Udplab = bi.Main.Version + ", commit unknown (build with go build -buildvcs=true to record it)"
 	}
 	for _, dep := range bi.Deps {
 		if dep.Path == "github.com/xtaci/kcp-go/v5" {
