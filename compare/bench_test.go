@@ -42,7 +42,7 @@ func BenchmarkDrive(b *testing.B) {
 	rec := NewRecorder(b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
-	if _, err := w.drive(context.Background(), conn, rec, nil); err != nil {
+	if _, err := w.drive(context.Background(), conn, rec, driveOpts{}); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -79,7 +79,7 @@ func BenchmarkHarnessVsRoundTrip(b *testing.B) {
 		conn := benchDial(b, srv)
 		rec := NewRecorder(n)
 		w := Workload{Messages: n, Interval: gap, Wait: 20 * time.Millisecond}
-		if _, err := w.drive(context.Background(), conn, rec, nil); err != nil {
+		if _, err := w.drive(context.Background(), conn, rec, driveOpts{}); err != nil {
 			b.Fatal(err)
 		}
 		if rec.Delivered() < n*9/10 {

@@ -105,7 +105,7 @@ func (r *Report) cdfPlots() ([][]*plot.Plot, error) {
 			p.Title.Text = "running servers"
 		}
 		p.X.Label.Text = "round trip (ms)"
-		p.Y.Label.Text = "fraction of replies"
+		p.Y.Label.Text = "fraction of greetings sent"
 		p.Y.Min, p.Y.Max = 0, 1
 		p.Add(plotter.NewGrid())
 		var all plotter.XYs
@@ -217,9 +217,11 @@ func (r *Report) sweepPlots() ([][]*plot.Plot, error) {
 		var del, lat plotter.XYs
 		for i, l := range r.Config.Links {
 			for _, x := range r.Results {
-				if x.Mode == m && x.Link == l.Name {
+				if x.Mode == m && x.Link == l.Name && x.Repeat <= 1 {
 					del = append(del, plotter.XY{X: xs[i], Y: x.DeliveredPct()})
-					lat = append(lat, plotter.XY{X: xs[i], Y: x.Latency.P99})
+					if x.Latency != nil { // no replies: no p99 to draw
+						lat = append(lat, plotter.XY{X: xs[i], Y: x.Latency.P99})
+					}
 				}
 			}
 		}
@@ -318,17 +320,30 @@ func modeIndex(m Mode) int { return slices.Index(Modes, m) }
 // byLink groups the results by link, in order; runs against targets are
 // one group.
 func (r *Report) byLink() [][]Result {
+	firsts := r.firstRuns()
 	if len(r.Config.Targets) > 0 {
-		return [][]Result{r.Results}
+		return [][]Result{firsts}
 	}
 	var groups [][]Result
-	for i := 0; i < len(r.Results); {
+	for i := 0; i < len(firsts); {
 		j := i
-		for j < len(r.Results) && r.Results[j].Link == r.Results[i].Link {
+		for j < len(firsts) && firsts[j].Link == firsts[i].Link {
 			j++
 		}
-		groups = append(groups, r.Results[i:j])
+		groups = append(groups, firsts[i:j])
 		i = j
 	}
 	return groups
+}
+
+// firstRuns is each cell's first run: what charts and the trade-off show
+// when cells ran more than once.
+func (r *Report) firstRuns() []Result {
+	var out []Result
+	for _, x := range r.Results {
+		if x.Repeat <= 1 {
+			out = append(out, x)
+		}
+	}
+	return out
 }

@@ -299,7 +299,7 @@ func TestHarnessAllocations(t *testing.T) {
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		rec := NewRecorder(n)
-		if _, err := w.drive(context.Background(), conn, rec, nil); err != nil {
+		if _, err := w.drive(context.Background(), conn, rec, driveOpts{}); err != nil {
 			t.Fatal(err)
 		}
 		runtime.ReadMemStats(&after)

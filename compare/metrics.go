@@ -31,7 +31,7 @@ type Recorder struct {
 	highest    int // highest sequence number delivered so far; -1 before any
 	hist       *hdrhistogram.Histogram
 	sum        time.Duration
-	max        time.Duration
+	min, max   time.Duration
 	first      time.Duration // round trip of the first reply delivered
 	jitter     float64       // RFC 3550 J, in nanoseconds
 	lastRTT    time.Duration
@@ -74,6 +74,9 @@ func (r *Recorder) Reply(seq int, rtt time.Duration) {
 	r.delivered++
 	r.sum += rtt
 	r.max = max(r.max, rtt)
+	if r.delivered == 1 || rtt < r.min {
+		r.min = rtt
+	}
 	us := max(int64(rtt)/nsPerUS, histLowest)
 	_ = r.hist.RecordValue(min(us, histHighest)) // in range by construction
 }
@@ -94,32 +97,46 @@ type Latency struct {
 	Max  float64 `json:"max"`
 }
 
-// Latency summarizes the round trips recorded so far. Mean and Max are
-// exact; the percentiles come from the histogram, so they are the highest
-// value within 0.1% of the true one. All are zero with no replies.
-func (r *Recorder) Latency() Latency {
+// Latency summarizes the round trips recorded so far, or returns nil with
+// none: no data is not zero. Mean, Min and Max are exact; the percentiles
+// come from the histogram, so they are the highest value within 0.1% of the
+// true one, held within [Min, Max] so that no percentile passes the
+// extremes it summarizes.
+func (r *Recorder) Latency() *Latency {
 	if r.delivered == 0 {
-		return Latency{}
+		return nil
 	}
-	pct := func(p float64) float64 { return float64(r.hist.ValueAtPercentile(p)) / usPerMS }
-	return Latency{
+	lo, hi := ms(r.min), ms(r.max)
+	pct := func(p float64) float64 {
+		return min(max(float64(r.hist.ValueAtPercentile(p))/usPerMS, lo), hi)
+	}
+	return &Latency{
 		Mean: ms(r.sum / time.Duration(r.delivered)),
 		P50:  pct(50),
 		P90:  pct(90),
 		P99:  pct(99),
-		Max:  ms(r.max),
+		Max:  hi,
 	}
 }
 
-// Jitter returns the RFC 3550 interarrival jitter in milliseconds.
-func (r *Recorder) Jitter() float64 { return r.jitter / float64(time.Millisecond) }
+// Jitter returns the RFC 3550 interarrival jitter in milliseconds, or nil
+// before two replies have arrived: jitter is a difference between arrivals.
+func (r *Recorder) Jitter() *float64 {
+	if r.delivered < 2 {
+		return nil
+	}
+	j := r.jitter / float64(time.Millisecond)
+	return &j
+}
 
-// CDF returns the round-trip distribution as points (milliseconds,
-// fraction of replies at or below), one per histogram bucket that holds
-// any reply: what a latency CDF chart draws.
-func (r *Recorder) CDF() (ms, frac []float64) {
+// CDF returns the round-trip distribution as points (milliseconds, fraction
+// of the sent messages answered at or below), one per histogram bucket that
+// holds any reply: what a latency CDF chart draws. The fraction is of sent,
+// not of replies, so a lossy run's curve levels off at its delivered share
+// instead of reaching 1.
+func (r *Recorder) CDF(sent int) (ms, frac []float64) {
 	total := r.hist.TotalCount()
-	if total == 0 {
+	if total == 0 || sent <= 0 {
 		return nil, nil
 	}
 	var cum int64
@@ -129,7 +146,7 @@ func (r *Recorder) CDF() (ms, frac []float64) {
 		}
 		cum += b.Count
 		ms = append(ms, float64(b.To)/usPerMS)
-		frac = append(frac, float64(cum)/float64(total))
+		frac = append(frac, float64(cum)/float64(sent))
 	}
 	return ms, frac
 }

@@ -20,6 +20,9 @@ import (
 type Report struct {
 	Config  ReportConfig `json:"config"`
 	Results []Result     `json:"results"`
+	// Summaries has one entry per (link, mode) cell when each ran more
+	// than once (Config.Repeat).
+	Summaries []Summary `json:"summaries,omitempty"`
 }
 
 // ReportConfig records everything needed to run a comparison again.
@@ -29,6 +32,7 @@ type ReportConfig struct {
 	Links    []LinkInfo   `json:"links,omitempty"`
 	Sweep    string       `json:"sweep,omitempty"`
 	Targets  []TargetInfo `json:"targets,omitempty"`
+	Repeat   int          `json:"repeat"`
 	Workload WorkloadInfo `json:"workload"`
 	Reliable ReliableInfo `json:"reliable"`
 	Versions Versions     `json:"versions"`
@@ -55,14 +59,51 @@ type WorkloadInfo struct {
 	WaitMS     float64 `json:"wait_ms"` // 0: automatic
 }
 
-// ReliableInfo is the reliable modes' configuration with defaults filled in.
+// ReliableInfo is the reliable modes' configuration with defaults filled
+// in, as they ran.
 type ReliableInfo struct {
-	FEC           string `json:"fec"` // reliable-fec's shards; reliable has none
+	FEC           string `json:"fec,omitempty"` // reliable-fec's shards; absent when reliable-fec did not run
 	Profile       string `json:"profile"`
 	Crypt         string `json:"crypt"` // "" when unencrypted
 	MTU           int    `json:"mtu"`
 	SendWindow    int    `json:"send_window"`
 	ReceiveWindow int    `json:"receive_window"`
+}
+
+func (c *Config) describe() ReportConfig {
+	rc := c.Reliable.WithDefaults()
+	d := ReportConfig{
+		Seed:   c.Seed,
+		Modes:  c.modes(),
+		Sweep:  c.Sweep,
+		Repeat: c.repeat(),
+		Workload: WorkloadInfo{
+			Messages:   c.Workload.Messages,
+			IntervalMS: ms(c.Workload.Interval),
+			Size:       c.Workload.Size,
+			WaitMS:     ms(c.Workload.Wait),
+		},
+		Reliable: ReliableInfo{
+			Profile: rc.Profile, Crypt: rc.Crypt,
+			MTU: rc.MTU, SendWindow: rc.SendWindow, ReceiveWindow: rc.ReceiveWindow,
+		},
+		Versions: BuildVersions(),
+	}
+	if c.runsMode(ReliableFEC) {
+		d.Reliable.FEC = rc.FECString()
+	}
+	if len(c.Targets) > 0 {
+		d.Modes = nil
+		for _, t := range c.Targets {
+			d.Modes = append(d.Modes, t.Mode)
+			d.Targets = append(d.Targets, TargetInfo(t))
+		}
+		return d
+	}
+	for _, l := range c.links() {
+		d.Links = append(d.Links, LinkInfo{Name: l.Name, Spec: l.Spec.String(), SweepValue: l.SweepValue})
+	}
+	return d
 }
 
 // Versions are the versions of what was measured.
@@ -78,39 +119,6 @@ type Versions struct {
 // String is the one line udplab --version prints.
 func (v Versions) String() string {
 	return fmt.Sprintf("udplab %s (kcp-go %s, %s)", v.Udplab, v.KCPGo, v.Go)
-}
-
-func (c *Config) describe() ReportConfig {
-	rc := c.Reliable.WithDefaults()
-	rc.NoFEC = false
-	d := ReportConfig{
-		Seed:  c.Seed,
-		Modes: c.modes(),
-		Sweep: c.Sweep,
-		Workload: WorkloadInfo{
-			Messages:   c.Workload.Messages,
-			IntervalMS: ms(c.Workload.Interval),
-			Size:       c.Workload.Size,
-			WaitMS:     ms(c.Workload.Wait),
-		},
-		Reliable: ReliableInfo{
-			FEC: rc.FECString(), Profile: rc.Profile, Crypt: rc.Crypt,
-			MTU: rc.MTU, SendWindow: rc.SendWindow, ReceiveWindow: rc.ReceiveWindow,
-		},
-		Versions: BuildVersions(),
-	}
-	if len(c.Targets) > 0 {
-		d.Modes = nil
-		for _, t := range c.Targets {
-			d.Modes = append(d.Modes, t.Mode)
-			d.Targets = append(d.Targets, TargetInfo(t))
-		}
-		return d
-	}
-	for _, l := range c.links() {
-		d.Links = append(d.Links, LinkInfo{Name: l.Name, Spec: l.Spec.String(), SweepValue: l.SweepValue})
-	}
-	return d
 }
 
 // BuildVersions reads udplab's commit and kcp-go's version from the
@@ -159,36 +167,79 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// csvHeader is the CSV columns: Result's JSON fields, latency flattened.
+// csvHeader is the CSV columns: Result's JSON fields, nested ones
+// flattened with an underscore.
 var csvHeader = []string{
-	"mode", "link", "link_spec", "sweep_value",
+	"mode", "link", "link_spec", "sweep_value", "seed", "repeat",
 	"sent", "delivered", "in_order", "duplicates", "bad_replies",
+	"lost_link", "lost_socket", "lost_late", "lost_refused", "lost_unfinished",
 	"latency_ms_mean", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_max",
 	"jitter_ms", "first_reply_ms",
-	"payload_bytes", "wire_bytes", "wire_packets", "wire_bytes_with_headers", "overhead", "link_drops",
-	"retransmissions", "fec_recovered", "goodput_bps", "duration_s", "cpu_s", "stalled",
+	"payload_bytes", "wire_bytes", "wire_packets", "wire_bytes_with_headers", "overhead", "header_bytes",
+	"link_drops", "link_duplicates", "socket_drops",
+	"retransmissions", "fec_recovered",
+	"timing_error_ms_p50", "timing_error_ms_p99", "timing_error_ms_max", "noisy",
+	"goodput_bps", "duration_s", "cpu_s", "stalled", "interrupted",
 }
 
-// WriteCSV writes one row per run under a header of csvHeader.
+// WriteCSV writes one row per run under a header of csvHeader. A figure
+// with no data is an empty cell.
 func (r *Report) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write(csvHeader)
 	for _, x := range r.Results {
-		f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
-		u := func(v uint64) string { return strconv.FormatUint(v, 10) }
-		_ = cw.Write([]string{
-			string(x.Mode), x.Link, x.LinkSpec, x.SweepValue,
-			strconv.Itoa(x.Sent), strconv.Itoa(x.Delivered), strconv.Itoa(x.InOrder),
-			strconv.Itoa(x.Duplicates), strconv.Itoa(x.BadReplies),
-			f(x.Latency.Mean), f(x.Latency.P50), f(x.Latency.P90), f(x.Latency.P99), f(x.Latency.Max),
-			f(x.JitterMS), f(x.FirstMS),
-			u(x.PayloadBytes), u(x.WireBytes), u(x.WirePackets), u(x.WireBytesWithHeaders), f(x.Overhead), u(x.LinkDrops),
-			u(x.Retransmissions), u(x.FECRecovered), f(x.GoodputBPS), f(x.DurationS), f(x.CPUS),
-			strconv.FormatBool(x.Stalled),
-		})
+		_ = cw.Write(x.csvRow())
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+func (x *Result) csvRow() []string {
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+	i := strconv.Itoa
+	row := []string{
+		string(x.Mode), x.Link, x.LinkSpec, x.SweepValue, u(x.Seed), i(x.Repeat),
+		i(x.Sent), i(x.Delivered), i(x.InOrder), i(x.Duplicates), i(x.BadReplies),
+		optU(x.Lost.Link), optU(x.Lost.Socket), i(x.Lost.Late), optU(x.Lost.Refused), optI(x.Lost.Unfinished),
+	}
+	if l := x.Latency; l != nil {
+		row = append(row, f(l.Mean), f(l.P50), f(l.P90), f(l.P99), f(l.Max))
+	} else {
+		row = append(row, "", "", "", "", "")
+	}
+	row = append(row, optF(x.JitterMS), optF(x.FirstMS),
+		u(x.PayloadBytes), u(x.WireBytes), u(x.WirePackets), u(x.WireBytesWithHeaders), optF(x.Overhead), i(x.HeaderBytes),
+		u(x.LinkDrops), u(x.LinkDuplicates), optU(x.SocketDrops),
+		u(x.Retransmissions), u(x.FECRecovered))
+	if t := x.TimingError; t != nil {
+		row = append(row, f(t.P50), f(t.P99), f(t.Max))
+	} else {
+		row = append(row, "", "", "")
+	}
+	return append(row, strconv.FormatBool(x.Noisy),
+		f(x.GoodputBPS), f(x.DurationS), f(x.CPUS), strconv.FormatBool(x.Stalled), strconv.FormatBool(x.Interrupted))
+}
+
+func optF(v *float64) string {
+	if v == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*v, 'f', -1, 64)
+}
+
+func optU(v *uint64) string {
+	if v == nil {
+		return ""
+	}
+	return strconv.FormatUint(*v, 10)
+}
+
+func optI(v *int) string {
+	if v == nil {
+		return ""
+	}
+	return strconv.Itoa(*v)
 }
 
 // WriteTable writes the results as aligned text tables with units, and
@@ -213,9 +264,13 @@ func (r *Report) writeTables(w io.Writer, markdown bool) error {
 	return b.Flush()
 }
 
-// tables are the result tables and, when there is one, the trade-off.
+// tables are the result tables (or, with repeats, the summary) and, when
+// there is one, the trade-off.
 func (r *Report) tables() []*table {
 	ts := r.resultsTables()
+	if len(r.Summaries) > 0 {
+		ts = []*table{r.summaryTable()}
+	}
 	if t := r.tradeoff(); t != nil {
 		ts = append(ts, t)
 	}
@@ -230,6 +285,9 @@ func (r *Report) summary() string {
 		pace = "one every " + time.Duration(c.Workload.IntervalMS*float64(time.Millisecond)).String()
 	}
 	where := fmt.Sprintf("simulated links, seed %d", c.Seed)
+	if c.Repeat > 1 {
+		where = fmt.Sprintf("simulated links, %d runs a cell with seeds %d to %d", c.Repeat, c.Seed, c.Seed+uint64(c.Repeat)-1)
+	}
 	if len(c.Targets) > 0 {
 		where = "running servers, real network (wire counted at the client)"
 	}
@@ -237,49 +295,109 @@ func (r *Report) summary() string {
 	if c.Reliable.Crypt != "" {
 		enc = c.Reliable.Crypt
 	}
-	return fmt.Sprintf("udplab compare: %d greetings of %d B per run, %s; %s; KCP %s, FEC %s, %s",
-		c.Workload.Messages, c.Workload.Size, pace, where, c.Reliable.Profile, c.Reliable.FEC, enc)
+	kcp := "KCP " + c.Reliable.Profile
+	if c.Reliable.FEC != "" {
+		kcp += ", FEC " + c.Reliable.FEC
+	}
+	return fmt.Sprintf("udplab compare: %s of %d B per run, %s; %s; %s, %s",
+		plural(c.Workload.Messages, "greeting"), c.Workload.Size, pace, where, kcp, enc)
+}
+
+// plural writes n things, with an s unless n is 1.
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return strconv.Itoa(n) + " " + thing + "s"
 }
 
 // resultsTables returns the results as two tables, what arrived and what
-// it cost, each narrow enough for a terminal.
+// it cost, each narrow enough for a terminal. A noisy run's link is marked
+// with a *, an interrupted run's sent count says so.
 func (r *Report) resultsTables() []*table {
 	got := &table{title: "What arrived, and when (round trips in ms):", left: 2, header: []string{
-		"link", "mode", "sent", "delivered", "in order", "dup", "bad",
+		"link", "mode", "sent", "delivered", "lost", "in order", "dup", "bad",
 		"mean", "p50", "p90", "p99", "max", "jitter",
 	}}
-	cost := &table{title: "What it cost:", left: 2, header: []string{
+	cost := &table{title: "What it cost (sock: kernel socket drops; late: the link's own timing error, p99 ms):", left: 2, header: []string{
 		"link", "mode", "payload kB", "wire kB", "+hdr kB", "packets", "overhead",
-		"retrans", "fec", "goodput kbit/s", "cpu ms",
+		"retrans", "fec", "sock", "late", "goodput kbit/s", "cpu ms",
 	}}
 	for _, x := range r.Results {
+		name := x.Link
+		if x.Noisy {
+			name += " *"
+		}
 		sent := strconv.Itoa(x.Sent)
-		if x.Stalled {
+		switch {
+		case x.Interrupted:
+			sent += " (interrupted)"
+		case x.Stalled:
 			sent += " (stalled)"
 		}
+		l := x.Latency
+		if l == nil {
+			l = &Latency{Mean: -1, P50: -1, P90: -1, P99: -1, Max: -1}
+		}
 		got.rows = append(got.rows, []string{
-			x.Link, string(x.Mode), sent,
+			name, string(x.Mode), sent,
 			fmt.Sprintf("%d %5.1f%%", x.Delivered, x.DeliveredPct()),
+			x.Lost.cell(),
 			fmt.Sprintf("%d %5.1f%%", x.InOrder, x.InOrderPct()),
 			strconv.Itoa(x.Duplicates), strconv.Itoa(x.BadReplies),
-			msCell(x.Latency.Mean), msCell(x.Latency.P50), msCell(x.Latency.P90),
-			msCell(x.Latency.P99), msCell(x.Latency.Max), msCell(x.JitterMS),
+			msCell(l.Mean), msCell(l.P50), msCell(l.P90), msCell(l.P99), msCell(l.Max), optMS(x.JitterMS),
 		})
+		timing := "-"
+		if x.TimingError != nil {
+			timing = msCell(x.TimingError.P99)
+		}
 		cost.rows = append(cost.rows, []string{
-			x.Link, string(x.Mode),
+			name, string(x.Mode),
 			kB(x.PayloadBytes), kB(x.WireBytes), kB(x.WireBytesWithHeaders),
-			strconv.FormatUint(x.WirePackets, 10), fmt.Sprintf("%.2fx", x.Overhead),
+			strconv.FormatUint(x.WirePackets, 10), overheadCell(x.Overhead),
 			strconv.FormatUint(x.Retransmissions, 10), strconv.FormatUint(x.FECRecovered, 10),
+			orDash(optU(x.SocketDrops)), timing,
 			fmt.Sprintf("%.1f", x.GoodputBPS/1e3), fmt.Sprintf("%.0f", x.CPUS*1e3),
 		})
 	}
 	return []*table{got, cost}
 }
 
+// cell is the lost column: the causes that took greetings, as counts.
+func (l Lost) cell() string {
+	if l.Unfinished != nil {
+		if *l.Unfinished == 0 && l.Late == 0 {
+			return "0"
+		}
+		return fmt.Sprintf("%d unfinished", *l.Unfinished)
+	}
+	var parts []string
+	if l.Link != nil && *l.Link > 0 {
+		parts = append(parts, fmt.Sprintf("%d link", *l.Link))
+	}
+	if l.Socket == nil {
+		parts = append(parts, "? sock")
+	} else if *l.Socket > 0 {
+		parts = append(parts, fmt.Sprintf("%d sock", *l.Socket))
+	}
+	if l.Late > 0 {
+		parts = append(parts, fmt.Sprintf("%d late", l.Late))
+	}
+	if l.Refused != nil && *l.Refused > 0 {
+		parts = append(parts, fmt.Sprintf("%d refused", *l.Refused))
+	}
+	if len(parts) == 0 {
+		return "0"
+	}
+	return strings.Join(parts, " + ")
+}
+
 // msCell shows three significant digits or more: a loopback or LAN round
-// trip of 0.04 ms must not print as 0.0.
+// trip of 0.04 ms must not print as 0.0. A negative value means no data.
 func msCell(v float64) string {
 	switch {
+	case v < 0:
+		return "-"
 	case v == 0:
 		return "0"
 	case v < 1:
@@ -290,19 +408,38 @@ func msCell(v float64) string {
 	return fmt.Sprintf("%.1f", v)
 }
 
+func optMS(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return msCell(*v)
+}
+
+func overheadCell(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", *v)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 func kB(b uint64) string { return fmt.Sprintf("%.1f", float64(b)/1e3) }
 
 // tradeoff builds the tutorials' TCP-versus-UDP table from this report's
-// numbers: one column per mode, on the lossiest link of the run (the one
-// whose datagrams the link dropped most often), or on the targets.
+// numbers: one column per mode, on the link that dropped the largest share
+// of its datagrams (the kernel's socket drops do not count: they are the
+// host's, not the link's), or on the targets. With repeats it shows each
+// cell's first run.
 func (r *Report) tradeoff() *table {
-	runs := r.lossiest()
+	runs, where := r.lossiest()
 	if len(runs) < 2 {
 		return nil
-	}
-	where := "on " + runs[0].Link + ", the lossiest link of this run"
-	if len(r.Config.Targets) > 0 {
-		where = "against the targets"
 	}
 	t := &table{title: "The trade-off, measured " + where + ":", header: []string{""}}
 	for _, x := range runs {
@@ -318,9 +455,9 @@ func (r *Report) tradeoff() *table {
 	}
 	row("connection", func(x *Result, kcp bool) string {
 		if kcp {
-			return fmt.Sprintf("session, no handshake; 1st reply %s ms", msCell(x.FirstMS))
+			return "session, no handshake; 1st reply " + optMS(x.FirstMS) + " ms"
 		}
-		return fmt.Sprintf("none; 1st reply %s ms", msCell(x.FirstMS))
+		return "none; 1st reply " + optMS(x.FirstMS) + " ms"
 	})
 	row("reliability", func(x *Result, kcp bool) string {
 		s := fmt.Sprintf("%.1f%% delivered", x.DeliveredPct())
@@ -329,6 +466,8 @@ func (r *Report) tradeoff() *table {
 			s += fmt.Sprintf(" (%d resent, %d by FEC)", x.Retransmissions, x.FECRecovered)
 		case kcp:
 			s += fmt.Sprintf(" (%d resent)", x.Retransmissions)
+		case x.Lost.cell() != "0":
+			s += " (lost: " + x.Lost.cell() + ")"
 		}
 		return s
 	})
@@ -336,13 +475,12 @@ func (r *Report) tradeoff() *table {
 		return fmt.Sprintf("%.1f%% in order, %d dup", x.InOrderPct(), x.Duplicates)
 	})
 	row("header size", func(x *Result, kcp bool) string {
-		own := 0.0
-		if x.WirePackets > 0 && x.WireBytes > x.PayloadBytes {
-			own = float64(x.WireBytes-x.PayloadBytes) / float64(x.WirePackets)
-		}
-		return fmt.Sprintf("28+%.0f B a datagram; %.2fx payload", own, x.Overhead)
+		return fmt.Sprintf("28+%d B a datagram", x.HeaderBytes)
 	})
 	row("speed", func(x *Result, kcp bool) string {
+		if x.Latency == nil {
+			return "no replies"
+		}
 		return fmt.Sprintf("p50 %s ms, p99 %s ms", msCell(x.Latency.P50), msCell(x.Latency.P99))
 	})
 	row("resources", func(x *Result, kcp bool) string {
@@ -366,12 +504,16 @@ func (r *Report) tradeoff() *table {
 	return t
 }
 
-// lossiest returns the runs of the link whose datagrams were dropped most
-// often, or every run against targets.
-func (r *Report) lossiest() []Result {
+// lossiest returns the first runs of the link whose datagrams the link
+// dropped most often, or every target's, and says which it is and why.
+func (r *Report) lossiest() ([]Result, string) {
+	groups := r.byLink()
+	if len(r.Config.Targets) > 0 {
+		return groups[0], "against the targets"
+	}
 	var best []Result
 	bestRate := -1.0
-	for _, runs := range r.byLink() {
+	for _, runs := range groups {
 		var dropped, packets uint64
 		for _, x := range runs {
 			dropped += x.LinkDrops
@@ -385,7 +527,21 @@ func (r *Report) lossiest() []Result {
 			best, bestRate = runs, rate
 		}
 	}
-	return best
+	if len(best) == 0 {
+		return nil, ""
+	}
+	where := "on " + best[0].Link
+	switch {
+	case len(groups) == 1:
+	case bestRate == 0:
+		where += " (no link dropped anything)"
+	default:
+		where += ", the lossiest link of this run"
+	}
+	if r.Config.Repeat > 1 {
+		where += fmt.Sprintf(", seed %d", best[0].Seed)
+	}
+	return best, where
 }
 
 // table is a grid of cells: the first left columns align left, the rest

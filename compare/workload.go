@@ -135,155 +135,238 @@ func parseGreeting(reply []byte, size, n int) (int, bool) {
 
 // outcome is what driving one conversation measured, beyond the Recorder.
 type outcome struct {
-	sent     int
-	duration time.Duration // first send to the last send or the last reply delivered, whichever is later
-	stalled  bool          // sending stopped making progress before the end
+	sent        int
+	late        int           // replies read after the wait ended, while settling
+	duration    time.Duration // first send to the last send or the last reply delivered, whichever is later
+	stalled     bool          // sending stopped making progress before the end
+	interrupted bool          // the context ended the run early
 }
+
+// driveOpts are what a run adds to the workload's own settings.
+type driveOpts struct {
+	// progress, if not nil, is called with the number of messages sent
+	// since its last call.
+	progress func(int)
+	// minWait is the shortest automatic straggler wait: long enough for
+	// the transport to retransmit a few times before any round trip is
+	// known. Zero means MinWait.
+	minWait time.Duration
+	// settle, if not nil, reports whether everything sent has been
+	// accounted for. After the wait, replies that still arrive are counted
+	// as late (not delivered) until settle is true or settleMax has passed.
+	settle    func() bool
+	settleMax time.Duration
+	// beforeClose, if not nil, runs once the run is over and before c is
+	// closed, while its socket can still be read about.
+	beforeClose func()
+}
+
+// settlePoll is how often the settle condition is checked.
+const settlePoll = time.Millisecond
 
 // drive runs w over c and records every reply in rec; it closes c when
 // done. It returns when every message has a reply or when nothing has been
-// sent or received for the straggler wait. progress, if not nil, is called
-// with the number of messages sent since its last call. Per message it
+// sent or received for the straggler wait (then, with opts.settle, after the
+// replies still on their way have been counted as late). Per message it
 // allocates nothing; the transports may.
-func (w Workload) drive(ctx context.Context, c message.Conn, rec *Recorder, progress func(int)) (outcome, error) {
+func (w Workload) drive(ctx context.Context, c message.Conn, rec *Recorder, opts driveOpts) (outcome, error) {
 	w = w.withDefaults()
-	n := w.Messages
-	start := time.Now()
-	since := func() int64 { return int64(time.Since(start)) }
-
-	var (
-		sendAt      = make([]atomic.Int64, n) // offset of each send from start, +1 so zero means unsent
-		sent        atomic.Int64
-		lastSend    atomic.Int64
-		lastArrival atomic.Int64 // offset of the last reply delivered
-		slowest     atomic.Int64 // slowest round trip delivered
-		allIn       = make(chan struct{})
-		sendDone    = make(chan struct{})
-		stop        = make(chan struct{})
-		wg          sync.WaitGroup
-	)
-	// Ending the conversation by closing c, not by a context, keeps the
-	// transports' Send and Receive off their context-watching path, which
-	// allocates.
-	var closeOnce sync.Once
-	closeConn := func() { closeOnce.Do(func() { close(stop); c.Close() }) }
-	defer closeConn()
-	unwatch := context.AfterFunc(ctx, closeConn)
+	d := newDriver(w, c, rec)
+	defer d.closeConn()
+	unwatch := context.AfterFunc(ctx, d.closeConn)
 	defer unwatch()
 
-	wg.Add(2)
-	go func() { // the sender
-		defer wg.Done()
-		defer close(sendDone)
-		name := make([]byte, 0, w.Size)
-		timer := time.NewTimer(0)
-		defer timer.Stop()
-		<-timer.C
-		reported := 0
-		for seq := range n {
-			if w.Interval > 0 {
-				// Pace against the start, not the previous send, so a late
-				// wake-up does not push every later message back.
-				if d := time.Duration(int64(seq)*int64(w.Interval) - since()); d > 0 {
-					timer.Reset(d)
-					select {
-					case <-timer.C:
-					case <-stop:
-						return
-					}
-				}
-			}
-			name = appendName(name[:0], seq, w.Size)
-			sendAt[seq].Store(since() + 1)
-			if err := c.Send(context.Background(), name); err != nil {
-				sendAt[seq].Store(0)
-				return // closed: the run is over
-			}
-			sent.Store(int64(seq + 1))
-			lastSend.Store(since())
-			if progress != nil && seq+1-reported >= progressEvery {
-				progress(seq + 1 - reported)
-				reported = seq + 1
-			}
-		}
-		if progress != nil && n > reported {
-			progress(n - reported)
-		}
-	}()
-	go func() { // the receiver, which owns rec
-		defer wg.Done()
-		for {
-			reply, err := c.Receive(context.Background())
-			if err != nil {
-				return // closed
-			}
-			now := since()
-			seq, ok := parseGreeting(reply, w.Size, n)
-			var at int64
-			if ok {
-				at = sendAt[seq].Load()
-			}
-			if at == 0 {
-				rec.Bad()
-				continue
-			}
-			rtt := now - (at - 1)
-			rec.Reply(seq, time.Duration(rtt))
-			if rtt > slowest.Load() {
-				slowest.Store(rtt)
-			}
-			lastArrival.Store(now)
-			if rec.Delivered() == n {
-				close(allIn)
-				return
-			}
-		}
-	}()
-
-	// Watch for the end: every reply in, or quiet for the straggler wait.
-	wait := func() time.Duration {
-		if w.Wait > 0 {
-			return w.Wait
-		}
-		return max(MinWait, waitRTTs*time.Duration(slowest.Load()))
+	d.wg.Add(2)
+	go d.send(opts.progress)
+	go d.receive()
+	stalled := d.watch(ctx, opts.minWait)
+	if ctx.Err() == nil && opts.settle != nil {
+		d.ending.Store(true)
+		d.settle(ctx, opts.settle, opts.settleMax)
 	}
-	timer := time.NewTimer(wait())
-	defer timer.Stop()
-	stalled := false
-watch:
-	for {
-		select {
-		case <-allIn:
-			break watch
-		case <-ctx.Done():
-			break watch
-		case <-timer.C:
-			last := time.Duration(max(lastSend.Load(), lastArrival.Load()))
-			quiet := wait()
-			select {
-			case <-sendDone:
-			default:
-				quiet += w.Interval // the sender may be pacing, not stuck
-			}
-			if left := last + quiet - time.Since(start); left > 0 {
-				timer.Reset(left)
-				continue
-			}
-			select {
-			case <-sendDone:
-			default:
-				stalled = true // Send has blocked for a whole wait: a dead link
-			}
-			break watch
-		}
+	if opts.beforeClose != nil {
+		opts.beforeClose()
 	}
-	closeConn()
-	wg.Wait()
+	d.closeConn()
+	d.wg.Wait()
 
-	o := outcome{sent: int(sent.Load()), stalled: stalled}
-	o.duration = time.Duration(max(lastArrival.Load(), lastSend.Load()))
+	o := outcome{sent: int(d.sent.Load()), late: int(d.late.Load()), stalled: stalled, interrupted: ctx.Err() != nil}
+	o.duration = time.Duration(max(d.lastArrival.Load(), d.lastSend.Load()))
 	if err := context.Cause(ctx); err != nil {
 		return o, err
 	}
 	return o, nil
+}
+
+// driver is one run of a workload: a sender, a receiver that owns the
+// Recorder, and the watcher that decides when the run is over.
+type driver struct {
+	w     Workload
+	c     message.Conn
+	rec   *Recorder
+	start time.Time
+
+	sendAt      []atomic.Int64 // offset of each send from start, +1 so zero means unsent
+	sent        atomic.Int64
+	lastSend    atomic.Int64
+	lastArrival atomic.Int64 // offset of the last reply delivered
+	slowest     atomic.Int64 // slowest round trip delivered
+	ending      atomic.Bool  // the wait is over: replies from now on are late
+	late        atomic.Int64
+	allIn       chan struct{}
+	sendDone    chan struct{}
+	stop        chan struct{}
+	wg          sync.WaitGroup
+	closeOnce   sync.Once
+}
+
+func newDriver(w Workload, c message.Conn, rec *Recorder) *driver {
+	return &driver{
+		w: w, c: c, rec: rec, start: time.Now(),
+		sendAt: make([]atomic.Int64, w.Messages),
+		allIn:  make(chan struct{}), sendDone: make(chan struct{}), stop: make(chan struct{}),
+	}
+}
+
+func (d *driver) since() int64 { return int64(time.Since(d.start)) }
+
+// closeConn ends the conversation by closing c, not by a context, which
+// keeps the transports' Send and Receive off their context-watching path,
+// which allocates.
+func (d *driver) closeConn() {
+	d.closeOnce.Do(func() { close(d.stop); d.c.Close() })
+}
+
+// send is the sender goroutine.
+func (d *driver) send(progress func(int)) {
+	defer d.wg.Done()
+	defer close(d.sendDone)
+	w, n := d.w, d.w.Messages
+	name := make([]byte, 0, w.Size)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	reported := 0
+	for seq := range n {
+		if w.Interval > 0 {
+			// Pace against the start, not the previous send, so a late
+			// wake-up does not push every later message back.
+			if wait := time.Duration(int64(seq)*int64(w.Interval) - d.since()); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-timer.C:
+				case <-d.stop:
+					return
+				}
+			}
+		}
+		name = appendName(name[:0], seq, w.Size)
+		d.sendAt[seq].Store(d.since() + 1)
+		if err := d.c.Send(context.Background(), name); err != nil {
+			d.sendAt[seq].Store(0)
+			return // closed: the run is over
+		}
+		d.sent.Store(int64(seq + 1))
+		d.lastSend.Store(d.since())
+		if progress != nil && seq+1-reported >= progressEvery {
+			progress(seq + 1 - reported)
+			reported = seq + 1
+		}
+	}
+	if progress != nil && n > reported {
+		progress(n - reported)
+	}
+}
+
+// receive is the receiver goroutine, which owns rec.
+func (d *driver) receive() {
+	defer d.wg.Done()
+	n := d.w.Messages
+	allIn := false
+	for {
+		reply, err := d.c.Receive(context.Background())
+		if err != nil {
+			return // closed
+		}
+		if d.ending.Load() {
+			d.late.Add(1)
+			continue
+		}
+		now := d.since()
+		seq, ok := parseGreeting(reply, d.w.Size, n)
+		var at int64
+		if ok {
+			at = d.sendAt[seq].Load()
+		}
+		if at == 0 {
+			d.rec.Bad()
+			continue
+		}
+		rtt := now - (at - 1)
+		d.rec.Reply(seq, time.Duration(rtt))
+		if rtt > d.slowest.Load() {
+			d.slowest.Store(rtt)
+		}
+		d.lastArrival.Store(now)
+		if !allIn && d.rec.Delivered() == n {
+			allIn = true
+			close(d.allIn)
+			// Keep reading: a duplicate may still come, and must be
+			// counted rather than left in the socket.
+		}
+	}
+}
+
+// watch waits for the end: every reply in, the context done, or quiet for
+// the straggler wait. It reports a stall: Send blocked for a whole wait.
+func (d *driver) watch(ctx context.Context, minWait time.Duration) (stalled bool) {
+	if minWait == 0 {
+		minWait = MinWait
+	}
+	wait := func() time.Duration {
+		if d.w.Wait > 0 {
+			return d.w.Wait
+		}
+		return max(minWait, waitRTTs*time.Duration(d.slowest.Load()))
+	}
+	timer := time.NewTimer(wait())
+	defer timer.Stop()
+	for {
+		select {
+		case <-d.allIn:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			last := time.Duration(max(d.lastSend.Load(), d.lastArrival.Load()))
+			quiet := wait()
+			sending := true
+			select {
+			case <-d.sendDone:
+				sending = false
+			default:
+				quiet += d.w.Interval // the sender may be pacing, not stuck
+			}
+			if left := last + quiet - time.Since(d.start); left > 0 {
+				timer.Reset(left)
+				continue
+			}
+			return sending // Send has blocked for a whole wait: a dead link
+		}
+	}
+}
+
+// settle waits until done reports that every datagram is accounted for,
+// or until max has passed.
+func (d *driver) settle(ctx context.Context, done func() bool, max time.Duration) {
+	deadline := time.Now().Add(max)
+	tick := time.NewTicker(settlePoll)
+	defer tick.Stop()
+	for !done() && time.Now().Before(deadline) {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+	}
 }

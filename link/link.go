@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Direction names one way through a link.
@@ -56,9 +57,17 @@ type Stats struct {
 	QueueHigh                 int    // most packets ever waiting at the rate limiter
 	Queued                    int    // packets in flight inside the link now
 	WriteErrors               uint64 // deliveries the socket refused
+	// Lateness is how late the delivery loop released packets past their due time.
+	Lateness Lateness
 	// Bursts maps a loss-burst length (consecutive packets lost at random)
 	// to how many bursts had it.
 	Bursts map[uint64]uint64
+}
+
+// Lateness summarizes how late a direction released its packets.
+type Lateness struct {
+	Count         uint64 // packets that waited in the link and were timed
+	P50, P99, Max time.Duration
 }
 
 // String renders s on one line, as udplab link prints it.

@@ -282,3 +282,41 @@ func (c *Config) FECString() string {
 	d, p := c.shards()
 	return fmt.Sprintf("%d,%d", d, p)
 }
+
+// HeaderBytes is what kcp-go puts in each datagram under c besides the
+// message bytes, below the IP and UDP headers: the KCP segment header (24),
+// the FEC header (8) when FEC is on, and the cipher's nonce and checksum or
+// tag when a key is set. A datagram that carries several segments (bundled
+// acknowledgements, say) adds 24 bytes for each further segment.
+func (c *Config) HeaderBytes() (int, error) {
+	cfg, block, err := c.populate()
+	if err != nil {
+		return 0, err
+	}
+	return min(cfg.MTU, maxSegment) - segmentPayload(cfg.MTU, !cfg.NoFEC, block), nil
+}
+
+// kcp-go's retransmission timer before any round trip is measured.
+const (
+	initialRTO = 200 * time.Millisecond // IKCP_RTO_DEF
+)
+
+// RetryWait is how long kcp-go takes, before it has measured any round
+// trip, to send a segment and then retransmit it retries times: its first
+// timeout is 200 ms, and each later one grows by half of that under the
+// no-delay profiles (fast2, fast3) and by all of it otherwise. Waiting less
+// for a reply gives up on a message KCP is still retrying.
+func (c *Config) RetryWait(retries int) time.Duration {
+	cfg := c.WithDefaults()
+	step := initialRTO
+	if Profiles[cfg.Profile].NoDelay != 0 {
+		step = initialRTO / 2
+	}
+	var total time.Duration
+	rto := initialRTO
+	for range retries {
+		total += rto
+		rto += step
+	}
+	return total
+}

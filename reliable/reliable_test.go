@@ -397,3 +397,25 @@ func TestWarnsWithoutKeyBeyondLoopback(t *testing.T) {
 		}
 	}
 }
+
+func TestHeaderBytesAndRetryWait(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want int
+	}{
+		{Config{NoFEC: true}, 24},
+		{Config{}, 32},
+		{Config{NoFEC: true, Key: "k", Crypt: "aes"}, 44},
+	} {
+		if got, err := c.cfg.HeaderBytes(); err != nil || got != c.want {
+			t.Errorf("HeaderBytes(%+v) = %d, %v; want %d", c.cfg, got, err, c.want)
+		}
+	}
+	// fast3 (no-delay): 200 + 300 + 400 + 500 ms; normal: 200 + 400 + 600 + 800.
+	if got := (&Config{}).RetryWait(4); got != 1400*time.Millisecond {
+		t.Errorf("fast3 RetryWait(4) = %v, want 1.4s", got)
+	}
+	if got := (&Config{Profile: "normal"}).RetryWait(4); got != 2*time.Second {
+		t.Errorf("normal RetryWait(4) = %v, want 2s", got)
+	}
+}

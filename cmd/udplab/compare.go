@@ -46,10 +46,14 @@ With no --link, it runs a default matrix, each with a 40 ms round trip:
 and may repeat. --sweep varies one key over values on top of one --link
 (default ` + compare.DefaultSweepBase + `), for example --sweep loss=0%,5%,20%.
 
---target raw=ADDR,reliable=ADDR measures servers already running
-("udplab serve" elsewhere) over the real network instead: no simulation,
-the wire counted at the client. The reliable target must match --fec,
---key and --crypt (serve's defaults match compare's).
+--target MODE=ADDR,... measures servers already running ("udplab serve"
+elsewhere) over the real network instead: no simulation, the wire counted
+at the client. A mode means the same everywhere: reliable is KCP without
+FEC, reliable-fec KCP with --fec; the target must match --fec, --key and
+--crypt (serve's defaults match compare's).
+
+--repeat N runs every cell N times with seeds SEED, SEED+1, ... and shows
+each cell as mean ± the half-width of its 95% confidence interval.
 
 Results go to stdout (or --out); a progress bar goes to stderr when it is
 a terminal and the comparison runs longer than a couple of seconds.`,
@@ -61,6 +65,7 @@ a terminal and the comparison runs longer than a couple of seconds.`,
 			targets                   []compare.Target
 			quiet                     bool
 		)
+		fs.IntVar(&cfg.Repeat, "repeat", 1, "run every (link, mode) cell `N` times with seeds SEED, SEED+1, ... and summarize each")
 		fs.Var(modesValue{&cfg.Modes}, "modes", "comma list of `MODES` to run: "+strings.Join(compare.ModeNames(), ", ")+" (default all)")
 		fs.Var(linkListValue{&links}, "link", "a link to run over, in the link grammar or a preset `SPEC`; may repeat (default the matrix above)")
 		fs.StringVar(&sweep, "sweep", "", "run one link per value of a link parameter: `KEY=V1,V2,...` such as loss=0%,5%,20%")
@@ -69,7 +74,7 @@ a terminal and the comparison runs longer than a couple of seconds.`,
 		fs.DurationVar(&cfg.Workload.Interval, "interval", compare.DefaultInterval, "time between sends; 0 sends as fast as the transport takes them (goodput)")
 		fs.IntVar(&cfg.Workload.Size, "size", compare.DefaultSize, "name length in `BYTES`; replies are 8 longer")
 		fs.DurationVar(&cfg.Workload.Wait, "wait", 0, "wait this long for stragglers after the last send or reply; 0 is automatic: 4 times the slowest round trip, at least "+compare.MinWait.String())
-		fs.Var(targetValue{&targets}, "target", "measure running servers instead: `raw=ADDR,reliable=ADDR` (either or both)")
+		fs.Var(targetValue{&targets}, "target", "measure running servers instead: `MODE=ADDR,...` such as raw=127.0.0.1:6000,reliable=127.0.0.1:6001")
 		reliableFlags(fs, &cfg.Reliable, false)
 		choiceVar(fs, &format, "format", "table", formats, "output format")
 		fs.StringVar(&out, "out", "", "write the results to `FILE` instead of stdout")
@@ -78,6 +83,13 @@ a terminal and the comparison runs longer than a couple of seconds.`,
 		return func(ctx context.Context, st *stdio) error {
 			if err := buildCompare(&cfg, links, sweep, targets, fs); err != nil {
 				return err
+			}
+			// Find out now, not after the whole comparison, that the
+			// results have nowhere to go.
+			for _, f := range []struct{ flag, path string }{{"out", out}, {"chart", chart}} {
+				if err := checkWritable(f.path); err != nil {
+					return usagef("--%s %s", f.flag, err)
+				}
 			}
 			return runCompare(ctx, st, &cfg, format, out, chart, quiet)
 		}
@@ -98,24 +110,17 @@ func buildCompare(cfg *compare.Config, links []string, sweep string, targets []c
 	if cfg.Workload.Size < 1 {
 		return usagef("--size %d: want 1 or more bytes", cfg.Workload.Size)
 	}
-	rc := cfg.Reliable.WithDefaults()
-	fec := rc.DataShards > 0
+	if cfg.Repeat < 1 {
+		return usagef("--repeat %d: want 1 or more", cfg.Repeat)
+	}
 	if len(targets) > 0 {
 		for _, name := range []string{"link", "sweep", "modes", "seed"} {
 			if isSet(fs, name) {
 				return usagef("--target measures running servers: --%s does not apply", name)
 			}
 		}
-		for i := range targets {
-			if targets[i].Mode == compare.Reliable && fec {
-				targets[i].Mode = compare.ReliableFEC
-			}
-		}
 		cfg.Targets = targets
 	} else {
-		if !fec && (cfg.Modes == nil || slices.Contains(cfg.Modes, compare.ReliableFEC)) {
-			return usagef("--fec 0,0 leaves reliable-fec without FEC: give shards such as 10,3, or --modes without reliable-fec")
-		}
 		switch {
 		case sweep != "":
 			if len(links) > 1 {
@@ -159,22 +164,59 @@ func runCompare(ctx context.Context, st *stdio, cfg *compare.Config, format, out
 	}
 	// Whatever stopped the comparison, the runs it measured are printed.
 	if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("interrupted during run %d of %d; its figures cover the time until then", len(rep.Results), cfg.Runs())
+		err = fmt.Errorf("interrupted during run %d of %d; its figures cover the time until then (marked interrupted)", len(rep.Results), cfg.Runs())
 	} else if err != nil {
 		err = fmt.Errorf("run %d of %d: %w", len(rep.Results)+1, cfg.Runs(), err)
 	}
-	for _, r := range rep.Results {
-		if len(cfg.Targets) > 0 && r.Delivered == 0 {
-			fmt.Fprintf(st.err, "udplab compare: no replies from %s (%s): is a udplab server there, with the same --fec, --key and --crypt?\n", r.Link, r.Mode)
-		}
-		if r.Stalled {
-			fmt.Fprintf(st.err, "udplab compare: %s on %s stalled: the transport stopped taking messages (a dead link?)\n", r.Mode, r.Link)
-		}
-	}
+	silent := warnRuns(st.err, rep, len(cfg.Targets) > 0)
 	if werr := writeReport(st, rep, format, out, chart); werr != nil {
 		return werr
 	}
+	if err == nil && silent != "" {
+		err = fmt.Errorf("no replies from %s: is a udplab server there, serving that mode with the same --fec, --key and --crypt?", silent)
+	}
 	return err
+}
+
+// warnRuns puts one line on w for each run whose figures need a caveat:
+// a stall, or a link that could not keep time. Against targets it returns
+// the first target that answered nothing.
+func warnRuns(w io.Writer, rep *compare.Report, targets bool) (silent string) {
+	for _, r := range rep.Results {
+		if targets && r.Delivered == 0 && silent == "" {
+			silent = fmt.Sprintf("%s (%s)", r.Link, r.Mode)
+		}
+		if r.Stalled {
+			fmt.Fprintf(w, "udplab compare: %s on %s stalled: the transport stopped taking messages (a dead link?)\n", r.Mode, r.Link)
+		}
+		if r.Noisy && r.TimingError != nil {
+			fmt.Fprintf(w, "udplab compare: %s on %s (seed %d) is noisy: the link released packets up to %.2f ms late (p99), more than its delays allow; a busy host? Its latencies include that error.\n",
+				r.Mode, r.Link, r.Seed, r.TimingError.P99)
+		}
+	}
+	return silent
+}
+
+// checkWritable reports, before any run, a path the results could not be
+// written to: a directory, a missing directory, no permission. An empty
+// path is fine (stdout, or no chart). It creates nothing that stays.
+func checkWritable(path string) error {
+	if path == "" {
+		return nil
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%q: is a directory; want a file name", path)
+	}
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("%q: cannot be written: %v", path, errors.Unwrap(err))
+	}
+	f.Close()
+	if errors.Is(statErr, os.ErrNotExist) {
+		os.Remove(path) // it was only a probe
+	}
+	return nil
 }
 
 // writeReport writes rep in format to out (stdout when empty) and draws
@@ -294,26 +336,19 @@ func (v linkListValue) Set(s string) error {
 	return nil
 }
 
-// targetValue is --target raw=ADDR,reliable=ADDR.
+// targetValue is --target MODE=ADDR,...: each mode at most once.
 type targetValue struct{ targets *[]compare.Target }
 
 func (v targetValue) String() string { return "" }
 
 func (v targetValue) Set(s string) error {
-	const want = "want raw=ADDR,reliable=ADDR (either or both), such as raw=127.0.0.1:6000,reliable=127.0.0.1:6001"
+	want := "want MODE=ADDR,... with MODE one of " + strings.Join(compare.ModeNames(), ", ") +
+		", such as raw=127.0.0.1:6000,reliable=127.0.0.1:6001"
 	var ts []compare.Target
 	for _, item := range strings.Split(s, ",") {
 		key, addr, ok := strings.Cut(item, "=")
-		var mode compare.Mode
-		switch key {
-		case modeRaw:
-			mode = compare.Raw
-		case modeReliable:
-			mode = compare.Reliable
-		default:
-			ok = false
-		}
-		if !ok || checkAddr(addr) != nil {
+		mode, err := compare.ParseMode(key)
+		if !ok || err != nil || checkAddr(addr) != nil {
 			return errors.New(want)
 		}
 		for _, t := range ts {

@@ -96,14 +96,14 @@ func TestCompareJSONDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc := compareJSON(t, "--link", "delay=1ms", "--modes", "raw", "--messages", "20", "--interval", "1ms")
-	for _, part := range []string{"config", "results"} {
+	doc := compareJSON(t, "--link", "delay=1ms", "--modes", "raw,reliable-fec", "--messages", "20", "--interval", "1ms", "--repeat", "2")
+	for _, part := range []string{"config", "results", "summaries"} {
 		documented := readmeFields(t, string(readme), part)
 		var obj map[string]any
 		if part == "config" {
 			obj = doc["config"].(map[string]any)
 		} else {
-			obj = doc["results"].([]any)[0].(map[string]any)
+			obj = doc[part].([]any)[0].(map[string]any)
 		}
 		got := map[string]bool{}
 		flatten("", obj, got)

@@ -1,0 +1,142 @@
+package compare
+
+import (
+	"net"
+
+	"github.com/udplab/udplab/internal/sockstat"
+	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/message"
+	"github.com/udplab/udplab/raw"
+	"github.com/udplab/udplab/reliable"
+)
+
+// testReadBuffer, when set by a test, replaces the large receive buffers
+// with small ones, so that the kernel's drops can be provoked and counted.
+var testReadBuffer int
+
+// localRun is one simulated run's plumbing: the link, the server's and the
+// client's loopback sockets, and what the kernel knows about them.
+type localRun struct {
+	link         *link.Link
+	spc, cpc     *net.UDPConn
+	ssock, csock sockstat.Socket
+	client       *countingConn // the client's link-wrapped socket, counting what it reads
+
+	drops struct {
+		server, client uint64
+		known          bool
+	}
+}
+
+// newLocalRun starts a link with spec and binds the two sockets, each with
+// large receive buffers, so that the kernel drops as little as it can; what
+// it still drops is read from its counters.
+func newLocalRun(spec link.Spec) (*localRun, error) {
+	l, err := link.New(spec, nil)
+	if err != nil {
+		return nil, err
+	}
+	e := &localRun{link: l}
+	loopback := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	if e.spc, err = net.ListenUDP("udp4", loopback); err == nil {
+		e.cpc, err = net.ListenUDP("udp4", loopback)
+	}
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	for _, pc := range []*net.UDPConn{e.spc, e.cpc} {
+		if testReadBuffer > 0 {
+			pc.SetReadBuffer(testReadBuffer)
+			continue
+		}
+		sockstat.SetBuffers(pc)
+	}
+	e.ssock, e.csock = sockstat.Of(e.spc), sockstat.Of(e.cpc)
+	return e, nil
+}
+
+// start serves h in mode m on the server socket and opens the client's
+// conversation, each through its direction of the link. The server and
+// the Conn take their sockets over.
+func (e *localRun) start(m Mode, h message.Handler, rc *reliable.Config) (message.Server, message.Conn, error) {
+	sw := e.link.Wrap(e.spc, link.Down)
+	e.client = &countingConn{PacketConn: e.link.Wrap(e.cpc, link.Up)}
+	if m == Raw {
+		return raw.NewServer(sw, h, &raw.ServerConfig{Logger: discard}), raw.NewConn(e.client, e.spc.LocalAddr()), nil
+	}
+	srv, err := reliable.NewServer(sw, h, rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := reliable.NewConn(e.client, e.spc.LocalAddr(), rc)
+	if err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	return srv, conn, nil
+}
+
+// settled returns the condition that ends a raw run's settling: every
+// datagram either side wrote has been dropped, delivered or read, and the
+// server has answered every request it read. Then nothing is on its way,
+// and every greeting's fate is in a counter. It must hold on two polls in
+// a row, with the same totals, so a datagram between two counters is not
+// missed.
+func (e *localRun) settled(srv *raw.Server) func() bool {
+	var last [2]uint64
+	return func() bool {
+		up, down := e.link.Stats(link.Up), e.link.Stats(link.Down)
+		st := srv.Stats()
+		t, _ := sockstat.Read()
+		sd, _ := t.Drops(e.ssock)
+		cd, _ := t.Drops(e.csock)
+		now := [2]uint64{up.Offered + st.Requests, down.Offered + e.client.reads.Load()}
+		steady := now == last
+		last = now
+		return steady && drained(up) && drained(down) &&
+			st.Requests+sd == up.Delivered &&
+			st.Requests == st.Replies+st.BadRequests+st.Oversized+st.Errors &&
+			st.Replies == down.Offered &&
+			e.client.reads.Load()+cd == down.Delivered
+	}
+}
+
+// drained reports whether every datagram offered to a direction has left
+// it: dropped, delivered, or refused by the socket.
+func drained(s link.Stats) bool {
+	return s.Offered+s.Duplicated == drops(s)+s.Delivered+s.WriteErrors
+}
+
+// readDrops reads both sockets' kernel drop counters; call it before the
+// sockets close.
+func (e *localRun) readDrops() {
+	t, ok := sockstat.Read()
+	if !ok {
+		return
+	}
+	sd, sok := t.Drops(e.ssock)
+	cd, cok := t.Drops(e.csock)
+	e.drops.server, e.drops.client, e.drops.known = sd, cd, sok && cok
+}
+
+// socketDrops is both sockets' drops, or nil when unknown.
+func (e *localRun) socketDrops() *uint64 {
+	if !e.drops.known {
+		return nil
+	}
+	n := e.drops.server + e.drops.client
+	return &n
+}
+
+// close releases whatever is still open; the server and the Conn close
+// their sockets themselves, and closing twice is harmless.
+func (e *localRun) close() {
+	e.link.Close()
+	if e.spc != nil {
+		e.spc.Close()
+	}
+	if e.cpc != nil {
+		e.cpc.Close()
+	}
+}
