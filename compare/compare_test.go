@@ -1,9 +1,12 @@
 package compare
 
 import (
+	"bytes"
 	"context"
 	"net"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -173,18 +176,34 @@ func TestTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ks.Close()
+	plain, err := reliable.Listen("127.0.0.1:0", message.Greet, &reliable.Config{Logger: discard, NoFEC: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
 	rep, err := Run(context.Background(), Config{
 		Targets: []Target{
 			{Mode: Raw, Addr: rs.Addr().String()},
 			{Mode: ReliableFEC, Addr: ks.Addr().String()},
+			{Mode: Reliable, Addr: plain.Addr().String()},
 		},
 		Workload: Workload{Messages: 200, Interval: 200 * time.Microsecond},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Results) != 2 || len(rep.Config.Targets) != 2 || rep.Config.Links != nil {
-		t.Fatalf("report = %+v, want two target runs and no links", rep)
+	if len(rep.Results) != 3 || len(rep.Config.Targets) != 3 || rep.Config.Links != nil {
+		t.Fatalf("report = %+v, want three target runs and no links", rep)
+	}
+	// A mode means one configuration: reliable is KCP without FEC, and
+	// the record says so.
+	for i, want := range []Mode{Raw, ReliableFEC, Reliable} {
+		if rep.Results[i].Mode != want {
+			t.Errorf("target %d reported as %s, want %s", i, rep.Results[i].Mode, want)
+		}
+	}
+	if rep.Config.Reliable.FEC != "10,3" {
+		t.Errorf("recorded FEC %q, want 10,3 for the reliable-fec target", rep.Config.Reliable.FEC)
 	}
 	for _, r := range rep.Results {
 		if r.Delivered != 200 || r.InOrder != 200 {
@@ -219,8 +238,46 @@ func TestNoTargetThere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := rep.Results[0]; r.Sent != 10 || r.Delivered != 0 {
+	r := rep.Results[0]
+	if r.Sent != 10 || r.Delivered != 0 {
 		t.Errorf("sent %d, delivered %d; want 10, 0", r.Sent, r.Delivered)
+	}
+	// No replies: no latency, no jitter, no first reply. Not zero.
+	if r.Latency != nil || r.JitterMS != nil || r.FirstMS != nil {
+		t.Errorf("no replies, yet latency %v, jitter %v, first reply %v; want nil", r.Latency, r.JitterMS, r.FirstMS)
+	}
+	var js, csv, tab bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(js.String(), `"latency_ms": null`) || !strings.Contains(js.String(), `"jitter_ms": null`) {
+		t.Errorf("JSON with no replies lacks null latency and jitter:\n%s", js.String())
+	}
+	rep.WriteCSV(&csv)
+	row := strings.Split(strings.Split(csv.String(), "\n")[1], ",")
+	if i := slices.Index(csvHeader, "latency_ms_p50"); row[i] != "" {
+		t.Errorf("CSV latency_ms_p50 = %q with no replies, want empty", row[i])
+	}
+	rep.WriteTable(&tab)
+	if !regexp.MustCompile(`(?m) +0 +0 +- +- +- +- +- +-$`).MatchString(tab.String()) {
+		t.Errorf("table with no replies does not show - for its latencies:\n%s", tab.String())
+	}
+}
+
+// TestRecordedConfigIsWhatRan: without a reliable-fec run, no FEC shards
+// are recorded, even though --fec has a default.
+func TestRecordedConfigIsWhatRan(t *testing.T) {
+	l, _ := ParseLink("delay=1ms", 1)
+	rep, err := Run(context.Background(), Config{Modes: []Mode{Raw, Reliable}, Links: []Link{l},
+		Workload: Workload{Messages: 5, Interval: time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Config.Reliable.FEC != "" {
+		t.Errorf("recorded FEC %q for a comparison without reliable-fec, want none", rep.Config.Reliable.FEC)
+	}
+	if err := (&Config{Modes: []Mode{ReliableFEC}, Reliable: reliable.Config{NoFEC: true}}).Validate(); err == nil {
+		t.Errorf("reliable-fec with FEC off validated; want a refusal")
 	}
 }
 
@@ -275,6 +332,9 @@ func TestCancel(t *testing.T) {
 	rep, err := Run(ctx, c)
 	if err == nil || rep == nil || len(rep.Results) != 1 || rep.Results[0].Sent >= 100000 {
 		t.Fatalf("Run cancelled after 100 sends = %v, %v; want the cancelled run reported with its error", rep, err)
+	}
+	if !rep.Results[0].Interrupted {
+		t.Errorf("the cancelled run is not marked interrupted: its losses would read as the transport's")
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/udplab/udplab/compare"
 )
 
 // compareJSON runs udplab compare in process with --format json and
@@ -206,5 +208,24 @@ func TestCompareInterrupted(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^delay=1ms +raw +\d+`).MatchString(out.String()) || strings.Contains(out.String(), "reliable  ") {
 		t.Errorf("stdout does not hold just the stopped raw run:\n%s", out.String())
+	}
+}
+
+// TestWarnRuns: a noisy run gets one line on stderr naming the run and the
+// figure; a target with no replies is named for the exit status.
+func TestWarnRuns(t *testing.T) {
+	rep := &compare.Report{Results: []compare.Result{
+		{Mode: compare.Raw, Link: "delay=20ms", Seed: 3, Delivered: 10, Noisy: true, TimingError: &compare.TimingError{P99: 12.5}},
+		{Mode: compare.Reliable, Link: "delay=20ms", Seed: 3, Delivered: 10},
+		{Mode: compare.Raw, Link: "127.0.0.1:9", Delivered: 0},
+	}}
+	var b bytes.Buffer
+	silent := warnRuns(&b, rep, true)
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "raw on delay=20ms (seed 3) is noisy") || !strings.Contains(lines[0], "12.50 ms late (p99)") {
+		t.Errorf("warnings = %q; want one line naming the noisy run and its 12.50 ms", b.String())
+	}
+	if silent != "127.0.0.1:9 (raw)" {
+		t.Errorf("silent target = %q, want 127.0.0.1:9 (raw)", silent)
 	}
 }
