@@ -8,6 +8,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -295,12 +296,16 @@ func (r *Report) summary() string {
 	if c.Reliable.Crypt != "" {
 		enc = c.Reliable.Crypt
 	}
-	kcp := "KCP " + c.Reliable.Profile
-	if c.Reliable.FEC != "" {
-		kcp += ", FEC " + c.Reliable.FEC
+	line := fmt.Sprintf("udplab compare: %s of %d B per run, %s; %s",
+		plural(c.Workload.Messages, "greeting"), c.Workload.Size, pace, where)
+	if slices.ContainsFunc(c.Modes, func(m Mode) bool { return m != Raw }) {
+		line += "; KCP " + c.Reliable.Profile
+		if c.Reliable.FEC != "" {
+			line += ", FEC " + c.Reliable.FEC
+		}
+		line += ", " + enc
 	}
-	return fmt.Sprintf("udplab compare: %s of %d B per run, %s; %s; %s, %s",
-		plural(c.Workload.Messages, "greeting"), c.Workload.Size, pace, where, kcp, enc)
+	return line
 }
 
 // plural writes n things, with an s unless n is 1.
