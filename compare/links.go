@@ -18,7 +18,10 @@ type Link struct {
 // ParseLink reads text in the link grammar (a preset or KEY=VALUE items)
 // with seed as its seed, unless text names a seed of its own.
 func ParseLink(text string, seed uint64) (Link, error) {
-	spec, err := link.Parse(seedItem(seed) + "," + text)
+	spec, err := link.Parse(seedItem(seed))
+	if err == nil {
+		err = spec.Apply(text)
+	}
 	if err != nil {
 		return Link{}, err
 	}

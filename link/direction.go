@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // Drop causes.
@@ -53,11 +55,12 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b 
 // direction is one way through the link: its fates, its queue and its one
 // delivery goroutine.
 type direction struct {
-	name  string
-	id    uint64
-	seed  uint64
-	state *atomic.Pointer[linkState] // shared by both directions
-	trace *tracer
+	name    string
+	id      uint64
+	seed    uint64
+	state   *atomic.Pointer[linkState] // shared by both directions
+	trace   *tracer
+	precise bool // finish waits precisely (see wait.go)
 
 	mu          sync.Mutex
 	n           uint64 // index of the next packet
@@ -69,6 +72,8 @@ type direction struct {
 	seq         uint64
 	st          Stats
 	burstRun    uint64
+	late        *hdrhistogram.Histogram // release minus due time, in nanoseconds
+	lateMax     time.Duration
 
 	delivered, deliveredBytes, writeErrors atomic.Uint64
 
@@ -78,7 +83,8 @@ type direction struct {
 
 func newDirection(name string, id, seed uint64, state *atomic.Pointer[linkState], tr *tracer) *direction {
 	d := &direction{
-		name: name, id: id, seed: seed, state: state, trace: tr,
+		name: name, id: id, seed: seed, state: state, trace: tr, precise: preciseWaits.Load(),
+		late: hdrhistogram.New(1, int64(time.Hour), 2),
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	d.st.Bursts = map[uint64]uint64{}
@@ -155,10 +161,12 @@ func (d *direction) send(b []byte, addr net.Addr, out sink) {
 		d.st.Reordered++
 	} else {
 		release = base.Add(max(0, p.Delay+time.Duration(jit)))
-		if release.Before(d.lastRelease) {
-			release = d.lastRelease // jitter never reorders
+		if p.Order == KeepOrder {
+			if release.Before(d.lastRelease) {
+				release = d.lastRelease // jitter never reorders
+			}
+			d.lastRelease = release
 		}
-		d.lastRelease = release
 	}
 	fate := fateDelivered
 	if dup {
@@ -246,15 +254,9 @@ func (d *direction) deliver(b []byte, addr net.Addr, out sink) {
 	d.deliveredBytes.Add(uint64(len(b)))
 }
 
-// timerSlack is how early a packet may leave. An idle Go program's timers
-// wake on Linux up to a millisecond late (the poller waits whole
-// milliseconds), so waking half a millisecond early and releasing what is
-// due within it centres the error on zero: packets leave within ±0.5ms
-// of their time rather than 0 to 1ms late.
-var timerSlack = 500 * time.Microsecond
-
 // loop is the direction's one delivery goroutine: it sleeps on one timer
-// until the earliest packet is due, then hands it to its socket.
+// until shortly before the earliest packet is due, finishes the wait
+// precisely, then hands the packet to its socket.
 func (d *direction) loop() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -269,24 +271,51 @@ func (d *direction) loop() {
 				return
 			}
 		}
-		if wait := time.Until(d.q[0].at) - timerSlack; wait > 0 {
+		if wait := time.Until(d.q[0].at); wait > 0 {
 			d.mu.Unlock()
-			timer.Reset(wait)
-			select {
-			case <-timer.C:
-			case <-d.wake:
-				timer.Stop()
-			case <-d.done:
-				timer.Stop()
+			if !d.wait(wait, timer) {
 				return
 			}
 			continue
 		}
 		p := heap.Pop(&d.q).(packet)
+		d.recordLate(time.Since(p.at))
 		d.mu.Unlock()
 		d.deliver(*p.buf, p.addr, p.out)
 		bufPool.Put(p.buf)
 	}
+}
+
+// wait waits towards a packet due in wait, returning early if an earlier
+// packet may have come; it reports false once the link is closing.
+func (d *direction) wait(wait time.Duration, timer *time.Timer) bool {
+	coarse, onTimer := coarseWait(wait, d.precise)
+	if !onTimer {
+		select {
+		case <-d.done:
+			return false
+		default:
+		}
+		fineWait(wait)
+		return true
+	}
+	timer.Reset(coarse)
+	select {
+	case <-timer.C:
+	case <-d.wake:
+		timer.Stop()
+	case <-d.done:
+		timer.Stop()
+		return false
+	}
+	return true
+}
+
+// recordLate notes, with d.mu held, how late a packet left.
+func (d *direction) recordLate(late time.Duration) {
+	late = min(max(late, 0), time.Hour) // the histogram's range; past an hour the figure hardly matters
+	_ = d.late.RecordValue(int64(late))
+	d.lateMax = max(d.lateMax, late) // exact, where the histogram rounds
 }
 
 // stats returns a snapshot of the direction's counters.
@@ -301,6 +330,14 @@ func (d *direction) stats() Stats {
 		s.Bursts[d.burstRun]++ // the run under way counts as it stands
 	}
 	s.Queued = len(d.q)
+	if n := d.late.TotalCount(); n > 0 {
+		s.Lateness = Lateness{
+			Count: uint64(n),
+			P50:   min(time.Duration(d.late.ValueAtQuantile(50)), d.lateMax),
+			P99:   min(time.Duration(d.late.ValueAtQuantile(99)), d.lateMax),
+			Max:   d.lateMax,
+		}
+	}
 	d.mu.Unlock()
 	s.Delivered = d.delivered.Load()
 	s.DeliveredBytes = d.deliveredBytes.Load()

@@ -57,7 +57,9 @@ type Stats struct {
 	QueueHigh                 int    // most packets ever waiting at the rate limiter
 	Queued                    int    // packets in flight inside the link now
 	WriteErrors               uint64 // deliveries the socket refused
-	// Lateness is how late the delivery loop released packets past their due time.
+	// Lateness is how late the link released the packets it held (delayed,
+	// jittered or rate-limited) past the time their impairments set. On
+	// an idle machine it is a few microseconds; a busy one shows here.
 	Lateness Lateness
 	// Bursts maps a loss-burst length (consecutive packets lost at random)
 	// to how many bursts had it.
@@ -75,6 +77,9 @@ func (s Stats) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "offered=%d delivered=%d lost=%d queue_drops=%d mtu_drops=%d outage_drops=%d dup=%d corrupt=%d reordered=%d queue_high=%d bytes_in=%d bytes_out=%d",
 		s.Offered, s.Delivered, s.Lost, s.QueueDrops, s.MTUDrops, s.OutageDrops, s.Duplicated, s.Corrupted, s.Reordered, s.QueueHigh, s.OfferedBytes, s.DeliveredBytes)
+	if l := s.Lateness; l.Count > 0 {
+		fmt.Fprintf(&b, " late_p50=%s late_p99=%s late_max=%s", fmtLate(l.P50), fmtLate(l.P99), fmtLate(l.Max))
+	}
 	if len(s.Bursts) > 0 {
 		lengths := make([]uint64, 0, len(s.Bursts))
 		for k := range s.Bursts {
@@ -90,6 +95,11 @@ func (s Stats) String() string {
 		}
 	}
 	return b.String()
+}
+
+// fmtLate writes a lateness in milliseconds to the microsecond.
+func fmtLate(d time.Duration) string {
+	return strconv.FormatFloat(float64(d.Round(time.Microsecond))/1e6, 'f', 3, 64) + "ms"
 }
 
 // Options are a Link's optional parts. The zero value works.

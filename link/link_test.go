@@ -14,7 +14,13 @@ import (
 	"github.com/udplab/udplab/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
+// TestMain turns precise waits off: most tests run under synctest, where a
+// plain timer is exact and a spin would never end (see preciseWaits).
+// TestNeverEarly turns them back on for itself.
+func TestMain(m *testing.M) {
+	preciseWaits.Store(false)
+	leakcheck.VerifyTestMain(m)
+}
 
 // pair is a sender wrapped by a link direction and a receiver, in memory.
 type pair struct {
@@ -201,27 +207,142 @@ func TestMTU(t *testing.T) {
 }
 
 // TestDelayIsExact runs under synctest, where virtual time is exact: a
-// packet leaves timerSlack before its due time, by design, and never later.
+// packet leaves at its due time, never before, and its lateness is 0.
 func TestDelayIsExact(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newPair(t, "delay=20ms", nil)
 		start := time.Now()
 		p.sendN(t, 3, 8)
-		time.Sleep(20*time.Millisecond - timerSlack - time.Microsecond)
+		time.Sleep(20*time.Millisecond - time.Nanosecond)
 		synctest.Wait()
 		if got := p.drain(); len(got) != 0 {
-			t.Fatalf("%d packets left before their time less the slack", len(got))
+			t.Fatalf("%d packets left before their time", len(got))
 		}
-		time.Sleep(time.Microsecond)
+		time.Sleep(time.Nanosecond)
 		synctest.Wait()
 		got := p.drain()
 		if len(got) != 3 {
-			t.Fatalf("%d packets left at their time less the slack, want 3", len(got))
+			t.Fatalf("%d packets left at their time, want 3", len(got))
 		}
 		for _, pk := range got {
-			if d := pk.at.Sub(start); d != 20*time.Millisecond-timerSlack {
-				t.Errorf("packet %d took %v, want exactly %v", index(pk.b), d, 20*time.Millisecond-timerSlack)
+			if d := pk.at.Sub(start); d != 20*time.Millisecond {
+				t.Errorf("packet %d took %v, want exactly 20ms", index(pk.b), d)
 			}
+		}
+		if l := p.link.Stats(Up).Lateness; l != (Lateness{Count: 3}) {
+			t.Errorf("lateness = %+v, want 3 packets timed, none late", l)
+		}
+	})
+}
+
+// TestNeverEarly runs on the real clock with precise waits, as udplab
+// runs: however busy the machine, no packet may leave before its delay,
+// and every delayed packet is timed. Load can only make packets later, so
+// this holds on any machine; how much later is what Lateness reports.
+func TestNeverEarly(t *testing.T) {
+	preciseWaits.Store(true)
+	defer preciseWaits.Store(false)
+	const delay = 300 * time.Microsecond
+	p := newPair(t, "delay=300us", nil)
+	sent := make([]time.Time, 50)
+	for i := range sent {
+		sent[i] = time.Now()
+		p.send(t, i, 8)
+		time.Sleep(time.Duration(i%7) * 100 * time.Microsecond) // spacings across the timer's grain
+	}
+	var got []memPacket
+	for len(got) < len(sent) {
+		select {
+		case pk := <-p.dst.in:
+			got = append(got, pk)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("received %d of %d", len(got), len(sent))
+		}
+	}
+	for _, pk := range got {
+		if d := pk.at.Sub(sent[index(pk.b)]); d < delay {
+			t.Errorf("packet %d arrived %v after it was sent, before its %v delay", index(pk.b), d, delay)
+		}
+	}
+	if l := p.link.Stats(Up).Lateness; l.Count != uint64(len(sent)) || l.P50 > l.P99 || l.P99 > l.Max {
+		t.Errorf("lateness = %+v, want %d packets timed with p50 ≤ p99 ≤ max", l, len(sent))
+	}
+}
+
+// TestJitterDistributions: every distribution draws offsets of mean 0 and
+// the standard deviation its doc gives, and Pareto's never fall below
+// -1/√3 of the jitter. The draws are seeded, so the tolerances (4 standard
+// errors) hold on every run.
+func TestJitterDistributions(t *testing.T) {
+	const n = 200000
+	for _, tt := range []struct {
+		d        Dist
+		sd, low  float64
+		heavyTop bool
+	}{
+		{Uniform, 1 / math.Sqrt(3), -1, false},
+		{Normal, 1, math.Inf(-1), false},
+		{Pareto, 1, -1 / math.Sqrt(3), true},
+	} {
+		var sum, sq, lo, hi float64
+		for i := range uint64(n) {
+			r := packetRNG(DefaultSeed, 0, i)
+			x := r.jitter(1, tt.d)
+			sum += x
+			sq += x * x
+			lo, hi = min(lo, x), max(hi, x)
+		}
+		mean := sum / n
+		sd := math.Sqrt(sq/n - mean*mean)
+		// Pareto with α = 3 has no fourth moment, so its sample variance
+		// converges slowly: allow it a wider band.
+		sdTol := 0.01
+		if tt.heavyTop {
+			sdTol = 0.1
+		}
+		if math.Abs(mean) > 4*tt.sd/math.Sqrt(n) || math.Abs(sd-tt.sd) > sdTol {
+			t.Errorf("%v: mean %.4f, sd %.4f; want 0 and %.4f", tt.d, mean, sd, tt.sd)
+		}
+		if lo < tt.low-1e-12 || (tt.d == Pareto && hi < 5) {
+			t.Errorf("%v: draws span [%.3f, %.3f], want none below %.3f", tt.d, lo, hi, tt.low)
+		}
+	}
+}
+
+// TestNetemOrderReorders: with order=netem each packet leaves at its own
+// drawn time, so jitter wider than the spacing reorders and every delay is
+// exactly delay plus the packet's draw; order=keep never reorders.
+func TestNetemOrderReorders(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPair(t, "delay=20ms,jitter=10ms,order=netem", nil)
+		sent := make([]time.Time, 500)
+		for i := range sent {
+			sent[i] = time.Now()
+			p.send(t, i, 8)
+			time.Sleep(time.Millisecond)
+		}
+		settle()
+		got := p.drain()
+		if len(got) != len(sent) {
+			t.Fatalf("received %d of %d", len(got), len(sent))
+		}
+		overtakes := 0
+		for i, pk := range got {
+			if i > 0 && index(pk.b) < index(got[i-1].b) {
+				overtakes++
+			}
+			n := uint64(index(pk.b))
+			r := packetRNG(DefaultSeed, 0, n)
+			for range 7 { // the three loss draws, then dup, corrupt, bit and reorder
+				r.next()
+			}
+			want := 20*time.Millisecond + time.Duration(r.jitter(float64(10*time.Millisecond), Uniform))
+			if d := pk.at.Sub(sent[n]); d != want {
+				t.Fatalf("packet %d took %v, want its own draw %v", n, d, want)
+			}
+		}
+		if overtakes == 0 {
+			t.Error("jitter of ±10ms at 1ms spacing reordered nothing")
 		}
 	})
 }

@@ -34,8 +34,10 @@ func (r *rng) jitter(j float64, d Dist) float64 {
 	case Normal:
 		return j * math.Sqrt(-2*math.Log(1-u1)) * math.Cos(2*math.Pi*u2)
 	case Pareto:
-		// Pareto with α = 3 and scale 2/3 has mean 1.
-		return j * (2.0 / 3.0) / math.Cbrt(1-u1)
+		// Pareto with α = 3 and scale xm has mean 1.5·xm and standard
+		// deviation xm·√3/2: xm = 2/√3 and a shift of √3 give mean 0 and
+		// standard deviation 1, as netem's table has.
+		return j * (2/math.Sqrt(3)/math.Cbrt(1-u1) - math.Sqrt(3))
 	}
 	return j * (2*u1 - 1)
 }

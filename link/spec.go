@@ -15,9 +15,10 @@ import (
 type Params struct {
 	Loss    float64       // probability of a Bernoulli loss, 0 to 1
 	Burst   GE            // Gilbert-Elliott burst loss; zero P means off
-	Delay   time.Duration // one-way delay added to every packet (kept to ±0.5ms, see timerSlack)
+	Delay   time.Duration // one-way delay added to every packet
 	Jitter  time.Duration // spread around Delay (see Dist)
 	Dist    Dist          // jitter distribution; zero means Uniform
+	Order   Order         // whether jitter may reorder; zero means KeepOrder
 	Reorder float64       // probability a packet skips Delay, overtaking the queue
 	Dup     float64       // probability a packet is sent twice
 	Corrupt float64       // probability one random bit is flipped
@@ -38,11 +39,15 @@ type GE struct {
 // Dist is a jitter distribution.
 type Dist uint8
 
-// Jitter distributions.
+// Jitter distributions. Each adds Jitter·X to Delay, with X of mean 0;
+// a negative total is clipped to no delay.
 const (
-	Uniform Dist = iota // Delay ± Jitter, uniform
-	Normal              // Delay + N(0, Jitter²)
-	Pareto              // Delay + Jitter·X, X Pareto with α = 3 and mean 1: a heavy tail
+	Uniform Dist = iota // X uniform on [-1, 1): Delay ± Jitter, standard deviation Jitter/√3
+	Normal              // X standard normal: standard deviation Jitter
+	// Pareto: X Pareto with α = 3, shifted and scaled to mean 0 and
+	// standard deviation 1 as netem's pareto table is; standard deviation
+	// Jitter, never below Delay - 0.577·Jitter, and a heavy tail above.
+	Pareto
 )
 
 var distNames = []string{"uniform", "normal", "pareto"}
@@ -52,6 +57,33 @@ func (d Dist) String() string {
 		return distNames[d]
 	}
 	return fmt.Sprintf("Dist(%d)", d)
+}
+
+// Order says whether jitter may reorder a direction's packets.
+type Order uint8
+
+// Orders.
+const (
+	// KeepOrder releases each packet at the later of its own time and the
+	// previous packet's release, so jitter never reorders. When packets
+	// come closer together than the jitter's spread, many wait for the one
+	// before: the mean delay rises above Delay and the delay varies less
+	// from packet to packet than the distribution says.
+	KeepOrder Order = iota
+	// NetemOrder releases each packet at its own time, as Linux netem does:
+	// the delay has exactly the distribution asked for, and a packet whose
+	// draw is smaller than an earlier one's by more than their spacing
+	// overtakes it.
+	NetemOrder
+)
+
+var orderNames = []string{"keep", "netem"}
+
+func (o Order) String() string {
+	if int(o) < len(orderNames) {
+		return orderNames[o]
+	}
+	return fmt.Sprintf("Order(%d)", o)
 }
 
 // DefaultQueue is the rate limiter's queue when Params.Queue is zero:
@@ -80,15 +112,29 @@ func (p *Params) impaired() bool { return *p != Params{} }
 // Later items override earlier ones, so "lte,loss=5%" is LTE with 5% loss.
 //
 //	loss=10%  burst=P/R[/1-H[/1-K]]  delay=20ms  jitter=5ms  dist=uniform|normal|pareto
-//	reorder=1%  dup=0.1%  corrupt=0.1%  rate=10mbit  queue=100  mtu=1400  seed=7
+//	order=keep|netem  reorder=1%  dup=0.1%  corrupt=0.1%  rate=10mbit  queue=100  mtu=1400  seed=7
 //
-// The empty string is a perfect link.
+// The empty string is a perfect link. A value that cannot be read gives a
+// *ParseError.
 func Parse(s string) (Spec, error) {
 	spec := Spec{Seed: DefaultSeed}
 	if err := spec.Apply(s); err != nil {
 		return Spec{}, err
 	}
 	return spec, nil
+}
+
+// ParseError is a value in the link grammar that could not be read.
+type ParseError struct {
+	Item string // the item at fault, such as `loss="120%"`
+	Want string // what is accepted there, such as "a percentage from 0% to 100%, such as 10% or 0.5%"
+}
+
+func (e *ParseError) Error() string { return "link: " + e.Item + ": want " + e.Want }
+
+// valueError is a ParseError for KEY=VALUE.
+func valueError(key, val, want string) error {
+	return &ParseError{Item: key + "=" + strconv.Quote(val), Want: want}
 }
 
 // Apply parses s as Parse does and applies it on top of spec.
@@ -124,24 +170,7 @@ func (spec *Spec) applyItem(item string) error {
 	}
 	key, val, ok := strings.Cut(item, "=")
 	if !ok {
-		p, found := Presets[item]
-		if !found {
-			return fmt.Errorf("link: %q is neither KEY=VALUE nor a preset; presets: %s", item, strings.Join(PresetNames(), ", "))
-		}
-		ps := Spec{}
-		for _, it := range strings.Split(p.Link, ",") {
-			if err := ps.applyItem(it); err != nil {
-				return fmt.Errorf("link: preset %s: %w", item, err)
-			}
-		}
-		for _, d := range dirs {
-			if d == &spec.Down {
-				*d = ps.Down
-			} else {
-				*d = ps.Up
-			}
-		}
-		return nil
+		return spec.applyPreset(item, dirs)
 	}
 	if key == "seed" {
 		if len(dirs) != 2 {
@@ -149,7 +178,7 @@ func (spec *Spec) applyItem(item string) error {
 		}
 		n, err := strconv.ParseUint(val, 10, 64)
 		if err != nil {
-			return fmt.Errorf("link: seed=%q: want a whole number such as 7", val)
+			return valueError(key, val, "a whole number such as 7")
 		}
 		spec.Seed = n
 		return nil
@@ -162,8 +191,30 @@ func (spec *Spec) applyItem(item string) error {
 	return nil
 }
 
+// applyPreset sets dirs to the preset name's parameters.
+func (spec *Spec) applyPreset(name string, dirs []*Params) error {
+	p, found := Presets[name]
+	if !found {
+		return fmt.Errorf("link: %q is neither KEY=VALUE nor a preset; presets: %s", name, strings.Join(PresetNames(), ", "))
+	}
+	ps := Spec{}
+	for _, it := range strings.Split(p.Link, ",") {
+		if err := ps.applyItem(it); err != nil {
+			return fmt.Errorf("link: preset %s: %w", name, err)
+		}
+	}
+	for _, d := range dirs {
+		if d == &spec.Down {
+			*d = ps.Down
+		} else {
+			*d = ps.Up
+		}
+	}
+	return nil
+}
+
 // Keys lists the grammar's keys, for help and error messages.
-var Keys = []string{"loss", "burst", "delay", "jitter", "dist", "reorder", "dup", "corrupt", "rate", "queue", "mtu", "seed"}
+var Keys = []string{"loss", "burst", "delay", "jitter", "dist", "order", "reorder", "dup", "corrupt", "rate", "queue", "mtu", "seed"}
 
 func setKey(p *Params, key, val string) error {
 	var err error
@@ -183,15 +234,13 @@ func setKey(p *Params, key, val string) error {
 	case "jitter":
 		p.Jitter, err = parseDuration(key, val)
 	case "dist":
-		i := indexOf(distNames, val)
-		if i < 0 {
-			return fmt.Errorf("link: dist=%q: want one of %s", val, strings.Join(distNames, ", "))
-		}
-		p.Dist = Dist(i)
+		p.Dist, err = parseName[Dist](key, val, distNames)
+	case "order":
+		p.Order, err = parseName[Order](key, val, orderNames)
 	case "rate":
 		p.Rate, err = ParseRate(val)
 		if err != nil {
-			err = fmt.Errorf("link: rate=%q: %w", val, err)
+			err = valueError(key, val, rateWant)
 		}
 	case "queue":
 		p.Queue, err = parseCount(key, val, 1)
@@ -203,18 +252,28 @@ func setKey(p *Params, key, val string) error {
 	return err
 }
 
+// parseName reads one of names, giving its index.
+func parseName[T ~uint8](key, val string, names []string) (T, error) {
+	for i, n := range names {
+		if n == val {
+			return T(i), nil
+		}
+	}
+	return 0, valueError(key, val, "one of "+strings.Join(names, ", "))
+}
+
 func parseProb(key, val string) (float64, error) {
 	num, ok := strings.CutSuffix(val, "%")
-	f, err := strconv.ParseFloat(num, 64)
-	if !ok || err != nil || math.IsNaN(f) || f < 0 || f > 100 {
-		return 0, fmt.Errorf("link: %s=%q: want a percentage from 0%% to 100%%, such as 10%% or 0.5%%", key, val)
+	f, isNum := parseDecimal(num, -2) // percent: the point moves two places left
+	if !ok || !isNum || f > 1 {
+		return 0, valueError(key, val, "a percentage from 0% to 100%, such as 10% or 0.5%")
 	}
-	return f / 100, nil
+	return f, nil
 }
 
 func parseGE(val string) (GE, error) {
 	parts := strings.Split(val, "/")
-	bad := fmt.Errorf("link: burst=%q: want P/R[/1-H[/1-K]] as percentages, such as 1%%/30%% (netem's gemodel p r 1-h 1-k)", val)
+	bad := valueError("burst", val, "P/R[/1-H[/1-K]] as percentages, such as 1%/30% (netem's gemodel p r 1-h 1-k)")
 	if len(parts) < 2 || len(parts) > 4 {
 		return GE{}, bad
 	}
@@ -231,7 +290,7 @@ func parseGE(val string) (GE, error) {
 		return GE{}, nil // never entering the bad state: the model is off
 	}
 	if ge.R == 0 {
-		return GE{}, fmt.Errorf("link: burst=%q: R is 0%%, so the bad state would never end", val)
+		return GE{}, valueError("burst", val, "an R above 0%: at 0% the bad state would never end")
 	}
 	return ge, nil
 }
@@ -239,7 +298,7 @@ func parseGE(val string) (GE, error) {
 func parseDuration(key, val string) (time.Duration, error) {
 	d, err := time.ParseDuration(val)
 	if err != nil || d < 0 {
-		return 0, fmt.Errorf("link: %s=%q: want a duration of zero or more, such as 20ms", key, val)
+		return 0, valueError(key, val, "a duration of zero or more, such as 20ms")
 	}
 	return d, nil
 }
@@ -247,27 +306,34 @@ func parseDuration(key, val string) (time.Duration, error) {
 func parseCount(key, val string, least int) (int, error) {
 	n, err := strconv.Atoi(val)
 	if err != nil || n < least {
-		return 0, fmt.Errorf("link: %s=%q: want a whole number of at least %d", key, val, least)
+		return 0, valueError(key, val, fmt.Sprintf("a whole number of at least %d", least))
 	}
 	return n, nil
 }
 
+// rateUnits are the rate suffixes, largest first, with their powers of ten.
+var rateUnits = []struct {
+	suffix string
+	exp    int
+}{{"gbit", 9}, {"mbit", 6}, {"kbit", 3}}
+
+const rateWant = "a positive rate with kbit, mbit or gbit, such as 10mbit, in whole bits per second"
+
 // ParseRate reads a rate such as 10mbit: a positive number with kbit, mbit
-// or gbit (bits per second, powers of 1000).
+// or gbit in any case (bits per second, powers of 1000), which must come
+// to a whole number of bits per second.
 func ParseRate(val string) (int64, error) {
-	for _, u := range []struct {
-		suffix string
-		mult   float64
-	}{{"kbit", 1e3}, {"mbit", 1e6}, {"gbit", 1e9}} {
-		if num, ok := strings.CutSuffix(val, u.suffix); ok {
-			f, err := strconv.ParseFloat(num, 64)
-			if err == nil && f > 0 && f*u.mult >= 1 && f*u.mult < math.MaxInt64 {
-				return int64(f * u.mult), nil
+	lower := strings.ToLower(val)
+	for _, u := range rateUnits {
+		if num, ok := strings.CutSuffix(lower, u.suffix); ok {
+			f, isNum := parseDecimal(num, u.exp)
+			if isNum && f >= 1 && f < math.MaxInt64 && f == math.Trunc(f) {
+				return int64(f), nil
 			}
 			break
 		}
 	}
-	return 0, errors.New("want a positive rate with kbit, mbit or gbit, such as 10mbit")
+	return 0, errors.New("want " + rateWant)
 }
 
 // Validate reports impairments that cannot work together.
@@ -279,12 +345,17 @@ func (spec *Spec) Validate() error {
 		if d.p.Reorder > 0 && d.p.Delay == 0 {
 			return fmt.Errorf("link: %s: reorder=%s needs a delay for reordered packets to overtake (as netem's reorder does)", d.name, pct(d.p.Reorder))
 		}
+		if d.p.Dist != Uniform && d.p.Jitter == 0 {
+			return fmt.Errorf("link: %s: dist=%s needs a jitter to shape; without one every packet has the same delay", d.name, d.p.Dist)
+		}
 	}
 	return nil
 }
 
 // String renders spec in the grammar, so that Parse(spec.String()) gives
-// spec back. Equal directions are written once, without a prefix.
+// spec back, with numbers as a person writes them: the shortest decimal
+// that reads back to the same value, and rates in the largest unit that
+// keeps them whole. Equal directions are written once, without a prefix.
 func (spec Spec) String() string {
 	var items []string
 	if spec.Up == spec.Down {
@@ -314,6 +385,9 @@ func (p Params) items(prefix string) []string {
 	if p.Dist != Uniform {
 		add("dist", p.Dist.String())
 	}
+	if p.Order != KeepOrder {
+		add("order", p.Order.String())
+	}
 	if p.Reorder > 0 {
 		add("reorder", pct(p.Reorder))
 	}
@@ -324,7 +398,7 @@ func (p Params) items(prefix string) []string {
 		add("corrupt", pct(p.Corrupt))
 	}
 	if p.Rate > 0 {
-		add("rate", strconv.FormatFloat(float64(p.Rate)/1e3, 'g', -1, 64)+"kbit")
+		add("rate", formatRate(p.Rate))
 	}
 	if p.Queue > 0 {
 		add("queue", strconv.Itoa(p.Queue))
@@ -335,15 +409,18 @@ func (p Params) items(prefix string) []string {
 	return out
 }
 
-func pct(f float64) string { return strconv.FormatFloat(f*100, 'g', -1, 64) + "%" }
+func pct(f float64) string { return formatDecimal(f, 2) + "%" }
 
-func indexOf(list []string, s string) int {
-	for i, x := range list {
-		if x == s {
-			return i
+// formatRate writes bits per second in the largest unit that keeps them
+// whole, or in kbit with decimals below 1kbit or between whole kbits.
+func formatRate(bps int64) string {
+	for _, u := range rateUnits {
+		if div := int64(math.Pow10(u.exp)); bps%div == 0 {
+			return strconv.FormatInt(bps/div, 10) + u.suffix
 		}
 	}
-	return -1
+	digits := strconv.FormatInt(bps, 10)
+	return placePoint(digits, len(digits)-3) + "kbit"
 }
 
 // PresetNames lists the presets, sorted.

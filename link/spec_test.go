@@ -44,12 +44,18 @@ func TestParseErrors(t *testing.T) {
 		{"wan", `"wan" is neither KEY=VALUE nor a preset; presets: 3g, intercontinental, lan`},
 		{"reorder=5%", "reorder=5% needs a delay"},
 		{"burst=1%", `burst="1%": want P/R`},
-		{"burst=1%/0%", "R is 0%"},
+		{"burst=1%/0%", "R above 0%"},
 		{"queue=0", `queue="0": want a whole number of at least 1`},
 		{"mtu=big", `mtu="big"`},
 		{"up:seed=3", "seed is for the whole link"},
 		{"dist=cauchy", `dist="cauchy": want one of uniform, normal, pareto`},
 		{"loss=1%,,delay=1ms", "empty item"},
+		{"dist=pareto", "dist=pareto needs a jitter"},
+		{"order=shuffle", `order="shuffle": want one of keep, netem`},
+		{"rate=1.5bit", `rate="1.5bit"`},
+		{"rate=0.0001kbit", `rate="0.0001kbit"`},
+		{"loss=-1%", `loss="-1%"`},
+		{"loss=NaN%", `loss="NaN%"`},
 	}
 	for _, tt := range tests {
 		_, err := Parse(tt.in)
@@ -91,6 +97,31 @@ func TestStringRoundTrips(t *testing.T) {
 		again, err := Parse(spec.String())
 		if err != nil || again != spec {
 			t.Errorf("Parse(%q).String() = %q, which parses to %+v, %v; want %+v", s, spec.String(), again, err, spec)
+		}
+	}
+}
+
+// TestStringAsWritten: numbers print as a person wrote them, not as the
+// nearest double's long expansion, and rates in their largest whole unit.
+func TestStringAsWritten(t *testing.T) {
+	for in, want := range map[string]string{
+		"loss=0.0001%":      "loss=0.0001%",
+		"loss=0.1%":         "loss=0.1%",
+		"loss=33.3%,dup=7%": "loss=33.3%,dup=7%",
+		"rate=10Mbit":       "rate=10mbit",
+		"rate=1.5MBIT":      "rate=1500kbit",
+		"rate=2000kbit":     "rate=2mbit",
+		"rate=1.001kbit":    "rate=1.001kbit",
+		"rate=1gbit":        "rate=1gbit",
+		"delay=20ms,jitter=5ms,order=netem,dist=pareto": "delay=20ms,jitter=5ms,dist=pareto,order=netem",
+	} {
+		spec, err := Parse(in)
+		if err != nil {
+			t.Errorf("Parse(%q) = %v", in, err)
+			continue
+		}
+		if got := strings.TrimSuffix(spec.String(), ",seed=1"); got != want {
+			t.Errorf("Parse(%q).String() = %q, want %q", in, got, want)
 		}
 	}
 }
