@@ -190,7 +190,7 @@ func warnRuns(w io.Writer, rep *compare.Report, targets bool) (silent string) {
 			fmt.Fprintf(w, "udplab compare: %s on %s stalled: the transport stopped taking messages (a dead link?)\n", r.Mode, r.Link)
 		}
 		if r.Noisy && r.TimingError != nil {
-			fmt.Fprintf(w, "udplab compare: %s on %s (seed %d) is noisy: the link released packets up to %.2f ms late (p99), more than its delays allow; a busy host? Its latencies include that error.\n",
+			fmt.Fprintf(w, "udplab compare: %s on %s (seed %d) is noisy: the link released 1%% of its packets %.2f ms or more past their time (p99 lateness; a clean run keeps under max(1 ms, 5%% of the delay)); a busy host? Its latencies include that error.\n",
 				r.Mode, r.Link, r.Seed, r.TimingError.P99)
 		}
 	}

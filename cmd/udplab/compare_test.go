@@ -206,7 +206,7 @@ func TestCompareInterrupted(t *testing.T) {
 	if !strings.Contains(errb.String(), "interrupted during run 1 of 2") {
 		t.Errorf("stderr %q does not say where it stopped", errb.String())
 	}
-	if !regexp.MustCompile(`(?m)^delay=1ms +raw +\d+`).MatchString(out.String()) || strings.Contains(out.String(), "reliable  ") {
+	if !regexp.MustCompile(`(?m)^delay=1ms( \*)? +raw +\d+`).MatchString(out.String()) || strings.Contains(out.String(), "reliable  ") {
 		t.Errorf("stdout does not hold just the stopped raw run:\n%s", out.String())
 	}
 }
@@ -222,7 +222,7 @@ func TestWarnRuns(t *testing.T) {
 	var b bytes.Buffer
 	silent := warnRuns(&b, rep, true)
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	if len(lines) != 1 || !strings.Contains(lines[0], "raw on delay=20ms (seed 3) is noisy") || !strings.Contains(lines[0], "12.50 ms late (p99)") {
+	if len(lines) != 1 || !strings.Contains(lines[0], "raw on delay=20ms (seed 3) is noisy") || !strings.Contains(lines[0], "12.50 ms or more past their time (p99 lateness") {
 		t.Errorf("warnings = %q; want one line naming the noisy run and its 12.50 ms", b.String())
 	}
 	if silent != "127.0.0.1:9 (raw)" {
