@@ -31,11 +31,14 @@ const readBufferSize = 64 << 10
 
 // Conn is a raw client conversation with one server. It implements
 // message.Conn. Datagrams that arrive from any address other than the
-// server's are dropped and counted (see Foreign).
+// server's are dropped: by the kernel on a connected socket (see Dial),
+// otherwise by Receive, which counts them (see Foreign).
 type Conn struct {
-	pc     net.PacketConn
-	remote net.Addr
-	rAP    netip.AddrPort // remote, unmapped, for cheap source checks
+	pc        net.PacketConn
+	udp       *net.UDPConn // pc, when it is one: the allocation-free calls
+	connected bool         // udp is connected to remote: send with Write
+	remote    net.Addr
+	rAP       netip.AddrPort // remote, unmapped, for cheap source checks
 
 	buf     []byte // owned by Receive; one receiver at a time
 	foreign atomic.Uint64
@@ -50,21 +53,27 @@ type Conn struct {
 
 var _ message.Conn = (*Conn)(nil)
 
-// Dial returns a Conn to the server at addr ("host:port"), sending from an
-// ephemeral port of the same address family.
+// Dial returns a Conn to the server at addr ("host:port") over a UDP socket
+// of the same address family, connected to the server. The kernel drops
+// datagrams from any other address, and a port nothing listens on (the
+// server's host answers with ICMP port unreachable) makes a later Send or
+// Receive fail with an error matching syscall.ECONNREFUSED.
 func Dial(addr string) (*Conn, error) {
-	pc, raddr, err := udpsock.Dial(addr)
+	uc, err := udpsock.DialConnected(addr)
 	if err != nil {
 		return nil, fmt.Errorf("raw: %w", err)
 	}
-	return NewConn(pc, raddr), nil
+	return NewConn(uc, uc.RemoteAddr()), nil
 }
 
 // NewConn returns a Conn that talks to remote over pc, which it takes over:
-// Close closes pc. This is the seam for an impaired socket.
+// Close closes pc. This is the seam for an impaired socket. A *net.UDPConn
+// connected to remote (as net.DialUDP makes) is sent on with Write.
 func NewConn(pc net.PacketConn, remote net.Addr) *Conn {
+	udp, _ := pc.(*net.UDPConn)
 	return &Conn{
-		pc: pc, remote: remote, rAP: udpsock.AddrPort(remote), buf: make([]byte, readBufferSize),
+		pc: pc, udp: udp, connected: udp != nil && udp.RemoteAddr() != nil,
+		remote: remote, rAP: udpsock.AddrPort(remote), buf: make([]byte, readBufferSize),
 		setRead: pc.SetReadDeadline, setWrite: pc.SetWriteDeadline,
 	}
 }
@@ -80,9 +89,12 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	}
 	stop := deadline.Watch(ctx, c.setWrite)
 	var err error
-	if u, ok := c.pc.(*net.UDPConn); ok && c.rAP.IsValid() {
-		_, err = u.WriteToUDPAddrPort(msg, c.rAP)
-	} else {
+	switch {
+	case c.connected:
+		_, err = c.udp.Write(msg)
+	case c.udp != nil && c.rAP.IsValid():
+		_, err = c.udp.WriteToUDPAddrPort(msg, c.rAP)
+	default:
 		_, err = c.pc.WriteTo(msg, c.remote)
 	}
 	stop()
@@ -97,7 +109,6 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
 	stop := deadline.Watch(ctx, c.setRead)
 	defer stop()
-	udp, _ := c.pc.(*net.UDPConn)
 	for {
 		// On a *net.UDPConn the AddrPort calls allocate nothing.
 		var (
@@ -105,8 +116,8 @@ func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
 			from netip.AddrPort
 			err  error
 		)
-		if udp != nil {
-			n, from, err = udp.ReadFromUDPAddrPort(c.buf)
+		if c.udp != nil {
+			n, from, err = c.udp.ReadFromUDPAddrPort(c.buf)
 			from = udpsock.Unmap(from)
 		} else {
 			var a net.Addr
@@ -124,7 +135,8 @@ func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
 	}
 }
 
-// Foreign counts datagrams dropped because they came from another address.
+// Foreign counts datagrams Receive dropped because they came from another
+// address. On a connected socket the kernel drops those, and it stays 0.
 func (c *Conn) Foreign() uint64 { return c.foreign.Load() }
 
 // LocalAddr returns the address datagrams are sent from.

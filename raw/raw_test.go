@@ -3,7 +3,9 @@ package raw
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
+	"syscall"
 	"testing"
 
 	"github.com/udplab/udplab/internal/conntest"
@@ -101,22 +103,80 @@ func TestOversizedReplyIsCountedNotSent(t *testing.T) {
 	}
 }
 
+// TestForeignDatagramsDropped has a stranger send to the client: only the
+// server's reply may come back. Dial's connected socket leaves the stranger
+// to the kernel; over an unconnected socket Receive drops and counts it.
 func TestForeignDatagramsDropped(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		dial        func(t *testing.T, addr net.Addr) *Conn
+		wantForeign uint64
+	}{
+		{"Dial", func(t *testing.T, addr net.Addr) *Conn { return dial(t, addr) }, 0},
+		{"NewConn", func(t *testing.T, addr net.Addr) *Conn {
+			pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := NewConn(pc, addr)
+			t.Cleanup(func() { c.Close() })
+			return c
+		}, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startServer(t, "udp4", "127.0.0.1:0", message.Greet)
+			c := tt.dial(t, s.Addr())
+			stranger, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stranger.Close()
+			if _, err := stranger.WriteTo([]byte("spoof"), c.LocalAddr()); err != nil {
+				t.Fatal(err)
+			}
+			if got := conntest.RoundTrip(t, c, "Frank"); got != "Hello Frank!\n" {
+				t.Errorf("reply = %q, want the server's greeting, not the stranger's datagram", got)
+			}
+			if c.Foreign() != tt.wantForeign {
+				t.Errorf("Foreign() = %d, want %d", c.Foreign(), tt.wantForeign)
+			}
+		})
+	}
+}
+
+// TestDialClosedPort sends to a port nothing listens on: the host answers
+// with an ICMP port unreachable, which Dial's connected socket reports as
+// ECONNREFUSED instead of a silence that looks like loss.
+func TestDialClosedPort(t *testing.T) {
+	for _, tt := range []struct{ network, addr string }{{"udp4", "127.0.0.1:0"}, {"udp6", "[::1]:0"}} {
+		t.Run(tt.network, func(t *testing.T) {
+			pc, err := net.ListenPacket(tt.network, tt.addr)
+			if err != nil {
+				t.Skipf("cannot bind %s: %v", tt.addr, err)
+			}
+			closed := pc.LocalAddr()
+			pc.Close()
+			c := dial(t, closed)
+			_, err = conntest.Request(c, []byte("Alice"), conntest.Timeout)
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Errorf("round trip to closed %s = %v, want ECONNREFUSED", closed, err)
+			}
+		})
+	}
+}
+
+// TestNewConnOverConnectedSocket gives NewConn a socket connected to the
+// server: Send must use Write, which a connected socket needs.
+func TestNewConnOverConnectedSocket(t *testing.T) {
 	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet)
-	c := dial(t, s.Addr())
-	stranger, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	uc, err := net.DialUDP("udp4", nil, s.Addr().(*net.UDPAddr))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stranger.Close()
-	if _, err := stranger.WriteTo([]byte("spoof"), c.LocalAddr()); err != nil {
-		t.Fatal(err)
-	}
-	if got := conntest.RoundTrip(t, c, "Frank"); got != "Hello Frank!\n" {
-		t.Errorf("reply = %q, want the server's greeting, not the stranger's datagram", got)
-	}
-	if c.Foreign() != 1 {
-		t.Errorf("Foreign() = %d, want 1", c.Foreign())
+	c := NewConn(uc, uc.RemoteAddr())
+	defer c.Close()
+	if got := conntest.RoundTrip(t, c, "Gina"); got != "Hello Gina!\n" {
+		t.Errorf("reply = %q", got)
 	}
 }
 
