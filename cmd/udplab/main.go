@@ -19,6 +19,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/udplab/udplab/compare"
 )
 
 // Exit codes.
@@ -48,14 +50,29 @@ type stdio struct {
 }
 
 // usageError is a command-line mistake found after flag parsing, such as two
-// flags that do not go together. It exits 2 with the command's usage.
+// flags that do not go together. It exits 2, like a bad flag.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
-var commands = []*command{compareCmd, serveCmd, clientCmd, chatCmd, linkCmd}
+var commands = []*command{compareCmd, serveCmd, clientCmd, chatCmd, linkCmd, versionCmd}
+
+var versionCmd = &command{
+	name:  "version",
+	short: "print udplab's commit and the kcp-go and Go versions",
+	long: `Version prints one line: the commit udplab was built from ("-dirty" when the
+tree had changes, "commit unknown" when the binary carries no VCS stamp, as
+under go run), then the kcp-go and Go versions. compare records the same in
+its JSON as versions.`,
+	setFlags: func(*flag.FlagSet) func(context.Context, *stdio) error {
+		return func(_ context.Context, st *stdio) error {
+			_, err := fmt.Fprintln(st.out, compare.BuildVersions().String())
+			return err
+		}
+	},
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -64,7 +81,9 @@ func main() {
 	os.Exit(code)
 }
 
-// run runs the command line args and returns the exit status.
+// run runs the command line args and returns the exit status. Help goes to
+// stdout and exits 0. A usage error prints the error on one line and a
+// pointer to the help on the next, to stderr, and exits 2.
 func run(ctx context.Context, args []string, st *stdio) int {
 	if len(args) == 0 {
 		mainUsage(st.err)
@@ -73,42 +92,28 @@ func run(ctx context.Context, args []string, st *stdio) int {
 	name, args := args[0], args[1:]
 	switch name {
 	case "help", "-h", "-help", "--help":
-		if len(args) == 0 {
-			mainUsage(st.out)
-			return exitOK
-		}
-		cmd := lookup(args[0])
-		if cmd == nil {
-			fmt.Fprintf(st.err, "udplab help: unknown command %q; commands: %s\n", args[0], commandNames())
-			return exitUsage
-		}
-		fs, _ := newFlagSet(cmd, st.out)
-		fs.Usage()
-		return exitOK
+		return help(args, st)
+	case "-version", "--version":
+		name = versionCmd.name
 	}
 	cmd := lookup(name)
 	if cmd == nil {
-		fmt.Fprintf(st.err, "udplab: unknown command %q; commands: %s\nRun 'udplab help' for usage.\n", name, commandNames())
-		return exitUsage
+		return usageFailed(st, "", fmt.Errorf("unknown command %q; commands: %s", name, commandNames()))
 	}
-	fs, runFn := newFlagSet(cmd, st.err)
+	fs, runFn := newFlagSet(cmd)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printUsage(st.out, cmd, fs)
 			return exitOK
 		}
-		return exitUsage // the flag package has printed the error and usage
+		return usageFailed(st, cmd.name, err)
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(st.err, "udplab %s: unexpected argument %q\n", cmd.name, fs.Arg(0))
-		fs.Usage()
-		return exitUsage
+		return usageFailed(st, cmd.name, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	if err := runFn(ctx, st); err != nil {
-		var ue usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintf(st.err, "udplab %s: %s\n", cmd.name, ue.msg)
-			fs.Usage()
-			return exitUsage
+		if ue := (usageError{}); errors.As(err, &ue) {
+			return usageFailed(st, cmd.name, ue)
 		}
 		fmt.Fprintf(st.err, "udplab %s: %v\n", cmd.name, err)
 		return exitError
@@ -116,15 +121,60 @@ func run(ctx context.Context, args []string, st *stdio) int {
 	return exitOK
 }
 
-func newFlagSet(cmd *command, w io.Writer) (*flag.FlagSet, func(context.Context, *stdio) error) {
-	fs := flag.NewFlagSet("udplab "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(w)
-	runFn := cmd.setFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(w, "usage: udplab %s %s\n\n%s\n\nFlags (-flag and --flag both work):\n", cmd.name, cmd.usageLine, strings.TrimSpace(cmd.long))
-		fs.PrintDefaults()
+// help is "udplab help [COMMAND]": the command list, or one command's usage.
+func help(args []string, st *stdio) int {
+	switch len(args) {
+	case 0:
+		mainUsage(st.out)
+		return exitOK
+	case 1:
+		cmd := lookup(args[0])
+		if cmd == nil {
+			return usageFailed(st, "help", fmt.Errorf("unknown command %q; commands: %s", args[0], commandNames()))
+		}
+		fs, _ := newFlagSet(cmd)
+		printUsage(st.out, cmd, fs)
+		return exitOK
 	}
-	return fs, runFn
+	return usageFailed(st, "help", fmt.Errorf("want one command, got %q", strings.Join(args, " ")))
+}
+
+// usageFailed reports a usage error of command cmd ("" for udplab itself)
+// and returns exitUsage: the error on one line, then where the usage is.
+func usageFailed(st *stdio, cmd string, err error) int {
+	prog, helpCmd := "udplab", "udplab --help"
+	switch cmd {
+	case "":
+	case "help":
+		prog = "udplab help"
+	default:
+		prog, helpCmd = "udplab "+cmd, "udplab "+cmd+" --help"
+	}
+	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", " ")), " ")
+	fmt.Fprintf(st.err, "%s: %s\nrun '%s' for usage\n", prog, msg, helpCmd)
+	return exitUsage
+}
+
+// newFlagSet returns cmd's flags and its run function. The flag package
+// prints nothing: run reports its errors, and printUsage the help.
+func newFlagSet(cmd *command) (*flag.FlagSet, func(context.Context, *stdio) error) {
+	fs := flag.NewFlagSet("udplab "+cmd.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs, cmd.setFlags(fs)
+}
+
+// printUsage writes cmd's whole usage, flags and defaults included, to w.
+func printUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: %s\n\n%s\n", strings.TrimSpace("udplab "+cmd.name+" "+cmd.usageLine), strings.TrimSpace(cmd.long))
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprint(w, "\nFlags (-flag and --flag both work):\n")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
 }
 
 func lookup(name string) *command {
@@ -155,6 +205,7 @@ Commands:
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.short)
 	}
 	fmt.Fprint(w, `
-Run 'udplab help <command>' for a command's flags.
+Run 'udplab help <command>' or 'udplab <command> --help' for a command's
+flags, and 'udplab --version' for the version.
 `)
 }

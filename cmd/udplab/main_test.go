@@ -16,6 +16,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 	"go.uber.org/goleak"
 
+	"github.com/udplab/udplab/compare"
 	"github.com/udplab/udplab/internal/conntest"
 	"github.com/udplab/udplab/internal/leakcheck"
 	"github.com/udplab/udplab/message"
@@ -275,4 +276,61 @@ func startServer(t *testing.T, mode string, h message.Handler) string {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s.Addr().String()
+}
+
+// runCmd runs udplab in process with args and input, and returns its exit
+// status, stdout and stderr.
+func runCmd(t *testing.T, input string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &stdio{strings.NewReader(input), &out, &errOut})
+	return code, out.String(), errOut.String()
+}
+
+// TestUsageConventions holds every command to the same conventions: a usage
+// error is one line of error and one line pointing to --help, on stderr,
+// exit 2; --help, -h and "help CMD" print the whole usage to stdout, exit 0.
+func TestUsageConventions(t *testing.T) {
+	for _, cmd := range commands {
+		t.Run(cmd.name, func(t *testing.T) {
+			hint := "run 'udplab " + cmd.name + " --help' for usage\n"
+			for _, bad := range [][]string{{"--no-such-flag"}, {"stray"}} {
+				code, out, errOut := runCmd(t, "", append([]string{cmd.name}, bad...)...)
+				lines := strings.SplitAfter(errOut, "\n")
+				if code != exitUsage || out != "" || len(lines) != 3 || lines[2] != "" ||
+					!strings.HasPrefix(lines[0], "udplab "+cmd.name+": ") || lines[1] != hint {
+					t.Errorf("udplab %s %s: exit %d, stdout %q, stderr %q; want 2, nothing, the error and %q",
+						cmd.name, bad[0], code, out, errOut, hint)
+				}
+			}
+			var usage string
+			for i, args := range [][]string{{cmd.name, "--help"}, {cmd.name, "-h"}, {"help", cmd.name}} {
+				code, out, errOut := runCmd(t, "", args...)
+				if code != exitOK || errOut != "" || !strings.HasPrefix(out, "usage: udplab "+cmd.name) {
+					t.Errorf("udplab %s: exit %d, stdout %q, stderr %q; want 0 and the usage on stdout",
+						strings.Join(args, " "), code, out, errOut)
+				}
+				if i == 0 {
+					usage = out
+				} else if out != usage {
+					t.Errorf("udplab %s printed another usage than udplab %s --help", strings.Join(args, " "), cmd.name)
+				}
+			}
+		})
+	}
+}
+
+// TestVersion: --version, -version and the version command print the one
+// line compare records, and exit 0.
+func TestVersion(t *testing.T) {
+	want := compare.BuildVersions().String() + "\n"
+	for _, arg := range []string{"--version", "-version", "version"} {
+		code, out, errOut := runCmd(t, "", arg)
+		if code != exitOK || out != want || errOut != "" {
+			t.Errorf("udplab %s: exit %d, stdout %q, stderr %q; want 0 and %q", arg, code, out, errOut, want)
+		}
+	}
+	if code, out, _ := runCmd(t, "", "--help"); code != exitOK || !strings.Contains(out, "udplab --version") {
+		t.Errorf("udplab --help: exit %d, stdout %q; want the usage to mention udplab --version", code, out)
+	}
 }
