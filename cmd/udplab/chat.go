@@ -38,7 +38,7 @@ also ends on SIGINT or SIGTERM.`,
 		choiceVar(fs, &mode, "mode", modeRaw, []string{modeRaw, modeReliable}, "transport")
 		addrVar(fs, &listen, "listen", "", false, "this side's `ADDR`")
 		addrVar(fs, &peer, "peer", "", false, "the other side's `ADDR`")
-		fs.DurationVar(&linger, "linger", time.Second, "after end of input, keep receiving this long before exiting")
+		durationVar(fs, &linger, "linger", time.Second, 0, "after end of input, keep receiving for `D` before exiting")
 		reliableFlags(fs, &cfg, false)
 		return func(ctx context.Context, st *stdio) error {
 			if err := checkReliable(&cfg); err != nil {
@@ -49,8 +49,6 @@ also ends on SIGINT or SIGTERM.`,
 				return usagef("raw chat needs both --listen and --peer")
 			case mode == modeReliable && (listen == "") == (peer == ""):
 				return usagef("reliable chat takes --listen (to accept a peer) or --peer (to dial one), not both")
-			case linger < 0:
-				return usagef("--linger %v: want zero or a positive duration", linger)
 			}
 			c, err := openChat(ctx, mode, listen, peer, &cfg, st)
 			if err != nil {

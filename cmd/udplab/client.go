@@ -39,9 +39,6 @@ share the --fec, --crypt and --key settings.`,
 		timeoutVar(fs, &timeout)
 		reliableFlags(fs, &cfg, false)
 		return func(ctx context.Context, st *stdio) error {
-			if timeout <= 0 {
-				return usagef("--timeout %v: want a positive duration", timeout)
-			}
 			if err := checkReliable(&cfg); err != nil {
 				return err
 			}

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -51,6 +53,132 @@ func (c choiceValue) Set(s string) error {
 func choiceVar(fs *flag.FlagSet, p *string, name, def string, choices []string, usage string) {
 	*p = def
 	fs.Var(choiceValue{p, choices}, name, fmt.Sprintf("%s: `%s`", usage, strings.Join(choices, "|")))
+}
+
+// intValue is an int flag that accepts whole numbers from least to most.
+type intValue struct {
+	p           *int
+	least, most int
+}
+
+func (v intValue) String() string {
+	if v.p == nil {
+		return "0" // the zero value's default, which PrintDefaults leaves out
+	}
+	return strconv.Itoa(*v.p)
+}
+
+func (v intValue) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 0)
+	if err != nil || int(n) < v.least || int(n) > v.most {
+		if v.most == math.MaxInt {
+			return fmt.Errorf("want a whole number of at least %d", v.least)
+		}
+		return fmt.Errorf("want a whole number from %d to %d", v.least, v.most)
+	}
+	*v.p = int(n)
+	return nil
+}
+
+// intVar defines an int flag that accepts whole numbers from least to most
+// (math.MaxInt for no upper bound), and refuses anything else naming the
+// range. Put the argument's name in backquotes in usage (`N`), or the
+// usage shows "value".
+func intVar(fs *flag.FlagSet, p *int, name string, def, least, most int, usage string) {
+	*p = def
+	fs.Var(intValue{p, least, most}, name, usage)
+}
+
+// uint64Value is a uint64 flag that says what it accepts.
+type uint64Value struct{ p *uint64 }
+
+func (v uint64Value) String() string {
+	if v.p == nil {
+		return "0"
+	}
+	return strconv.FormatUint(*v.p, 10)
+}
+
+func (v uint64Value) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("want a whole number from 0 to %d", uint64(math.MaxUint64))
+	}
+	*v.p = n
+	return nil
+}
+
+// uint64Var defines a uint64 flag that accepts whole numbers from 0 to
+// 18446744073709551615, and refuses anything else naming that range.
+// Name the argument in backquotes in usage, as for intVar.
+func uint64Var(fs *flag.FlagSet, p *uint64, name string, def uint64, usage string) {
+	*p = def
+	fs.Var(uint64Value{p}, name, usage)
+}
+
+// durationValue is a duration flag that accepts durations of at least least.
+type durationValue struct {
+	p     *time.Duration
+	least time.Duration
+}
+
+func (v durationValue) String() string {
+	if v.p == nil {
+		return "0s"
+	}
+	return v.p.String()
+}
+
+func (v durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < v.least {
+		switch v.least {
+		case 0:
+			return errors.New("want a duration of zero or more, such as 500ms or 2s")
+		case 1:
+			return errors.New("want a positive duration, such as 500ms or 2s")
+		}
+		return fmt.Errorf("want a duration of at least %v", v.least)
+	}
+	*v.p = d
+	return nil
+}
+
+// durationVar defines a duration flag that accepts Go durations of at
+// least least (0 for zero or more, 1 for positive), and refuses anything
+// else saying so. Name the argument in backquotes in usage, as for intVar.
+func durationVar(fs *flag.FlagSet, p *time.Duration, name string, def, least time.Duration, usage string) {
+	*p = def
+	fs.Var(durationValue{p, least}, name, usage)
+}
+
+// boolValue is a boolean flag that says what it accepts.
+type boolValue struct{ p *bool }
+
+func (v boolValue) String() string {
+	if v.p == nil {
+		return "false"
+	}
+	return strconv.FormatBool(*v.p)
+}
+
+func (v boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("want true or false, or the flag alone for true")
+	}
+	*v.p = b
+	return nil
+}
+
+// IsBoolFlag lets the flag stand alone: --quiet means --quiet=true.
+func (v boolValue) IsBoolFlag() bool { return true }
+
+// boolVar defines a boolean flag whose bad values (--quiet=maybe) are
+// refused saying what it accepts.
+func boolVar(fs *flag.FlagSet, p *bool, name string, def bool, usage string) {
+	*p = def
+	fs.Var(boolValue{p}, name, usage)
 }
 
 // addrValue is a host:port flag, checked when parsed. IPv6 hosts go in
@@ -115,6 +243,15 @@ func (f fecValue) Set(s string) error {
 	return nil
 }
 
+// The reliable transport's ranges, as reliable.Config's Validate checks
+// them; TestReliableRanges holds the two together. On the command line a
+// value outside them is a usage error: the CLI never passes a typed 0
+// through as the library's "default".
+const (
+	minMTU, maxMTU = 256, 1500
+	maxWindow      = 32768
+)
+
 // reliableFlags registers the reliable transport's flags on fs, filling cfg.
 // Servers also get the session-table flags.
 func reliableFlags(fs *flag.FlagSet, cfg *reliable.Config, server bool) {
@@ -125,12 +262,17 @@ func reliableFlags(fs *flag.FlagSet, cfg *reliable.Config, server bool) {
 	fs.Var(choiceValue{&cfg.Crypt, reliable.CryptNames()}, "crypt",
 		"reliable: `CIPHER` as kcptun names it, used with --key (default "+reliable.DefaultCrypt+" when --key is set): "+
 			strings.Join(reliable.CryptNames(), ", "))
-	fs.IntVar(&cfg.MTU, "mtu", reliable.DefaultMTU, "reliable: largest UDP payload KCP sends, 256 to 1500 bytes")
-	fs.IntVar(&cfg.SendWindow, "sndwnd", reliable.DefaultSendWindow, "reliable: KCP send window, in segments")
-	fs.IntVar(&cfg.ReceiveWindow, "rcvwnd", reliable.DefaultReceiveWindow, "reliable: KCP receive window, in segments")
+	intVar(fs, &cfg.MTU, "mtu", reliable.DefaultMTU, minMTU, maxMTU,
+		fmt.Sprintf("reliable: largest UDP payload KCP sends, %d to %d `BYTES`", minMTU, maxMTU))
+	intVar(fs, &cfg.SendWindow, "sndwnd", reliable.DefaultSendWindow, 1, maxWindow,
+		fmt.Sprintf("reliable: KCP send window, 1 to %d `SEGMENTS`", maxWindow))
+	intVar(fs, &cfg.ReceiveWindow, "rcvwnd", reliable.DefaultReceiveWindow, 1, maxWindow,
+		fmt.Sprintf("reliable: KCP receive window, 1 to %d `SEGMENTS`", maxWindow))
 	if server {
-		fs.DurationVar(&cfg.Idle, "idle", reliable.DefaultIdle, "reliable: forget a session silent this long (KCP has no FIN)")
-		fs.IntVar(&cfg.MaxSessions, "max-sessions", reliable.DefaultMaxSessions, "reliable: most sessions at once; new clients beyond it are refused")
+		durationVar(fs, &cfg.Idle, "idle", reliable.DefaultIdle, 1,
+			"reliable: forget a session silent for `D` (KCP has no FIN)")
+		intVar(fs, &cfg.MaxSessions, "max-sessions", reliable.DefaultMaxSessions, 1, math.MaxInt,
+			"reliable: at most `N` sessions at once; new clients beyond them are refused")
 	}
 }
 
@@ -163,5 +305,5 @@ func replyVar(fs *flag.FlagSet, p *string) {
 
 // timeoutVar registers --timeout.
 func timeoutVar(fs *flag.FlagSet, p *time.Duration) {
-	fs.DurationVar(p, "timeout", time.Second, "how long to wait for each reply")
+	durationVar(fs, p, "timeout", time.Second, 1, "wait `D` for each reply")
 }

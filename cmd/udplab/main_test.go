@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -332,5 +334,91 @@ func TestVersion(t *testing.T) {
 	}
 	if code, out, _ := runCmd(t, "", "--help"); code != exitOK || !strings.Contains(out, "udplab --version") {
 		t.Errorf("udplab --help: exit %d, stdout %q; want the usage to mention udplab --version", code, out)
+	}
+}
+
+// TestNumericFlags checks each numeric flag helper's range and the error
+// naming it.
+func TestNumericFlags(t *testing.T) {
+	var (
+		n, window int
+		seed      uint64
+		d, nonNeg time.Duration
+		quiet     bool
+	)
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	intVar(fs, &n, "n", 5, 1, math.MaxInt, "`N`")
+	intVar(fs, &window, "window", 128, 1, 32768, "`N`")
+	uint64Var(fs, &seed, "seed", 1, "`SEED`")
+	var zero int
+	intVar(fs, &zero, "zero", 0, 0, 9, "`N`")
+	durationVar(fs, &d, "d", time.Second, 1, "`D`")
+	durationVar(fs, &nonNeg, "nonneg", time.Second, 0, "`D`")
+	boolVar(fs, &quiet, "quiet", false, "")
+	if n != 5 || window != 128 || seed != 1 || d != time.Second || quiet {
+		t.Errorf("defaults = %d, %d, %d, %v, %v; want 5, 128, 1, 1s, false", n, window, seed, d, quiet)
+	}
+	tests := []struct {
+		flag, value, err string // err "" means accepted
+	}{
+		{"n", "1", ""},
+		{"n", "0", "want a whole number of at least 1"},
+		{"n", "-1", "want a whole number of at least 1"},
+		{"n", "abc", "want a whole number of at least 1"},
+		{"n", "1.5", "want a whole number of at least 1"},
+		{"n", "0x10", "want a whole number of at least 1"},
+		{"window", "32768", ""},
+		{"window", "0", "want a whole number from 1 to 32768"},
+		{"window", "32769", "want a whole number from 1 to 32768"},
+		{"seed", "0", ""},
+		{"seed", "18446744073709551615", ""},
+		{"seed", "-1", "want a whole number from 0 to 18446744073709551615"},
+		{"seed", "18446744073709551616", "want a whole number from 0 to 18446744073709551615"},
+		{"seed", "abc", "want a whole number from 0 to 18446744073709551615"},
+		{"d", "1ns", ""},
+		{"d", "0s", "want a positive duration, such as 500ms or 2s"},
+		{"d", "soon", "want a positive duration, such as 500ms or 2s"},
+		{"nonneg", "0", ""},
+		{"nonneg", "-1s", "want a duration of zero or more, such as 500ms or 2s"},
+		{"quiet", "maybe", "want true or false, or the flag alone for true"},
+	}
+	for _, tt := range tests {
+		err := fs.Set(tt.flag, tt.value)
+		if got := fmt.Sprint(err); (tt.err == "" && err != nil) || (tt.err != "" && got != tt.err) {
+			t.Errorf("--%s %s: error %v, want %q", tt.flag, tt.value, err, tt.err)
+		}
+	}
+	if err := fs.Parse([]string{"--quiet"}); err != nil || !quiet {
+		t.Errorf("--quiet alone: %v, quiet = %v; want true", err, quiet)
+	}
+	// PrintDefaults leaves out a zero default, as for the flag package's own.
+	var buf bytes.Buffer
+	fs.SetOutput(&buf)
+	fs.PrintDefaults()
+	if strings.Contains(buf.String(), "(default 0)") || !strings.Contains(buf.String(), "(default 128)") {
+		t.Errorf("PrintDefaults:\n%s\nwant (default 128) and no (default 0)", buf.String())
+	}
+}
+
+// TestReliableRanges holds the CLI's ranges to what reliable.Config accepts.
+func TestReliableRanges(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  reliable.Config
+		ok   bool
+	}{
+		{"least MTU", reliable.Config{MTU: minMTU}, true},
+		{"most MTU", reliable.Config{MTU: maxMTU}, true},
+		{"MTU below", reliable.Config{MTU: minMTU - 1}, false},
+		{"MTU above", reliable.Config{MTU: maxMTU + 1}, false},
+		{"least windows", reliable.Config{SendWindow: 1, ReceiveWindow: 1}, true},
+		{"most windows", reliable.Config{SendWindow: maxWindow, ReceiveWindow: maxWindow}, true},
+		{"send window above", reliable.Config{SendWindow: maxWindow + 1}, false},
+		{"receive window above", reliable.Config{ReceiveWindow: maxWindow + 1}, false},
+	} {
+		if err := tt.cfg.Validate(); (err == nil) != tt.ok {
+			t.Errorf("%s: Validate() = %v, want ok %v", tt.name, err, tt.ok)
+		}
 	}
 }
