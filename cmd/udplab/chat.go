@@ -17,14 +17,16 @@ import (
 
 var chatCmd = &command{
 	name:      "chat",
-	usageLine: "--listen ADDR --peer ADDR [--mode raw|reliable] [reliable flags]",
+	usageLine: "--listen ADDR --peer ADDR [--mode raw|reliable|reliable-fec] [reliable flags]",
 	short:     "send lines to a peer and print what it sends",
 	long: `Chat sends each line typed to the peer as one message and prints each
 message received as ">>>ADDR: text".
 
-In raw mode each side needs --listen (its own address) and --peer (the
-other's). In reliable mode one side listens with --listen and accepts the
-first peer, the other dials with --peer.
+The modes are serve's and compare's: raw (bare UDP), reliable (KCP without
+FEC) and reliable-fec (KCP with --fec); both sides use the same one. In raw
+mode each side needs --listen (its own address) and --peer (the other's).
+In the reliable modes one side listens with --listen and accepts the first
+peer, the other dials with --peer.
 
 At the end of input chat keeps receiving for --linger, so messages in flight
 still print and KCP can finish delivering what was sent; then it exits. It
@@ -35,22 +37,23 @@ also ends on SIGINT or SIGTERM.`,
 			linger             time.Duration
 			cfg                reliable.Config
 		)
-		choiceVar(fs, &mode, "mode", modeRaw, []string{modeRaw, modeReliable}, "transport")
+		modeVar(fs, &mode)
 		addrVar(fs, &listen, "listen", "", false, "this side's `ADDR`")
 		addrVar(fs, &peer, "peer", "", false, "the other side's `ADDR`")
 		durationVar(fs, &linger, "linger", time.Second, 0, "after end of input, keep receiving for `D` before exiting")
 		reliableFlags(fs, &cfg, false)
 		return func(ctx context.Context, st *stdio) error {
-			if err := checkReliable(&cfg); err != nil {
+			m := lookupMode(mode)
+			if err := checkModeFlags(fs, m, &cfg); err != nil {
 				return err
 			}
 			switch {
-			case mode == modeRaw && (listen == "" || peer == ""):
+			case !m.kcp && (listen == "" || peer == ""):
 				return usagef("raw chat needs both --listen and --peer")
-			case mode == modeReliable && (listen == "") == (peer == ""):
-				return usagef("reliable chat takes --listen (to accept a peer) or --peer (to dial one), not both")
+			case m.kcp && (listen == "") == (peer == ""):
+				return usagef("%s chat takes --listen (to accept a peer) or --peer (to dial one), not both", m.name)
 			}
-			c, err := openChat(ctx, mode, listen, peer, &cfg, st)
+			c, err := openChat(ctx, m, listen, peer, &cfg, st)
 			if err != nil {
 				return err
 			}
@@ -59,17 +62,17 @@ also ends on SIGINT or SIGTERM.`,
 	},
 }
 
-func openChat(ctx context.Context, mode, listen, peer string, cfg *reliable.Config, st *stdio) (message.Conn, error) {
-	if mode == modeReliable && peer != "" {
-		return reliable.Dial(peer, cfg)
+func openChat(ctx context.Context, m cliMode, listen, peer string, cfg *reliable.Config, st *stdio) (message.Conn, error) {
+	if m.kcp && peer != "" {
+		return m.dial(peer, cfg)
 	}
 	pc, err := net.ListenPacket("udp", listen)
 	if err != nil {
 		return nil, err
 	}
-	if mode == modeReliable {
+	if m.kcp {
 		fmt.Fprintf(st.err, "waiting for a peer on %s\n", pc.LocalAddr())
-		return reliable.AcceptOne(ctx, pc, cfg)
+		return reliable.AcceptOne(ctx, pc, m.reliableConfig(cfg))
 	}
 	paddr, err := net.ResolveUDPAddr("udp", peer)
 	if err != nil {

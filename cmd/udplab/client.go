@@ -7,26 +7,28 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/udplab/udplab/message"
-	"github.com/udplab/udplab/raw"
 	"github.com/udplab/udplab/reliable"
 )
 
 var clientCmd = &command{
 	name:      "client",
-	usageLine: "[--mode raw|reliable] [--addr ADDR] [--timeout D] [reliable flags]",
+	usageLine: "[--mode raw|reliable|reliable-fec] [--addr ADDR] [--timeout D] [reliable flags]",
 	short:     "the tutorial client: send names, print greetings",
 	long: `Client prompts "Please input your name: ", sends each line as one message and
 prints the reply. Empty lines are skipped. "exit" prints the reply and ends
 the session; so does the end of input, so piped input works.
 
-In raw mode a reply that does not come within --timeout is reported as lost
-and the prompt goes on: raw UDP does not retransmit. In reliable mode KCP
-retransmits, so a missing reply means the server is unreachable or does not
+The modes are serve's and compare's: raw (bare UDP), reliable (KCP without
+FEC) and reliable-fec (KCP with --fec). In raw mode a reply that does not
+come within --timeout is reported as lost and the prompt goes on: raw UDP
+does not retransmit. KCP retransmits, so in the reliable modes a missing
+reply means the server is unreachable, serves another mode, or does not
 share the --fec, --crypt and --key settings.`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
 		var (
@@ -34,30 +36,31 @@ share the --fec, --crypt and --key settings.`,
 			timeout    time.Duration
 			cfg        reliable.Config
 		)
-		choiceVar(fs, &mode, "mode", modeRaw, []string{modeRaw, modeReliable}, "transport")
-		addrVar(fs, &addr, "addr", "", false, "server `ADDR` (default "+defaultRawAddr+" for raw, "+defaultReliableAddr+" for reliable)")
+		modeVar(fs, &mode)
+		addrVar(fs, &addr, "addr", "", false, "server `ADDR` (default "+defaultAddrs()+")")
 		timeoutVar(fs, &timeout)
 		reliableFlags(fs, &cfg, false)
 		return func(ctx context.Context, st *stdio) error {
-			if err := checkReliable(&cfg); err != nil {
+			m := lookupMode(mode)
+			if err := checkModeFlags(fs, m, &cfg); err != nil {
 				return err
 			}
 			if addr == "" {
-				addr = defaultAddr(mode)
+				addr = m.defaultAddr
 			}
-			c, err := dialMode(mode, addr, &cfg)
+			c, err := m.dial(addr, &cfg)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			return greetLoop(ctx, c, mode, timeout, st)
+			return greetLoop(ctx, c, m, timeout, st)
 		}
 	},
 }
 
 const prompt = "Please input your name: "
 
-func greetLoop(ctx context.Context, c message.Conn, mode string, timeout time.Duration, st *stdio) error {
+func greetLoop(ctx context.Context, c message.Conn, m cliMode, timeout time.Duration, st *stdio) error {
 	lines := bufio.NewScanner(st.in)
 	lines.Buffer(make([]byte, 0, 4096), reliable.MaxMessage)
 	for {
@@ -73,14 +76,10 @@ func greetLoop(ctx context.Context, c message.Conn, mode string, timeout time.Du
 		if name == "" {
 			continue
 		}
-		reply, err := request(ctx, c, name, timeout)
+		reply, err := request(ctx, c, []byte(name), timeout)
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if mode == modeRaw {
-				fmt.Fprintf(st.out, "No reply within %v: the request or its reply was lost, and raw UDP does not retransmit.\n", timeout)
-			} else {
-				fmt.Fprintf(st.out, "No reply within %v: is a reliable server running at %s with the same --fec, --crypt and --key?\n", timeout, c.RemoteAddr())
-			}
+			fmt.Fprintln(st.out, noReply(m, timeout, c.RemoteAddr()))
 		case err != nil:
 			return err
 		default:
@@ -96,27 +95,20 @@ func greetLoop(ctx context.Context, c message.Conn, mode string, timeout time.Du
 	}
 }
 
-func request(ctx context.Context, c message.Conn, msg string, timeout time.Duration) ([]byte, error) {
+// noReply says what a reply missing for timeout means in mode m.
+func noReply(m cliMode, timeout time.Duration, addr net.Addr) string {
+	if !m.kcp {
+		return fmt.Sprintf("No reply within %v: the request or its reply was lost, and raw UDP does not retransmit.", timeout)
+	}
+	same := "--crypt and --key"
+	if m.fec {
+		same = "--fec, " + same
+	}
+	return fmt.Sprintf("No reply within %v: is a udplab serve --%s server running at %s with the same %s?", timeout, m.name, addr, same)
+}
+
+func request(ctx context.Context, c message.Conn, msg []byte, timeout time.Duration) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return message.RoundTrip(ctx, c, []byte(msg))
-}
-
-// defaultAddr is the serve default for a mode.
-func defaultAddr(mode string) string {
-	if mode == modeReliable {
-		return defaultReliableAddr
-	}
-	return defaultRawAddr
-}
-
-// dialMode opens a client Conn of the given mode.
-func dialMode(mode, addr string, cfg *reliable.Config) (message.Conn, error) {
-	switch mode {
-	case modeRaw:
-		return raw.Dial(addr)
-	case modeReliable:
-		return reliable.Dial(addr, cfg)
-	}
-	return nil, fmt.Errorf("unknown mode %q", mode)
+	return message.RoundTrip(ctx, c, msg)
 }

@@ -7,25 +7,96 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/udplab/udplab/compare"
 	"github.com/udplab/udplab/message"
+	"github.com/udplab/udplab/raw"
 	"github.com/udplab/udplab/reliable"
 )
 
-// Transport modes.
+// Transport modes. The names are compare's, so what serve, client, chat,
+// compare --modes and compare --target call a mode is one configuration.
 const (
-	modeRaw      = "raw"
-	modeReliable = "reliable"
+	modeRaw         = string(compare.Raw)
+	modeReliable    = string(compare.Reliable)
+	modeReliableFEC = string(compare.ReliableFEC)
 )
 
-// Default addresses: the tutorials' port for raw, the next one for reliable.
-const (
-	defaultRawAddr      = "127.0.0.1:6000"
-	defaultReliableAddr = "127.0.0.1:6001"
-)
+// cliMode is how the command line reaches a mode over a real address.
+type cliMode struct {
+	name        string
+	what        string // what the mode is, for help texts
+	defaultAddr string // where serve listens, and client and chat look, by default
+	maxMessage  int    // the largest message its transport carries
+	kcp         bool   // the reliable transport, which takes the reliable flags
+	fec         bool   // with Reed-Solomon FEC, as --fec sets it
+}
+
+// cliModes lists the modes in compare's order. Raw has the tutorials' port.
+var cliModes = []cliMode{
+	{modeRaw, "bare UDP", "127.0.0.1:6000", raw.MaxMessage, false, false},
+	{modeReliable, "KCP without FEC", "127.0.0.1:6001", reliable.MaxMessage, true, false},
+	{modeReliableFEC, "KCP with Reed-Solomon FEC from --fec", "127.0.0.1:6004", reliable.MaxMessage, true, true},
+}
+
+// lookupMode returns the mode named name; modeVar has checked it.
+func lookupMode(name string) cliMode {
+	for _, m := range cliModes {
+		if m.name == name {
+			return m
+		}
+	}
+	panic("udplab: unknown mode " + name)
+}
+
+// modeVar registers --mode, which takes any mode's name.
+func modeVar(fs *flag.FlagSet, p *string) {
+	names := make([]string, len(cliModes))
+	whats := make([]string, len(cliModes))
+	for i, m := range cliModes {
+		names[i] = m.name
+		whats[i] = fmt.Sprintf("%s (%s)", m.name, m.what)
+	}
+	choiceVar(fs, p, "mode", modeRaw, names, "transport: "+strings.Join(whats, ", "))
+}
+
+// defaultAddrs describes each mode's default address, for help texts.
+func defaultAddrs() string {
+	var b strings.Builder
+	for i, m := range cliModes {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s for %s", m.defaultAddr, m.name)
+	}
+	return b.String()
+}
+
+// reliableConfig returns the reliable transport's configuration for m:
+// cfg from the reliable flags, with FEC off unless m has it.
+func (m cliMode) reliableConfig(cfg *reliable.Config) *reliable.Config {
+	var c reliable.Config
+	if cfg != nil {
+		c = *cfg
+	}
+	c.NoFEC = !m.fec
+	if !m.fec {
+		c.DataShards, c.ParityShards = 0, 0
+	}
+	return &c
+}
+
+// dial opens a client Conn of mode m to addr.
+func (m cliMode) dial(addr string, cfg *reliable.Config) (message.Conn, error) {
+	if !m.kcp {
+		return raw.Dial(addr)
+	}
+	return reliable.Dial(addr, m.reliableConfig(cfg))
+}
 
 // choiceValue is a string flag that accepts only the listed values.
 type choiceValue struct {
@@ -238,7 +309,7 @@ func (f fecValue) String() string {
 
 func (f fecValue) Set(s string) error {
 	if err := f.cfg.ParseFEC(s); err != nil {
-		return fmt.Errorf("want DATA,PARITY shards such as 10,3, or 0,0 for none")
+		return fmt.Errorf("want DATA,PARITY shards such as 10,3: at least 1 each, at most 256 together")
 	}
 	return nil
 }
@@ -255,25 +326,60 @@ const (
 // reliableFlags registers the reliable transport's flags on fs, filling cfg.
 // Servers also get the session-table flags.
 func reliableFlags(fs *flag.FlagSet, cfg *reliable.Config, server bool) {
-	fs.Var(fecValue{cfg}, "fec", "reliable: Reed-Solomon FEC as `D,P` (data, parity shards); 0,0 turns FEC off")
+	fs.Var(fecValue{cfg}, "fec", "reliable-fec: Reed-Solomon FEC as `D,P`, data and parity shards")
 	choiceVar(fs, &cfg.Profile, "profile", reliable.DefaultProfile, reliable.ProfileNames,
-		"reliable: KCP profile as kcptun names it")
-	fs.StringVar(&cfg.Key, "key", "", "reliable: pre-shared `KEY`; empty means no encryption (client and server must agree)")
+		"KCP: profile as kcptun names it")
+	fs.StringVar(&cfg.Key, "key", "", "KCP: pre-shared `KEY`; empty means no encryption (client and server must agree)")
 	fs.Var(choiceValue{&cfg.Crypt, reliable.CryptNames()}, "crypt",
-		"reliable: `CIPHER` as kcptun names it, used with --key (default "+reliable.DefaultCrypt+" when --key is set): "+
+		"KCP: `CIPHER` as kcptun names it, used with --key (default "+reliable.DefaultCrypt+" when --key is set): "+
 			strings.Join(reliable.CryptNames(), ", "))
 	intVar(fs, &cfg.MTU, "mtu", reliable.DefaultMTU, minMTU, maxMTU,
-		fmt.Sprintf("reliable: largest UDP payload KCP sends, %d to %d `BYTES`", minMTU, maxMTU))
+		fmt.Sprintf("KCP: largest UDP payload KCP sends, %d to %d `BYTES`", minMTU, maxMTU))
 	intVar(fs, &cfg.SendWindow, "sndwnd", reliable.DefaultSendWindow, 1, maxWindow,
-		fmt.Sprintf("reliable: KCP send window, 1 to %d `SEGMENTS`", maxWindow))
+		fmt.Sprintf("KCP: send window, 1 to %d `SEGMENTS`", maxWindow))
 	intVar(fs, &cfg.ReceiveWindow, "rcvwnd", reliable.DefaultReceiveWindow, 1, maxWindow,
-		fmt.Sprintf("reliable: KCP receive window, 1 to %d `SEGMENTS`", maxWindow))
+		fmt.Sprintf("KCP: receive window, 1 to %d `SEGMENTS`", maxWindow))
 	if server {
 		durationVar(fs, &cfg.Idle, "idle", reliable.DefaultIdle, 1,
-			"reliable: forget a session silent for `D` (KCP has no FIN)")
+			"KCP: forget a session silent for `D` (KCP has no FIN)")
 		intVar(fs, &cfg.MaxSessions, "max-sessions", reliable.DefaultMaxSessions, 1, math.MaxInt,
-			"reliable: at most `N` sessions at once; new clients beyond them are refused")
+			"KCP: at most `N` sessions at once; new clients beyond them are refused")
 	}
+}
+
+// reliableFlagNames returns the names of the flags reliableFlags registers.
+func reliableFlagNames() []string {
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	reliableFlags(fs, &reliable.Config{}, true)
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	return names
+}
+
+// given returns the first of names that the command line set, or "".
+func given(fs *flag.FlagSet, names ...string) string {
+	first := ""
+	fs.Visit(func(f *flag.Flag) {
+		if first == "" && slices.Contains(names, f.Name) {
+			first = f.Name
+		}
+	})
+	return first
+}
+
+// checkModeFlags checks the reliable flags against --mode m: raw takes
+// none, --fec belongs to reliable-fec, and reliable-fec needs FEC.
+func checkModeFlags(fs *flag.FlagSet, m cliMode, cfg *reliable.Config) error {
+	if f := given(fs, reliableFlagNames()...); f != "" && !m.kcp {
+		return usagef("--%s is a reliable flag: --mode %s takes none (use --mode %s or %s)", f, m.name, modeReliable, modeReliableFEC)
+	}
+	if given(fs, "fec") != "" && !m.fec {
+		return usagef("--fec sets %s's shards: --mode %s is KCP without FEC (use --mode %s for FEC)", modeReliableFEC, m.name, modeReliableFEC)
+	}
+	if m.fec && cfg.NoFEC {
+		return usagef("--fec 0,0 turns FEC off: use --mode %s for KCP without FEC", modeReliable)
+	}
+	return checkReliable(cfg)
 }
 
 // checkReliable turns a reliable.Config error into a usage error: every

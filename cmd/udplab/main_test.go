@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,8 +11,10 @@ import (
 	"math"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,43 +102,54 @@ func cmdFreeport(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// cmdWaitReady sends to ADDR over MODE until any reply comes, for at most
-// 10s: a server started in the background is ready when it answers.
+// cmdWaitReady sends one "ready?" to ADDR over MODE, with the reliable
+// flags given, and waits for the reply, for at most 10s: a server started
+// in the background is ready when it answers. Only a refused datagram (raw,
+// before the server is bound) is sent again, so the server counts exactly
+// one request and one session: waitready MODE ADDR [reliable flags]
 func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 2 {
-		ts.Fatalf("usage: waitready raw|reliable ADDR [--key K]")
+		ts.Fatalf("usage: waitready raw|reliable|reliable-fec ADDR [reliable flags]")
 	}
 	var cfg reliable.Config
-	if len(args) == 4 && args[2] == "--key" {
-		cfg.Key = args[3]
+	fs := flag.NewFlagSet("waitready", flag.ContinueOnError)
+	reliableFlags(fs, &cfg, false)
+	ts.Check(fs.Parse(args[2:]))
+	i := slices.IndexFunc(cliModes, func(m cliMode) bool { return m.name == args[0] })
+	if i < 0 {
+		ts.Fatalf("waitready: unknown mode %q", args[0])
 	}
-	c, err := dialMode(args[0], args[1], &cfg)
+	c, err := cliModes[i].dial(args[1], &cfg)
 	ts.Check(err)
 	defer c.Close()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		if _, err := request(context.Background(), c, "ready?", 100*time.Millisecond); err == nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		_, err := message.RoundTrip(ctx, c, []byte("ready?"))
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			ts.Check(err)
 			return
 		}
+		time.Sleep(10 * time.Millisecond) // not bound yet; pace the retries
 	}
-	ts.Fatalf("no greeting from %s %s within 10s", args[0], args[1])
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// TestClientSession drives the tutorial client over both transports against
-// real servers on loopback.
+// TestClientSession drives the tutorial client in every mode against real
+// servers on loopback.
 func TestClientSession(t *testing.T) {
-	for _, mode := range []string{modeRaw, modeReliable} {
-		t.Run(mode, func(t *testing.T) {
-			addr := startServer(t, mode, message.Greet)
-			c, err := dialMode(mode, addr, &reliable.Config{})
+	for _, m := range cliModes {
+		t.Run(m.name, func(t *testing.T) {
+			addr := startServer(t, m, message.Greet)
+			c, err := m.dial(addr, &reliable.Config{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
 			var out bytes.Buffer
 			in := "Alice\n\n\r\nBob\r\nexit\nnever sent\n"
-			if err := greetLoop(context.Background(), c, mode, 5*time.Second, &stdio{strings.NewReader(in), &out, io.Discard}); err != nil {
+			if err := greetLoop(context.Background(), c, m, 5*time.Second, &stdio{strings.NewReader(in), &out, io.Discard}); err != nil {
 				t.Fatal(err)
 			}
 			want := prompt + "Hello Alice!\n" + prompt + prompt + prompt + "Hello Bob!\n" + prompt +
@@ -148,14 +162,15 @@ func TestClientSession(t *testing.T) {
 }
 
 func TestClientEndOfInput(t *testing.T) {
-	addr := startServer(t, modeRaw, message.Greet)
-	c, err := dialMode(modeRaw, addr, nil)
+	rawMode := lookupMode(modeRaw)
+	addr := startServer(t, rawMode, message.Greet)
+	c, err := rawMode.dial(addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	var out bytes.Buffer
-	if err := greetLoop(context.Background(), c, modeRaw, 5*time.Second, &stdio{strings.NewReader("Carol"), &out, io.Discard}); err != nil {
+	if err := greetLoop(context.Background(), c, rawMode, 5*time.Second, &stdio{strings.NewReader("Carol"), &out, io.Discard}); err != nil {
 		t.Fatal(err)
 	}
 	if want := prompt + "Hello Carol!\n" + prompt + "\n"; out.String() != want {
@@ -171,13 +186,14 @@ func TestClientReportsLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	c, err := dialMode(modeRaw, silent.LocalAddr().String(), nil)
+	rawMode := lookupMode(modeRaw)
+	c, err := rawMode.dial(silent.LocalAddr().String(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	var out bytes.Buffer
-	if err := greetLoop(context.Background(), c, modeRaw, 50*time.Millisecond, &stdio{strings.NewReader("Dave\n"), &out, io.Discard}); err != nil {
+	if err := greetLoop(context.Background(), c, rawMode, 50*time.Millisecond, &stdio{strings.NewReader("Dave\n"), &out, io.Discard}); err != nil {
 		t.Fatal(err)
 	}
 	want := prompt + "No reply within 50ms: the request or its reply was lost, and raw UDP does not retransmit.\n" + prompt + "\n"
@@ -186,11 +202,11 @@ func TestClientReportsLoss(t *testing.T) {
 	}
 }
 
-// TestChat has two chat peers talk over each transport.
+// TestChat has two chat peers talk in every mode.
 func TestChat(t *testing.T) {
-	for _, mode := range []string{modeRaw, modeReliable} {
-		t.Run(mode, func(t *testing.T) {
-			a, b := chatPair(t, mode)
+	for _, m := range cliModes {
+		t.Run(m.name, func(t *testing.T) {
+			a, b := chatPair(t, m)
 			var outA, outB syncBuffer
 			doneA := make(chan error, 1)
 			inA, feedA := io.Pipe()
@@ -222,13 +238,13 @@ func TestChat(t *testing.T) {
 	}
 }
 
-func chatPair(t *testing.T, mode string) (a, b message.Conn) {
+func chatPair(t *testing.T, m cliMode) (a, b message.Conn) {
 	t.Helper()
 	pa, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mode == modeRaw {
+	if !m.kcp {
 		pb, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -237,13 +253,13 @@ func chatPair(t *testing.T, mode string) (a, b message.Conn) {
 	}
 	accepted := make(chan message.Conn, 1)
 	go func() {
-		c, err := reliable.AcceptOne(context.Background(), pa, nil)
+		c, err := reliable.AcceptOne(context.Background(), pa, m.reliableConfig(nil))
 		if err != nil {
 			t.Error(err)
 		}
 		accepted <- c
 	}()
-	b, err = reliable.Dial(pa.LocalAddr().String(), nil)
+	b, err = m.dial(pa.LocalAddr().String(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,17 +277,17 @@ func chatPair(t *testing.T, mode string) (a, b message.Conn) {
 	return a, b
 }
 
-func startServer(t *testing.T, mode string, h message.Handler) string {
+func startServer(t *testing.T, m cliMode, h message.Handler) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var s message.Server
-	if mode == modeRaw {
+	if !m.kcp {
 		s = raw.NewServer(pc, h, &raw.ServerConfig{Logger: quiet})
 	} else {
-		s, err = reliable.NewServer(pc, h, &reliable.Config{Logger: quiet})
+		s, err = reliable.NewServer(pc, h, m.reliableConfig(&reliable.Config{Logger: quiet}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -419,6 +435,51 @@ func TestReliableRanges(t *testing.T) {
 	} {
 		if err := tt.cfg.Validate(); (err == nil) != tt.ok {
 			t.Errorf("%s: Validate() = %v, want ok %v", tt.name, err, tt.ok)
+		}
+	}
+}
+
+// TestModesMatchCompare: a mode name means the same thing on the command
+// line as in compare, in the same order.
+func TestModesMatchCompare(t *testing.T) {
+	var names []string
+	for _, m := range cliModes {
+		names = append(names, m.name)
+		if got := m.reliableConfig(nil).WithDefaults(); m.kcp && got.NoFEC == m.fec {
+			t.Errorf("%s runs KCP with NoFEC %v, want FEC %v", m.name, got.NoFEC, m.fec)
+		}
+	}
+	if want := compare.ModeNames(); !slices.Equal(names, want) {
+		t.Errorf("modes %v, want compare's %v", names, want)
+	}
+	fec := lookupMode(modeReliableFEC).reliableConfig(&reliable.Config{DataShards: 4, ParityShards: 2})
+	if got := fec.FECString(); got != "4,2" {
+		t.Errorf("reliable-fec with --fec 4,2 runs FEC %s", got)
+	}
+}
+
+// TestModeFlags: the reliable flags go with the modes that use them, and
+// reliable-fec always has FEC.
+func TestModeFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"client", "--fec", "4,2"}, "udplab client: --fec is a reliable flag: --mode raw takes none (use --mode reliable or reliable-fec)\n"},
+		{[]string{"client", "--key", "k"}, "udplab client: --key is a reliable flag: --mode raw takes none (use --mode reliable or reliable-fec)\n"},
+		{[]string{"client", "--mode", "reliable", "--fec", "4,2"}, "udplab client: --fec sets reliable-fec's shards: --mode reliable is KCP without FEC (use --mode reliable-fec for FEC)\n"},
+		{[]string{"client", "--mode", "reliable-fec", "--fec", "0,0"}, "udplab client: --fec 0,0 turns FEC off: use --mode reliable for KCP without FEC\n"},
+		{[]string{"chat", "--mode", "reliable", "--peer", "127.0.0.1:7000", "--fec", "4,2"}, "udplab chat: --fec sets reliable-fec's shards: --mode reliable is KCP without FEC (use --mode reliable-fec for FEC)\n"},
+		{[]string{"chat", "--mode", "reliable-fec", "--listen", "127.0.0.1:7000", "--peer", "127.0.0.1:7001"}, "udplab chat: reliable-fec chat takes --listen (to accept a peer) or --peer (to dial one), not both\n"},
+		{[]string{"serve", "--raw", "off", "--reliable", "off", "--reliable-fec", "off"}, "udplab serve: --raw, --reliable and --reliable-fec are all off: nothing to serve\n"},
+		{[]string{"serve", "--reliable", "off", "--reliable-fec", "off", "--mtu", "1400"}, "udplab serve: --mtu is a reliable flag, and --reliable and --reliable-fec are off\n"},
+		{[]string{"serve", "--reliable-fec", "off", "--fec", "4,2"}, "udplab serve: --fec sets reliable-fec's shards, and --reliable-fec is off\n"},
+		{[]string{"serve", "--fec", "0,0"}, "udplab serve: --fec 0,0 turns FEC off: --reliable serves KCP without FEC; give --reliable-fec shards such as 10,3, or --reliable-fec off\n"},
+	} {
+		code, out, errOut := runCmd(t, "", tt.args...)
+		want := tt.err + "run 'udplab " + tt.args[0] + " --help' for usage\n"
+		if code != exitUsage || out != "" || errOut != want {
+			t.Errorf("udplab %s: exit %d, stdout %q, stderr %q; want 2 and %q", strings.Join(tt.args, " "), code, out, errOut, want)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 
 	"github.com/udplab/udplab/message"
@@ -12,30 +13,32 @@ import (
 
 var serveCmd = &command{
 	name:      "serve",
-	usageLine: "[--raw ADDR|off] [--reliable ADDR|off] [--reply greet|time|echo] [reliable flags]",
-	short:     "run the raw and the reliable greeting servers side by side",
-	long: `Serve runs two servers that answer the same requests: a bare UDP server
-(one datagram per message, no acknowledgement, no retransmission, no
-ordering) and a reliable one (KCP with Reed-Solomon FEC). With the default
---reply greet, NAME gets "Hello NAME!\n" and exit gets "Good bye!\n".
+	usageLine: "[--raw ADDR|off] [--reliable ADDR|off] [--reliable-fec ADDR|off] [--reply greet|time|echo] [reliable flags]",
+	short:     "serve the greeting over raw, reliable and reliable-fec side by side",
+	long: `Serve runs one server per mode, all answering the same requests: raw is
+bare UDP (one datagram per message, no acknowledgement, no retransmission,
+no ordering), reliable is KCP without FEC, and reliable-fec is KCP with
+Reed-Solomon FEC (--fec, default 10,3). These are the modes compare
+measures, under the same names. With the default --reply greet, NAME gets
+"Hello NAME!\n" and exit gets "Good bye!\n".
 
 It logs one line per listener when ready and a summary of each on SIGINT or
 SIGTERM, then exits 0.`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
 		var (
-			rawAddr, relAddr, reply, level string
-			cfg                            reliable.Config
+			addrs        = make([]string, len(cliModes))
+			reply, level string
+			cfg          reliable.Config
 		)
-		addrVar(fs, &rawAddr, "raw", defaultRawAddr, true, "`ADDR` the raw UDP server listens on, or off")
-		addrVar(fs, &relAddr, "reliable", defaultReliableAddr, true, "`ADDR` the reliable (KCP) server listens on, or off")
+		for i, m := range cliModes {
+			addrVar(fs, &addrs[i], m.name, m.defaultAddr, true,
+				fmt.Sprintf("`ADDR` the %s server (%s) listens on, or off", m.name, m.what))
+		}
 		replyVar(fs, &reply)
 		reliableFlags(fs, &cfg, true)
 		logLevelVar(fs, &level)
 		return func(ctx context.Context, st *stdio) error {
-			if rawAddr == "off" && relAddr == "off" {
-				return usagef("--raw and --reliable are both off: nothing to serve")
-			}
-			if err := checkReliable(&cfg); err != nil {
+			if err := checkListeners(fs, addrs, &cfg); err != nil {
 				return err
 			}
 			h, err := message.Lookup(reply)
@@ -44,53 +47,98 @@ SIGTERM, then exits 0.`,
 			}
 			log := newLogger(st, level)
 			cfg.Logger = log
-			return serve(ctx, log, rawAddr, relAddr, reply, h, &cfg)
+			return serve(ctx, log, addrs, reply, h, &cfg)
 		}
 	},
 }
 
-func serve(ctx context.Context, log *slog.Logger, rawAddr, relAddr, reply string, h message.Handler, cfg *reliable.Config) error {
-	var (
-		rs *raw.Server
-		ks *reliable.Server
-	)
-	if rawAddr != "off" {
-		s, err := raw.Listen(rawAddr, h, &raw.ServerConfig{Logger: log})
-		if err != nil {
-			return err
+// checkListeners checks that something is served and that the reliable
+// flags given have a listener to apply to.
+func checkListeners(fs *flag.FlagSet, addrs []string, cfg *reliable.Config) error {
+	var on, kcp, fec bool
+	for i, m := range cliModes {
+		if addrs[i] != "off" {
+			on, kcp, fec = true, kcp || m.kcp, fec || m.fec
 		}
-		rs = s
-		defer rs.Close()
-		log.Info("raw: serving", "addr", rs.Addr(), "reply", reply, "delivery", "unreliable-unordered")
 	}
-	if relAddr != "off" {
-		s, err := reliable.Listen(relAddr, h, cfg)
+	switch f := given(fs, reliableFlagNames()...); {
+	case !on:
+		return usagef("--%s, --%s and --%s are all off: nothing to serve", modeRaw, modeReliable, modeReliableFEC)
+	case f != "" && !kcp:
+		return usagef("--%s is a reliable flag, and --%s and --%s are off", f, modeReliable, modeReliableFEC)
+	case given(fs, "fec") != "" && !fec:
+		return usagef("--fec sets %s's shards, and --%s is off", modeReliableFEC, modeReliableFEC)
+	case fec && cfg.NoFEC:
+		return usagef("--fec 0,0 turns FEC off: --%s serves KCP without FEC; give --%s shards such as 10,3, or --%s off",
+			modeReliable, modeReliableFEC, modeReliableFEC)
+	}
+	return checkReliable(cfg)
+}
+
+// listener is one running server and how to summarize it.
+type listener struct {
+	mode    string
+	srv     message.Server
+	summary func() []any
+}
+
+// serve runs a server for every mode whose address is not off, until ctx
+// ends, then logs each one's summary.
+func serve(ctx context.Context, log *slog.Logger, addrs []string, reply string, h message.Handler, cfg *reliable.Config) error {
+	var ls []listener
+	defer func() {
+		for _, l := range ls {
+			l.srv.Close()
+		}
+	}()
+	for i, m := range cliModes {
+		if addrs[i] == "off" {
+			continue
+		}
+		l, err := listen(log, m, addrs[i], reply, h, cfg)
 		if err != nil {
-			return err
+			return fmt.Errorf("--%s %s: %w", m.name, addrs[i], err)
 		}
-		ks = s
-		defer ks.Close()
-		in := ks.Config() // what the server runs with, defaults filled in
-		crypt := in.Crypt
-		if crypt == "" {
-			crypt = "off"
-		}
-		log.Info("reliable: serving", "addr", ks.Addr(), "reply", reply, "delivery", "reliable-ordered",
-			"fec", in.FECString(), "profile", in.Profile, "crypt", crypt, "mtu", in.MTU)
+		ls = append(ls, l)
 	}
 	<-ctx.Done()
 	log.Info("shutting down", "cause", context.Cause(ctx))
-	if rs != nil {
-		rs.Close()
-		log.Info("raw: summary", statsAttrs(rs.Stats())...)
-	}
-	if ks != nil {
-		ks.Close()
-		st := ks.Stats()
-		log.Info("reliable: summary", append(statsAttrs(st.ServerStats),
-			"sessions", st.Accepted, "refused", st.Refused, "reaped", st.Reaped, "auth_failures", st.AuthFailures)...)
+	for _, l := range ls {
+		l.srv.Close()
+		log.Info("summary", append([]any{"mode", l.mode}, l.summary()...)...)
 	}
 	return nil
+}
+
+// listen starts mode m's server on addr and logs that it is ready.
+func listen(log *slog.Logger, m cliMode, addr, reply string, h message.Handler, cfg *reliable.Config) (listener, error) {
+	if !m.kcp {
+		s, err := raw.Listen(addr, h, &raw.ServerConfig{Logger: log})
+		if err != nil {
+			return listener{}, err
+		}
+		log.Info("serving", "mode", m.name, "addr", s.Addr(), "reply", reply, "delivery", "unreliable-unordered")
+		return listener{m.name, s, func() []any { return statsAttrs(s.Stats()) }}, nil
+	}
+	s, err := reliable.Listen(addr, h, m.reliableConfig(cfg))
+	if err != nil {
+		return listener{}, err
+	}
+	in := s.Config() // what the server runs with, defaults filled in
+	fec, crypt := in.FECString(), in.Crypt
+	if in.NoFEC {
+		fec = "off"
+	}
+	if crypt == "" {
+		crypt = "off"
+	}
+	log.Info("serving", "mode", m.name, "addr", s.Addr(), "reply", reply, "delivery", "reliable-ordered",
+		"fec", fec, "profile", in.Profile, "crypt", crypt, "mtu", in.MTU)
+	return listener{m.name, s, func() []any {
+		st := s.Stats()
+		return append(statsAttrs(st.ServerStats),
+			"sessions", st.Accepted, "refused", st.Refused, "reaped", st.Reaped, "auth_failures", st.AuthFailures)
+	}}, nil
 }
 
 func statsAttrs(s message.ServerStats) []any {
