@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -9,7 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"strings"
+	"syscall"
 	"time"
 
 	"github.com/udplab/udplab/message"
@@ -21,15 +22,17 @@ var clientCmd = &command{
 	usageLine: "[--mode raw|reliable|reliable-fec] [--addr ADDR] [--timeout D] [reliable flags]",
 	short:     "the tutorial client: send names, print greetings",
 	long: `Client prompts "Please input your name: ", sends each line as one message and
-prints the reply. Empty lines are skipped. "exit" prints the reply and ends
-the session; so does the end of input, so piped input works.
+prints the reply. Empty lines are skipped, and a line longer than the mode's
+largest message is refused. "exit" prints the reply and ends the session;
+so does the end of input, so piped input works.
 
 The modes are serve's and compare's: raw (bare UDP), reliable (KCP without
 FEC) and reliable-fec (KCP with --fec). In raw mode a reply that does not
 come within --timeout is reported as lost and the prompt goes on: raw UDP
-does not retransmit. KCP retransmits, so in the reliable modes a missing
-reply means the server is unreachable, serves another mode, or does not
-share the --fec, --crypt and --key settings.`,
+does not retransmit; but a port nothing listens on (the kernel reports the
+port closed) ends the client with exit status 1. KCP retransmits, so in the
+reliable modes a missing reply means the server is unreachable, serves
+another mode, or does not share the --fec, --crypt and --key settings.`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
 		var (
 			mode, addr string
@@ -61,38 +64,122 @@ share the --fec, --crypt and --key settings.`,
 const prompt = "Please input your name: "
 
 func greetLoop(ctx context.Context, c message.Conn, m cliMode, timeout time.Duration, st *stdio) error {
-	lines := bufio.NewScanner(st.in)
-	lines.Buffer(make([]byte, 0, 4096), reliable.MaxMessage)
+	lines := newLineReader(st.in, m.maxMessage)
 	for {
 		fmt.Fprint(st.out, prompt)
-		if !lines.Scan() {
+		line, size, err := lines.next()
+		switch {
+		case err != nil:
 			fmt.Fprintln(st.out)
-			if err := lines.Err(); err != nil {
-				return fmt.Errorf("reading input: %w", err)
+			if errors.Is(err, io.EOF) {
+				return nil
 			}
-			return nil
-		}
-		name := strings.TrimSuffix(lines.Text(), "\r")
-		if name == "" {
+			return fmt.Errorf("reading input: %w", err)
+		case size > m.maxMessage:
+			fmt.Fprintf(st.out, "Not sent: that line is %d bytes, and %s carries at most %d bytes in one message.\n", size, m.name, m.maxMessage)
+			continue
+		case size == 0:
 			continue
 		}
-		reply, err := request(ctx, c, []byte(name), timeout)
-		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			fmt.Fprintln(st.out, noReply(m, timeout, c.RemoteAddr()))
-		case err != nil:
+		if err := greet(ctx, c, m, line, timeout, st.out); err != nil {
 			return err
-		default:
-			io.WriteString(st.out, string(reply))
-			if !strings.HasSuffix(string(reply), "\n") {
-				fmt.Fprintln(st.out)
-			}
 		}
-		if name == message.ExitRequest {
+		if string(line) == message.ExitRequest {
 			fmt.Fprintf(st.out, "Session is over from the server %s\n", c.RemoteAddr())
 			return nil
 		}
 	}
+}
+
+// greet sends line and prints the reply, or why none came. A closed port
+// is an error: no later line would be answered either.
+func greet(ctx context.Context, c message.Conn, m cliMode, line []byte, timeout time.Duration, out io.Writer) error {
+	reply, err := request(ctx, c, line, timeout)
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("nothing listens at %s (port closed): %w", c.RemoteAddr(), syscall.ECONNREFUSED)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		fmt.Fprintln(out, noReply(m, timeout, c.RemoteAddr()))
+	case err != nil:
+		return err
+	default:
+		out.Write(reply)
+		if !bytes.HasSuffix(reply, []byte("\n")) {
+			fmt.Fprintln(out)
+		}
+	}
+	return nil
+}
+
+// lineReader reads lines of any length and keeps at most max+1 bytes of
+// one: a longer line is read to its end and reported by its size only.
+type lineReader struct {
+	r    *bufio.Reader
+	max  int
+	buf  []byte
+	size int  // bytes in the line so far, without its "\n"
+	last byte // the line's last byte so far
+}
+
+func newLineReader(r io.Reader, limit int) *lineReader {
+	return &lineReader{r: bufio.NewReader(r), max: limit}
+}
+
+// next returns the next line without its "\n" or "\r\n", and its size in
+// bytes. When size > max the line is not returned. The line is valid until
+// the next call. At the end of input, a last line without a newline is
+// returned; then the error is io.EOF.
+func (lr *lineReader) next() (line []byte, size int, err error) {
+	lr.buf, lr.size, lr.last = lr.buf[:0], 0, 0
+	for {
+		chunk, err := lr.r.ReadSlice('\n')
+		switch {
+		case err == nil:
+			lr.add(chunk[:len(chunk)-1])
+			return lr.line()
+		case errors.Is(err, bufio.ErrBufferFull):
+			lr.add(chunk)
+		case errors.Is(err, io.EOF) && lr.size+len(chunk) > 0:
+			lr.add(chunk)
+			return lr.line()
+		default:
+			return nil, 0, err
+		}
+	}
+}
+
+// add counts chunk into the line, keeping no more than max+1 bytes.
+func (lr *lineReader) add(chunk []byte) {
+	if len(chunk) == 0 {
+		return
+	}
+	lr.size += len(chunk)
+	lr.last = chunk[len(chunk)-1]
+	if keep := min(len(chunk), lr.max+1-len(lr.buf)); keep > 0 {
+		lr.buf = appendCapped(lr.buf, chunk[:keep], lr.max+1)
+	}
+}
+
+// line ends the line: without a trailing "\r", and nil if it is too long.
+func (lr *lineReader) line() ([]byte, int, error) {
+	size := lr.size
+	if lr.last == '\r' {
+		size--
+	}
+	if size > lr.max {
+		return nil, size, nil
+	}
+	return lr.buf[:size], size, nil
+}
+
+// appendCapped appends b to buf, growing it to at most capacity bytes.
+func appendCapped(buf, b []byte, capacity int) []byte {
+	if len(buf)+len(b) > cap(buf) {
+		grown := make([]byte, len(buf), min(max(2*cap(buf), len(buf)+len(b), 4096), capacity))
+		copy(grown, buf)
+		buf = grown
+	}
+	return append(buf, b...)
 }
 
 // noReply says what a reply missing for timeout means in mode m.

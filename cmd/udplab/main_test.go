@@ -458,6 +458,71 @@ func TestModesMatchCompare(t *testing.T) {
 	}
 }
 
+// TestClientClosedPort points the raw client at a port nothing listens on:
+// it must say so and exit 1, not report a lost datagram.
+func TestClientClosedPort(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	code, out, errOut := runCmd(t, "Dave\nEve\n", "client", "--addr", addr, "--timeout", "10s")
+	want := "udplab client: nothing listens at " + addr + " (port closed): connection refused\n"
+	if code != exitError || out != prompt || errOut != want {
+		t.Errorf("client to closed %s: exit %d, stdout %q, stderr %q; want 1, %q, %q", addr, code, out, errOut, prompt, want)
+	}
+}
+
+// TestClientRefusesLongLines sends a line one byte over each mode's
+// largest message: the client refuses it, naming both sizes, and goes on.
+func TestClientRefusesLongLines(t *testing.T) {
+	for _, tt := range []struct {
+		mode string
+		size int
+	}{
+		{modeRaw, raw.MaxMessage + 1},
+		{modeReliable, 2 << 20},
+		{modeReliableFEC, reliable.MaxMessage + 1},
+	} {
+		t.Run(tt.mode, func(t *testing.T) {
+			m := lookupMode(tt.mode)
+			addr := startServer(t, m, message.Greet)
+			in := strings.Repeat("a", tt.size) + "\r\nAlice\n"
+			code, out, errOut := runCmd(t, in, "client", "--mode", m.name, "--addr", addr, "--timeout", "10s")
+			want := fmt.Sprintf("%sNot sent: that line is %d bytes, and %s carries at most %d bytes in one message.\n%sHello Alice!\n%s\n",
+				prompt, tt.size, m.name, m.maxMessage, prompt, prompt)
+			if code != exitOK || out != want || errOut != "" {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 0 and %q", code, out, errOut, want)
+			}
+		})
+	}
+}
+
+// TestLineReader reads lines around the limit, with and without "\r", and
+// a long line, of which it must keep no more than the limit and one byte.
+func TestLineReader(t *testing.T) {
+	const limit = 5
+	lr := newLineReader(strings.NewReader("abcde\nabcdef\nabcde\r\nabcdef\r\n\r\n\n"+strings.Repeat("x", 1<<20)+"\nend"), limit)
+	for _, want := range []struct {
+		line string
+		size int
+	}{
+		{"abcde", 5}, {"", 6}, {"abcde", 5}, {"", 6}, {"", 0}, {"", 0}, {"", 1 << 20}, {"end", 3},
+	} {
+		line, size, err := lr.next()
+		if err != nil || string(line) != want.line || size != want.size {
+			t.Errorf("next() = %q, %d, %v; want %q, %d", line, size, err, want.line, want.size)
+		}
+		if cap(lr.buf) > limit+1 {
+			t.Errorf("after a line of %d bytes the reader holds %d, want at most %d", want.size, cap(lr.buf), limit+1)
+		}
+	}
+	if _, _, err := lr.next(); err != io.EOF {
+		t.Errorf("next() at the end = %v, want io.EOF", err)
+	}
+}
+
 // TestModeFlags: the reliable flags go with the modes that use them, and
 // reliable-fec always has FEC.
 func TestModeFlags(t *testing.T) {
