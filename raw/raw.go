@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/udplab/udplab/internal/deadline"
+	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/internal/udpsock"
 	"github.com/udplab/udplab/message"
 )
@@ -169,6 +170,7 @@ type Server struct {
 	log *slog.Logger
 
 	counters message.Counters
+	drops    *sockstat.Counter
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close, wakes a backing-off serve
@@ -177,12 +179,15 @@ type Server struct {
 
 var _ message.Server = (*Server)(nil)
 
-// Listen binds addr and serves h on it until Close.
+// Listen binds addr and serves h on it until Close. The socket gets
+// sockstat.BufferSize buffers, so a burst waits in the kernel rather than
+// being dropped there.
 func Listen(addr string, h message.Handler, cfg *ServerConfig) (*Server, error) {
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("raw: listen: %w", err)
 	}
+	sockstat.SetBuffers(pc)
 	return NewServer(pc, h, cfg), nil
 }
 
@@ -196,7 +201,8 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *ServerConfig) *Server 
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{pc: pc, h: h, log: log, closing: make(chan struct{}), done: make(chan struct{})}
+	s := &Server{pc: pc, h: h, log: log, drops: sockstat.NewCounter(pc),
+		closing: make(chan struct{}), done: make(chan struct{})}
 	go s.serve()
 	return s
 }
@@ -207,11 +213,18 @@ func (s *Server) Addr() net.Addr { return s.pc.LocalAddr() }
 // Stats returns what the server has done so far.
 func (s *Server) Stats() message.ServerStats { return s.counters.Stats() }
 
+// SocketDrops returns how many datagrams the kernel dropped at the server's
+// socket because its receive buffer was full; ok is false when that is
+// unknown (not Linux, or a PacketConn other than *net.UDPConn). After Close
+// it is the count when the socket closed.
+func (s *Server) SocketDrops() (n uint64, ok bool) { return s.drops.Drops() }
+
 // Close stops the server and waits for its goroutine to end.
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.closing)
+		s.drops.Close()
 		err = s.pc.Close()
 	})
 	<-s.done

@@ -202,3 +202,17 @@ func TestRoundTripAllocatesNothing(t *testing.T) {
 		t.Errorf("a raw round trip allocated %v times, want 0", allocs)
 	}
 }
+
+// TestServerSocketDropsUnknown: over anything but a *net.UDPConn the count
+// is unknown, not 0.
+func TestServerSocketDropsUnknown(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(struct{ net.PacketConn }{pc}, func(dst, _ []byte) ([]byte, error) { return dst, nil }, nil)
+	defer s.Close()
+	if n, ok := s.SocketDrops(); ok {
+		t.Errorf("SocketDrops over a wrapped PacketConn = %d, true; want unknown", n)
+	}
+}

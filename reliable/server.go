@@ -32,6 +32,7 @@ type Server struct {
 	debug bool
 
 	counters                  message.Counters
+	drops                     *sockstat.Counter
 	accepted, refused, reaped atomic.Uint64
 	authBase                  uint64
 
@@ -86,7 +87,7 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, erro
 	}
 	sockstat.SetBuffers(pc)
 	s := &Server{
-		l: l, pc: pc, h: h, cfg: c, log: c.Logger,
+		l: l, pc: pc, h: h, cfg: c, log: c.Logger, drops: sockstat.NewCounter(pc),
 		mss:      segmentPayload(c.MTU, !c.NoFEC, block),
 		debug:    c.Logger.Enabled(context.Background(), slog.LevelDebug),
 		authBase: atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors),
@@ -121,6 +122,12 @@ func (s *Server) Stats() Stats {
 	}
 }
 
+// SocketDrops returns how many datagrams the kernel dropped at the server's
+// socket because its receive buffer was full; ok is false when that is
+// unknown (not Linux, or a PacketConn other than *net.UDPConn). After Close
+// it is the count when the socket closed.
+func (s *Server) SocketDrops() (n uint64, ok bool) { return s.drops.Drops() }
+
 // Close closes every session, the listener and the socket, and returns once
 // the server's goroutines have stopped.
 func (s *Server) Close() error {
@@ -133,6 +140,7 @@ func (s *Server) Close() error {
 		s.mu.Unlock()
 		// Closing the socket ends kcp-go's read loop, which then fails
 		// AcceptKCP; the accept loop drains and closes the listener.
+		s.drops.Close()
 		s.closeErr = s.pc.Close()
 	})
 	s.wg.Wait()

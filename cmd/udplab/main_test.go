@@ -548,3 +548,31 @@ func TestModeFlags(t *testing.T) {
 		}
 	}
 }
+
+// dropServer is a server whose socket drop count is given.
+type dropServer struct {
+	message.Server
+	drops uint64
+	known bool
+}
+
+func (d dropServer) SocketDrops() (uint64, bool) { return d.drops, d.known }
+
+// TestSummarySocketDrops: serve's summary gives the socket's drop count,
+// and "unknown", never 0, where the kernel does not say.
+func TestSummarySocketDrops(t *testing.T) {
+	stats := func() []any { return []any{"requests", 3} }
+	for _, tt := range []struct {
+		srv  dropServer
+		want any
+	}{
+		{dropServer{drops: 7, known: true}, uint64(7)},
+		{dropServer{drops: 0, known: true}, uint64(0)},
+		{dropServer{known: false}, "unknown"},
+	} {
+		got := listener{modeRaw, tt.srv, stats}.summary()
+		if want := []any{"mode", modeRaw, "requests", 3, "socket_drops", tt.want}; !slices.Equal(got, want) {
+			t.Errorf("summary with SocketDrops %d, %v = %v; want %v", tt.srv.drops, tt.srv.known, got, want)
+		}
+	}
+}

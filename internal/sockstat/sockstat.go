@@ -12,6 +12,7 @@ package sockstat
 
 import (
 	"net"
+	"sync"
 	"syscall"
 )
 
@@ -89,4 +90,42 @@ func SetBuffers(pc net.PacketConn) {
 	_ = u.SetReadBuffer(BufferSize)
 	_ = u.SetWriteBuffer(BufferSize)
 	force(u)
+}
+
+// A Counter reads one socket's drop counter for its owner, and keeps the
+// last reading once the socket is closed, when the kernel has forgotten it.
+// Its methods may be called from several goroutines at once.
+type Counter struct {
+	s Socket
+
+	mu     sync.Mutex
+	closed bool
+	n      uint64 // the reading Close took
+	ok     bool
+}
+
+// NewCounter returns the Counter of c's socket, as Of finds it: call it
+// while c is open.
+func NewCounter(c any) *Counter { return &Counter{s: Of(c)} }
+
+// Drops returns the socket's drop count now, or the one Close took; ok is
+// false when the count is unknown.
+func (c *Counter) Drops() (n uint64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.n, c.ok
+	}
+	return Drops(c.s)
+}
+
+// Close takes the last reading. Call it just before closing the socket;
+// calls after the first do nothing.
+func (c *Counter) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.n, c.ok = Drops(c.s)
+		c.closed = true
+	}
 }

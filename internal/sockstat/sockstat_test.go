@@ -18,19 +18,7 @@ func TestDropsCountOverflow(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the drop counter is read from /proc on Linux only")
 	}
-	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rx.Close()
-	if err := rx.SetReadBuffer(4096); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
+	rx, tx := smallSocket(t)
 	s := Of(rx)
 	if !s.Known() {
 		t.Fatal("Of(*net.UDPConn) is unknown on Linux")
@@ -65,6 +53,26 @@ func TestDropsCountOverflow(t *testing.T) {
 	}
 }
 
+// smallSocket returns a loopback socket with a 4 KiB receive buffer, and
+// one connected to it; the test's cleanup closes both.
+func smallSocket(t *testing.T) (rx, tx *net.UDPConn) {
+	t.Helper()
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rx.Close() })
+	if err := rx.SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	tx, err = net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Close() })
+	return rx, tx
+}
+
 func TestUnknownSocket(t *testing.T) {
 	var s Socket
 	if s.Known() {
@@ -75,5 +83,42 @@ func TestUnknownSocket(t *testing.T) {
 	}
 	if Of(struct{}{}).Known() {
 		t.Fatal("Of(non-conn) is known")
+	}
+}
+
+// TestCounterKeepsLastReading: the kernel forgets a closed socket's
+// counter, so the count Counter.Close took is what remains.
+func TestCounterKeepsLastReading(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the drop counter is read from /proc on Linux only")
+	}
+	rx, tx := smallSocket(t)
+	c := NewCounter(rx)
+	for range 500 {
+		tx.Write(make([]byte, 100))
+	}
+	before, ok := c.Drops()
+	if !ok || before == 0 {
+		t.Fatalf("Drops after 500 datagrams into a 4 KiB buffer = %d, %v; want some", before, ok)
+	}
+	s := Of(rx)
+	c.Close()
+	rx.Close()
+	if _, ok := Drops(s); ok {
+		t.Error("a closed socket's counter is still readable; Counter is not needed")
+	}
+	if after, ok := c.Drops(); !ok || after != before {
+		t.Errorf("Drops after Close = %d, %v; want %d, true", after, ok, before)
+	}
+}
+
+func TestCounterUnknown(t *testing.T) {
+	c := NewCounter(struct{}{})
+	if _, ok := c.Drops(); ok {
+		t.Error("Drops of a non-socket reported a count")
+	}
+	c.Close()
+	if _, ok := c.Drops(); ok {
+		t.Error("Drops of a non-socket after Close reported a count")
 	}
 }
