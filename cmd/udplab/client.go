@@ -31,8 +31,8 @@ FEC) and reliable-fec (KCP with --fec). In raw mode a reply that does not
 come within --timeout is reported as lost and the prompt goes on: raw UDP
 does not retransmit; but a port nothing listens on (the kernel reports the
 port closed) ends the client with exit status 1. KCP retransmits, so in the
-reliable modes a missing reply means the server is unreachable, serves
-another mode, or does not share the --fec, --crypt and --key settings.`,
+reliable modes a missing reply means the server is unreachable or does
+not share the --fec, --crypt and --key settings.`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
 		var (
 			mode, addr string
