@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -65,21 +66,22 @@ a terminal and the comparison runs longer than a couple of seconds.`,
 			targets                   []compare.Target
 			quiet                     bool
 		)
-		fs.IntVar(&cfg.Repeat, "repeat", 1, "run every (link, mode) cell `N` times with seeds SEED, SEED+1, ... and summarize each")
+		intVar(fs, &cfg.Repeat, "repeat", 1, 1, math.MaxInt, "run every (link, mode) cell `N` times with seeds SEED, SEED+1, ... and summarize each")
 		fs.Var(modesValue{&cfg.Modes}, "modes", "comma list of `MODES` to run: "+strings.Join(compare.ModeNames(), ", ")+" (default all)")
 		fs.Var(linkListValue{&links}, "link", "a link to run over, in the link grammar or a preset `SPEC`; may repeat (default the matrix above)")
 		fs.StringVar(&sweep, "sweep", "", "run one link per value of a link parameter: `KEY=V1,V2,...` such as loss=0%,5%,20%")
-		fs.Uint64Var(&cfg.Seed, "seed", link.DefaultSeed, "random `SEED` for every link that names none; the same seed gives every packet the same fate")
-		fs.IntVar(&cfg.Workload.Messages, "messages", compare.DefaultMessages, "greetings per run")
-		fs.DurationVar(&cfg.Workload.Interval, "interval", compare.DefaultInterval, "time between sends; 0 sends as fast as the transport takes them (goodput)")
-		fs.IntVar(&cfg.Workload.Size, "size", compare.DefaultSize, "name length in `BYTES`; replies are 8 longer")
-		fs.DurationVar(&cfg.Workload.Wait, "wait", 0, "wait this long for stragglers after the last send or reply; 0 is automatic: 4 times the slowest round trip, at least "+compare.MinWait.String())
+		uint64Var(fs, &cfg.Seed, "seed", link.DefaultSeed, "random `SEED` for every link that names none; the same seed gives every packet the same fate")
+		intVar(fs, &cfg.Workload.Messages, "messages", compare.DefaultMessages, 1, math.MaxInt, "`N` greetings per run")
+		durationVar(fs, &cfg.Workload.Interval, "interval", compare.DefaultInterval, 0, "time `D` between sends; 0 sends as fast as the transport takes them (goodput)")
+		intVar(fs, &cfg.Workload.Size, "size", compare.DefaultSize, 1, compare.MaxSize,
+			fmt.Sprintf("name length, 1 to %d `BYTES`; replies are 8 longer", compare.MaxSize))
+		durationVar(fs, &cfg.Workload.Wait, "wait", 0, 0, "wait `D` for stragglers after the last send or reply; 0 is automatic: 4 times the slowest round trip, at least "+compare.MinWait.String())
 		fs.Var(targetValue{&targets}, "target", "measure running servers instead: `MODE=ADDR,...` such as raw=127.0.0.1:6000,reliable=127.0.0.1:6001")
 		reliableFlags(fs, &cfg.Reliable, false)
 		choiceVar(fs, &format, "format", "table", formats, "output format")
 		fs.StringVar(&out, "out", "", "write the results to `FILE` instead of stdout")
 		fs.Var(chartValue{&chart}, "chart", "draw a chart into `FILE`.svg or FILE.png: latency CDF per link, or delivery and p99 against a --sweep")
-		fs.BoolVar(&quiet, "quiet", false, "no progress bar")
+		boolVar(fs, &quiet, "quiet", false, "no progress bar")
 		return func(ctx context.Context, st *stdio) error {
 			if err := buildCompare(&cfg, links, sweep, targets, fs); err != nil {
 				return err
@@ -101,17 +103,6 @@ a terminal and the comparison runs longer than a couple of seconds.`,
 func buildCompare(cfg *compare.Config, links []string, sweep string, targets []compare.Target, fs *flag.FlagSet) error {
 	if err := checkReliable(&cfg.Reliable); err != nil {
 		return err
-	}
-	// Zero means "the default" to the compare package; on the command line
-	// the default is already filled in, so a zero was typed.
-	if cfg.Workload.Messages < 1 {
-		return usagef("--messages %d: want 1 or more", cfg.Workload.Messages)
-	}
-	if cfg.Workload.Size < 1 {
-		return usagef("--size %d: want 1 or more bytes", cfg.Workload.Size)
-	}
-	if cfg.Repeat < 1 {
-		return usagef("--repeat %d: want 1 or more", cfg.Repeat)
 	}
 	if len(targets) > 0 {
 		for _, name := range []string{"link", "sweep", "modes", "seed"} {
