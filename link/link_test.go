@@ -31,6 +31,17 @@ type pair struct {
 
 func newPair(t *testing.T, spec string, opts *Options) *pair {
 	t.Helper()
+	l := newLink(t, spec, opts)
+	n := newMemNet()
+	p := &pair{link: l, src: n.listen("client"), dst: n.listen("server")}
+	p.out = l.Wrap(p.src, Up)
+	t.Cleanup(func() { p.out.Close(); p.dst.Close() })
+	return p
+}
+
+// newLink starts a link from spec, closed when the test ends.
+func newLink(t *testing.T, spec string, opts *Options) *Link {
+	t.Helper()
 	s, err := Parse(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -39,11 +50,8 @@ func newPair(t *testing.T, spec string, opts *Options) *pair {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := newMemNet()
-	p := &pair{link: l, src: n.listen("client"), dst: n.listen("server")}
-	p.out = l.Wrap(p.src, Up)
-	t.Cleanup(func() { p.out.Close(); p.dst.Close(); l.Close() })
-	return p
+	t.Cleanup(func() { l.Close() })
+	return l
 }
 
 // sendN writes packets 0 to n-1.

@@ -13,13 +13,15 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
+	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/internal/udpsock"
 )
 
-// ProxyConfig configures a Proxy. Listen, To and Link are required.
+// ProxyConfig configures a Proxy. Link is required; NewProxy needs Listen
+// and To as well.
 type ProxyConfig struct {
-	Listen string // address clients send to
-	To     string // the server's address
+	Listen string // address clients send to; NewProxyConn takes a socket instead
+	To     string // the server's address; NewProxyConn takes an address instead
 	Link   *Link  // the impairments: Up on the way to To, Down on the way back
 	// Idle is how long a client may stay silent before its upstream socket
 	// is closed. Zero means 60s.
@@ -37,13 +39,17 @@ type ProxyConfig struct {
 // address gets its own upstream socket, so the server's replies find their
 // way back.
 type Proxy struct {
-	cfg ProxyConfig
-	pc  *net.UDPConn
-	to  *net.UDPAddr
+	cfg        ProxyConfig
+	pc         net.PacketConn
+	listenSock sockstat.Socket
+	to         net.Addr
+	dial       func() (net.PacketConn, error)
 
 	mu      sync.Mutex
-	clients map[netip.AddrPort]*proxyClient
+	clients map[clientKey]*proxyClient
 	closed  bool
+	gone    dropCount    // socket drops at the upstream sockets closed so far
+	final   [2]dropCount // both directions' socket drops as Close found them
 
 	refused atomic.Uint64
 	expired atomic.Uint64
@@ -53,25 +59,43 @@ type Proxy struct {
 	done      chan struct{}
 }
 
+// clientKey tells clients apart by their address.
+type clientKey struct {
+	ap   netip.AddrPort // a UDP client, IPv4-mapped addresses unmapped
+	name string         // a client with any other kind of address
+}
+
+func keyOf(a net.Addr) clientKey {
+	if u, ok := a.(*net.UDPAddr); ok {
+		return clientKey{ap: udpsock.Unmap(u.AddrPort())}
+	}
+	return clientKey{name: a.String()}
+}
+
 type proxyClient struct {
 	addr net.Addr
-	up   *net.UDPConn // to the server
+	up   net.PacketConn // to the server
+	sock sockstat.Socket
 	last atomic.Int64 // unix nanoseconds of the last datagram either way
 }
 
-// NewProxy binds cfg.Listen and starts relaying until Close.
+// dropCount is a count of socket drops and whether every socket in it
+// could be read.
+type dropCount struct {
+	n     uint64
+	known bool
+}
+
+func (c *dropCount) add(n uint64, known bool) {
+	c.n += n
+	c.known = c.known && known
+}
+
+// NewProxy binds cfg.Listen and starts relaying to cfg.To until Close.
+// Every socket it opens gets sockstat.BufferSize buffers.
 func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	if cfg.Link == nil {
 		return nil, errors.New("link: proxy needs a Link")
-	}
-	if cfg.Idle == 0 {
-		cfg.Idle = 60 * time.Second
-	}
-	if cfg.MaxClients == 0 {
-		cfg.MaxClients = 1024
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
 	}
 	to, err := net.ResolveUDPAddr("udp", cfg.To)
 	if err != nil {
@@ -85,9 +109,44 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("link: proxy: %w", err)
 	}
-	pc.SetReadBuffer(4 << 20)
-	pc.SetWriteBuffer(4 << 20)
-	p := &Proxy{cfg: cfg, pc: pc, to: to, clients: map[netip.AddrPort]*proxyClient{}, done: make(chan struct{})}
+	sockstat.SetBuffers(pc)
+	return NewProxyConn(pc, to, func() (net.PacketConn, error) { return dialUpstream(to) }, cfg)
+}
+
+// dialUpstream opens a client's socket towards the server at to.
+func dialUpstream(to *net.UDPAddr) (net.PacketConn, error) {
+	up, _, err := udpsock.Dial(to.String())
+	if err != nil {
+		return nil, err
+	}
+	sockstat.SetBuffers(up)
+	return up, nil
+}
+
+// NewProxyConn relays as NewProxy does, over sockets the caller opened:
+// clients send to listen, and dial opens each new client's upstream
+// socket, from which the proxy sends to the server at to. cfg.Listen and
+// cfg.To are ignored. The proxy takes listen and every socket dial returns
+// over: Close closes them, and NewProxyConn closes listen when it fails.
+// Socket drops are known for sockets sockstat can read.
+func NewProxyConn(listen net.PacketConn, to net.Addr, dial func() (net.PacketConn, error), cfg ProxyConfig) (*Proxy, error) {
+	if cfg.Link == nil || to == nil || dial == nil {
+		listen.Close()
+		return nil, errors.New("link: proxy needs a Link, a server address and a dial function")
+	}
+	if cfg.Idle == 0 {
+		cfg.Idle = 60 * time.Second
+	}
+	if cfg.MaxClients == 0 {
+		cfg.MaxClients = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	p := &Proxy{
+		cfg: cfg, pc: listen, listenSock: sockstat.Of(listen), to: to, dial: dial,
+		clients: map[clientKey]*proxyClient{}, gone: dropCount{known: true}, done: make(chan struct{}),
+	}
 	p.wg.Add(2)
 	go p.readClients()
 	go p.expire()
@@ -104,22 +163,75 @@ func (p *Proxy) Clients() int {
 	return len(p.clients)
 }
 
-// Refused counts datagrams dropped because MaxClients was reached.
+// Refused counts datagrams dropped because MaxClients was reached or an
+// upstream socket could not be opened.
 func (p *Proxy) Refused() uint64 { return p.refused.Load() }
+
+// Expired counts clients whose upstream socket was closed for idleness.
+func (p *Proxy) Expired() uint64 { return p.expired.Load() }
+
+// SocketDrops counts the datagrams the kernel dropped at the proxy's own
+// sockets because their receive buffers were full, before the link saw
+// them: for Up at the listening socket (from clients), for Down at the
+// upstream sockets (from the server), those of expired clients included.
+// known is false where the counters cannot be read (outside Linux, or for
+// sockets that are not UDP sockets); then n means nothing. After Close it
+// returns the counts as Close found them.
+func (p *Proxy) SocketDrops(d Direction) (n uint64, known bool) {
+	t, ok := p.readTable()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.final[d]
+	if !p.closed {
+		c = p.drops(t, ok)[d]
+	}
+	return c.n, c.known
+}
+
+// readTable reads the kernel's drop counters, unless no socket of the
+// proxy could be found in them anyway.
+func (p *Proxy) readTable() (sockstat.Table, bool) {
+	if !p.listenSock.Known() {
+		return sockstat.Table{}, false
+	}
+	return sockstat.Read()
+}
+
+// drops counts, with p.mu held, both directions' socket drops in t.
+func (p *Proxy) drops(t sockstat.Table, ok bool) [2]dropCount {
+	var c [2]dropCount
+	c[Up].n, c[Up].known = t.Drops(p.listenSock)
+	c[Down] = p.gone
+	c[Down].known = c[Down].known && ok
+	for _, cl := range p.clients {
+		c[Down].add(t.Drops(cl.sock))
+	}
+	return c
+}
+
+// closeClient closes c's upstream socket, with p.mu held, keeping its
+// socket drops from t.
+func (p *Proxy) closeClient(key clientKey, c *proxyClient, t sockstat.Table) {
+	p.gone.add(t.Drops(c.sock))
+	c.up.Close()
+	delete(p.clients, key)
+}
 
 // Close stops relaying, closes every socket and waits for the proxy's
 // goroutines. It does not close the Link.
 func (p *Proxy) Close() error {
 	var err error
 	p.closeOnce.Do(func() {
-		close(p.done)
-		err = p.pc.Close()
+		t, ok := p.readTable()
 		p.mu.Lock()
+		p.final = p.drops(t, ok)
 		p.closed = true
-		for _, c := range p.clients {
-			c.up.Close()
+		for key, c := range p.clients {
+			p.closeClient(key, c, t)
 		}
 		p.mu.Unlock()
+		close(p.done)
+		err = p.pc.Close()
 	})
 	p.wg.Wait()
 	return err
@@ -129,10 +241,36 @@ func (p *Proxy) Close() error {
 // with many requests in flight, one recvmmsg call replaces many reads.
 const readBatch = 32
 
-// batchReader reads datagrams in batches where the platform can (recvmmsg
-// on Linux), one at a time elsewhere.
+// packetReader reads datagrams, passing each with its source to f.
+type packetReader interface {
+	read(f func(b []byte, from net.Addr)) error
+}
+
+// newReader reads pc in batches where the platform can (recvmmsg on
+// Linux, for UDP sockets), one datagram at a time elsewhere.
+func newReader(pc net.PacketConn) packetReader {
+	if u, ok := pc.(*net.UDPConn); ok {
+		return newBatchReader(u)
+	}
+	return &singleReader{pc: pc, buf: make([]byte, 64<<10)}
+}
+
+type singleReader struct {
+	pc  net.PacketConn
+	buf []byte
+}
+
+func (r *singleReader) read(f func(b []byte, from net.Addr)) error {
+	n, from, err := r.pc.ReadFrom(r.buf)
+	if err != nil {
+		return err
+	}
+	f(r.buf[:n], from)
+	return nil
+}
+
+// batchReader reads a UDP socket with ReadBatch.
 type batchReader struct {
-	pc *net.UDPConn
 	bc interface {
 		ReadBatch([]ipv4.Message, int) (int, error)
 	}
@@ -140,7 +278,7 @@ type batchReader struct {
 }
 
 func newBatchReader(pc *net.UDPConn) *batchReader {
-	r := &batchReader{pc: pc, msgs: make([]ipv4.Message, readBatch)}
+	r := &batchReader{msgs: make([]ipv4.Message, readBatch)}
 	for i := range r.msgs {
 		r.msgs[i].Buffers = [][]byte{make([]byte, 64<<10)}
 	}
@@ -152,15 +290,13 @@ func newBatchReader(pc *net.UDPConn) *batchReader {
 	return r
 }
 
-// read calls f for each datagram of the next batch, with its source.
-func (r *batchReader) read(f func(b []byte, from *net.UDPAddr)) error {
+func (r *batchReader) read(f func(b []byte, from net.Addr)) error {
 	n, err := r.bc.ReadBatch(r.msgs, 0)
 	if err != nil {
 		return err
 	}
 	for _, m := range r.msgs[:n] {
-		from, _ := m.Addr.(*net.UDPAddr)
-		f(m.Buffers[0][:m.N], from)
+		f(m.Buffers[0][:m.N], m.Addr)
 	}
 	return nil
 }
@@ -168,13 +304,13 @@ func (r *batchReader) read(f func(b []byte, from *net.UDPAddr)) error {
 // readClients is the one goroutine reading the listening socket.
 func (p *Proxy) readClients() {
 	defer p.wg.Done()
-	r := newBatchReader(p.pc)
+	r := newReader(p.pc)
 	for {
-		err := r.read(func(b []byte, from *net.UDPAddr) {
+		err := r.read(func(b []byte, from net.Addr) {
 			if from == nil {
 				return
 			}
-			c := p.client(from.AddrPort())
+			c := p.client(from)
 			if c == nil {
 				return
 			}
@@ -192,8 +328,8 @@ func (p *Proxy) readClients() {
 
 // client returns from's client, opening its upstream socket on first sight,
 // or nil when there is no room.
-func (p *Proxy) client(from netip.AddrPort) *proxyClient {
-	key := udpsock.Unmap(from)
+func (p *Proxy) client(from net.Addr) *proxyClient {
+	key := keyOf(from)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c, ok := p.clients[key]; ok {
@@ -203,14 +339,16 @@ func (p *Proxy) client(from netip.AddrPort) *proxyClient {
 		p.refused.Add(1)
 		return nil
 	}
-	up, _, err := udpsock.Dial(p.to.String())
+	up, err := p.dial()
 	if err != nil {
 		p.cfg.Logger.Error("link: proxy cannot open an upstream socket", "client", from, "err", err)
 		p.refused.Add(1)
 		return nil
 	}
-	up.SetReadBuffer(4 << 20)
-	c := &proxyClient{addr: net.UDPAddrFromAddrPort(from), up: up}
+	if u, ok := from.(*net.UDPAddr); ok {
+		from = net.UDPAddrFromAddrPort(u.AddrPort()) // a copy of its own, kept past this read
+	}
+	c := &proxyClient{addr: from, up: up, sock: sockstat.Of(up)}
 	p.clients[key] = c
 	p.cfg.Logger.Debug("link: new client", "client", from, "upstream", up.LocalAddr())
 	p.wg.Add(1)
@@ -221,9 +359,9 @@ func (p *Proxy) client(from netip.AddrPort) *proxyClient {
 // readServer relays one client's replies back through the Down direction.
 func (p *Proxy) readServer(c *proxyClient) {
 	defer p.wg.Done()
-	r := newBatchReader(c.up)
+	r := newReader(c.up)
 	for {
-		err := r.read(func(b []byte, _ *net.UDPAddr) {
+		err := r.read(func(b []byte, _ net.Addr) {
 			c.last.Store(time.Now().UnixNano())
 			p.cfg.Link.send(Down, b, c.addr, p.pc)
 		})
@@ -244,19 +382,30 @@ func (p *Proxy) expire() {
 		case <-p.done:
 			return
 		case now := <-tick.C:
-			p.mu.Lock()
-			for key, c := range p.clients {
-				if now.Sub(time.Unix(0, c.last.Load())) > p.cfg.Idle {
-					c.up.Close()
-					delete(p.clients, key)
-					p.expired.Add(1)
-					p.cfg.Logger.Debug("link: client expired", "client", c.addr)
-				}
-			}
-			p.mu.Unlock()
+			p.expireIdle(now)
 		}
 	}
 }
 
-// Expired counts clients whose upstream socket was closed for idleness.
-func (p *Proxy) Expired() uint64 { return p.expired.Load() }
+// expireIdle closes the upstream sockets of clients silent for longer
+// than Idle at now, keeping their socket drops.
+func (p *Proxy) expireIdle(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var (
+		t      sockstat.Table
+		loaded bool
+	)
+	for key, c := range p.clients {
+		if now.Sub(time.Unix(0, c.last.Load())) <= p.cfg.Idle {
+			continue
+		}
+		if !loaded && c.sock.Known() {
+			t, _ = sockstat.Read() // once per round, and only for sockets it can count
+			loaded = true
+		}
+		p.closeClient(key, c, t)
+		p.expired.Add(1)
+		p.cfg.Logger.Debug("link: client expired", "client", c.addr)
+	}
+}

@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/udplab/udplab/internal/conntest"
+	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/message"
 	"github.com/udplab/udplab/raw"
 )
@@ -27,19 +30,12 @@ func proxied(t *testing.T, spec string, opts *Options) (*raw.Conn, *Proxy, *Link
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	s, err := Parse(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := New(s, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLink(t, spec, opts)
 	p, err := NewProxy(ProxyConfig{Listen: "127.0.0.1:0", To: srv.Addr().String(), Link: l, Idle: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Close(); l.Close() })
+	t.Cleanup(func() { p.Close() })
 	c, err := raw.Dial(p.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -107,25 +103,43 @@ func TestProxyLoss(t *testing.T) {
 	}
 }
 
-// TestProxyDelay: 50 ms ± 10 ms each way gives a median round trip near
-// 100 ms, and jitter reorders nothing.
+// TestProxyDelay runs in virtual time: 50 ms ± 10 ms each way puts every
+// round trip between 80 and 120 ms, and jitter reorders nothing. With
+// requests 2 ms apart, closer than the jitter, keeping order holds packets
+// back behind later-drawn ones, so the median rises above 100 ms (108 ms
+// with the default seed).
 func TestProxyDelay(t *testing.T) {
-	c, _, _ := proxied(t, "delay=50ms,jitter=10ms", nil)
-	got := greetMany(t, c, 200, 2*time.Millisecond, 300*time.Millisecond, 8)
-	if len(got) != 200 {
-		t.Fatalf("%d of 200 replies", len(got))
-	}
-	rtts := make([]time.Duration, len(got))
-	for i, r := range got {
-		rtts[i] = r.rtt
-		if r.seq != i {
-			t.Fatalf("reply %d is for request %d: out of order", i, r.seq)
+	synctest.Test(t, func(t *testing.T) {
+		m := newMemProxy(t, "delay=50ms,jitter=10ms", time.Minute)
+		const n = 200
+		start := time.Now()
+		go func() { // ends after its last send, long before the replies
+			for i := range n {
+				m.client.WriteTo(fmt.Appendf(nil, "%08d", i), m.proxy.Addr())
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+		rtts := make([]time.Duration, n)
+		b := make([]byte, 64)
+		for i := range n {
+			k, _, err := m.client.ReadFrom(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seq, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(string(b[:k]), "Hello "), "!\n"))
+			if err != nil || seq != i {
+				t.Fatalf("reply %d is %q: out of order", i, b[:k])
+			}
+			rtts[i] = time.Since(start.Add(time.Duration(i) * 2 * time.Millisecond))
+			if rtts[i] < 80*time.Millisecond || rtts[i] > 120*time.Millisecond {
+				t.Errorf("round trip %d took %v, want 80ms to 120ms", i, rtts[i])
+			}
 		}
-	}
-	slices.Sort(rtts)
-	if med := rtts[len(rtts)/2]; med < 95*time.Millisecond || med > 115*time.Millisecond {
-		t.Errorf("median round trip %v, want about 100ms", med)
-	}
+		slices.Sort(rtts)
+		if med := rtts[n/2]; med <= 100*time.Millisecond || med > 115*time.Millisecond {
+			t.Errorf("median round trip %v, want a little above 100ms", med)
+		}
+	})
 }
 
 func TestProxyReorder(t *testing.T) {
@@ -142,36 +156,78 @@ func TestProxyReorder(t *testing.T) {
 	}
 }
 
-// TestProxyRate: at 1 Mbit/s a 1008-byte reply takes (1008+28)·8 µs, so
-// greetings with 1000-byte names top out near 120 round trips a second.
+// memProxy is a proxy over the in-memory network, with a raw greeting
+// server behind it, for tests inside a synctest bubble: no real socket,
+// so virtual time is exact.
+type memProxy struct {
+	client *memConn
+	proxy  *Proxy
+	link   *Link
+}
+
+func newMemProxy(t *testing.T, spec string, idle time.Duration) *memProxy {
+	t.Helper()
+	l := newLink(t, spec, nil)
+	n := newMemNet()
+	srv := raw.NewServer(n.listen("server"), message.Greet, nil)
+	ups := 0
+	dial := func() (net.PacketConn, error) { // called by the proxy's reader only
+		ups++
+		return n.listen(fmt.Sprintf("upstream%d", ups)), nil
+	}
+	p, err := NewProxyConn(n.listen("proxy"), memAddr("server"), dial, ProxyConfig{Link: l, Idle: idle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &memProxy{client: n.listen("client"), proxy: p, link: l}
+	t.Cleanup(func() { m.client.Close(); p.Close(); srv.Close() })
+	return m
+}
+
+func (m *memProxy) send(t *testing.T, name []byte) {
+	t.Helper()
+	if _, err := m.client.WriteTo(name, m.proxy.Addr()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestProxyRate runs in virtual time: at 1 Mbit/s each way, with four
+// requests of 1000 bytes in flight, the 1008-byte replies leave the down
+// direction back to back, one every (1008+28)·8 µs, so round trips come
+// exactly that often: 120.7 a second.
 func TestProxyRate(t *testing.T) {
-	c, _, _ := proxied(t, "rate=1mbit", nil)
-	const size, window = 1000, 4
-	name := bytes.Repeat([]byte("r"), size)
-	ctx := context.Background()
-	for range window {
-		c.Send(ctx, name)
-	}
-	var first time.Time
-	count := 0
-	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := c.Receive(rctx)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		m := newMemProxy(t, "rate=1mbit", time.Minute)
+		const size, window, replies = 1000, 4, 120
+		serialize := func(n int) time.Duration { // as the rate limiter computes it
+			return time.Duration(float64((n+HeaderBytes)*8) / float64(1e6) * float64(time.Second))
 		}
-		if count == 0 {
-			first = time.Now()
+		name := bytes.Repeat([]byte("r"), size)
+		start := time.Now()
+		for range window {
+			m.send(t, name)
 		}
-		count++
-		c.Send(ctx, name)
-	}
-	rate := float64(count-1) / time.Since(first).Seconds()
-	want := 1e6 / float64((size+8+HeaderBytes)*8)
-	if math.Abs(rate-want)/want > 0.05 {
-		t.Errorf("%.1f round trips/s, want %.1f ± 5%%", rate, want)
-	}
+		prev := start
+		for i := range replies {
+			b := make([]byte, 2*size)
+			n, _, err := m.client.ReadFrom(b)
+			if err != nil || n != size+8 {
+				t.Fatalf("reply %d: %d bytes, %v", i, n, err)
+			}
+			want := serialize(size + 8) // the down direction is the bottleneck
+			if i == 0 {
+				want += serialize(size) // the first request's trip up
+			}
+			if gap := time.Since(prev); gap != want {
+				t.Fatalf("reply %d came %v after the one before, want %v exactly", i, gap, want)
+			}
+			prev = time.Now()
+			m.send(t, name)
+		}
+		if got, want := time.Since(start), serialize(size)+replies*serialize(size+8); got != want {
+			t.Errorf("%d replies took %v, want %v", replies, got, want)
+		}
+	})
 }
 
 // TestProxySameSeedSameTrace: the same traffic through two proxies with
@@ -195,34 +251,197 @@ func TestProxySameSeedSameTrace(t *testing.T) {
 	}
 }
 
+// TestProxyExpiresIdleClients runs in virtual time: with Idle 40ms the
+// proxy looks every 10ms and forgets a client silent for more than 40ms,
+// so a client last heard at 0 goes at the look at 50ms, not before.
 func TestProxyExpiresIdleClients(t *testing.T) {
-	srv, err := raw.Listen("127.0.0.1:0", message.Greet, nil)
+	synctest.Test(t, func(t *testing.T) {
+		m := newMemProxy(t, "", 40*time.Millisecond)
+		roundTrip := func() {
+			t.Helper()
+			m.send(t, []byte("Alice"))
+			b := make([]byte, 64)
+			n, _, err := m.client.ReadFrom(b)
+			if got := string(b[:n]); err != nil || got != "Hello Alice!\n" {
+				t.Fatalf("through the proxy: %q, %v", got, err)
+			}
+		}
+		roundTrip()
+		synctest.Wait()
+		if m.proxy.Clients() != 1 {
+			t.Fatalf("Clients = %d, want 1", m.proxy.Clients())
+		}
+		time.Sleep(50*time.Millisecond - time.Nanosecond)
+		synctest.Wait()
+		if m.proxy.Clients() != 1 || m.proxy.Expired() != 0 {
+			t.Fatalf("just before 50ms: Clients = %d, Expired = %d; want 1, 0", m.proxy.Clients(), m.proxy.Expired())
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if m.proxy.Clients() != 0 || m.proxy.Expired() != 1 {
+			t.Fatalf("at 50ms: Clients = %d, Expired = %d; want 0, 1", m.proxy.Clients(), m.proxy.Expired())
+		}
+		// A client coming back gets a new upstream socket.
+		roundTrip()
+		if m.proxy.Clients() != 1 {
+			t.Errorf("after expiry: Clients = %d, want 1", m.proxy.Clients())
+		}
+		// In-memory sockets have no kernel counters.
+		for _, d := range []Direction{Up, Down} {
+			if n, known := m.proxy.SocketDrops(d); known {
+				t.Errorf("SocketDrops(%v) over memory = %d, known; want unknown", d, n)
+			}
+		}
+	})
+}
+
+// stalledConn is a UDP socket whose reads wait until open is closed:
+// what arrives before piles up in its small receive buffer, and what does
+// not fit the kernel drops and counts.
+type stalledConn struct {
+	*net.UDPConn
+	open, closed chan struct{}
+	once         sync.Once
+}
+
+func newStalledConn(open chan struct{}) (*stalledConn, error) {
+	u, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	u.SetReadBuffer(32 << 10) // some tens of small datagrams
+	return &stalledConn{UDPConn: u, open: open, closed: make(chan struct{})}, nil
+}
+
+func (c *stalledConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	select {
+	case <-c.open:
+		return c.UDPConn.ReadFrom(b)
+	case <-c.closed:
+		return 0, nil, net.ErrClosed
+	}
+}
+
+func (c *stalledConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.UDPConn.Close()
+}
+
+// bigConn is a loopback UDP socket with a big receive buffer.
+func bigConn(t *testing.T) *net.UDPConn {
+	t.Helper()
+	u, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-	l, _ := New(Spec{}, nil)
-	defer l.Close()
-	p, err := NewProxy(ProxyConfig{Listen: "127.0.0.1:0", To: srv.Addr().String(), Link: l, Idle: 50 * time.Millisecond})
+	sockstat.SetBuffers(u)
+	t.Cleanup(func() { u.Close() })
+	return u
+}
+
+// flood sends n datagrams of 100 bytes from c to addr.
+func flood(t *testing.T, c *net.UDPConn, addr net.Addr, n int) {
+	t.Helper()
+	for range n {
+		if _, err := c.WriteTo(make([]byte, 100), addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// drain reads exactly n datagrams from c, each within a bound, and
+// returns where the last came from.
+func drain(t *testing.T, c *net.UDPConn, n uint64) net.Addr {
+	t.Helper()
+	var from net.Addr
+	b := make([]byte, 2048)
+	for i := range n {
+		c.SetReadDeadline(time.Now().Add(conntest.Timeout))
+		var err error
+		if _, from, err = c.ReadFrom(b); err != nil {
+			t.Fatalf("datagram %d of %d: %v", i, n, err)
+		}
+	}
+	return from
+}
+
+// settled waits until every datagram sent one way has reached the link or
+// been dropped before it, and the link has let go of all of them.
+func settled(t *testing.T, p *Proxy, l *Link, d Direction, sent uint64) (Stats, uint64) {
+	t.Helper()
+	var (
+		st    Stats
+		drops uint64
+	)
+	conntest.WaitFor(t, func() bool {
+		var known bool
+		drops, known = p.SocketDrops(d)
+		if !known {
+			t.Fatalf("SocketDrops(%v) unknown on Linux", d)
+		}
+		st = l.Stats(d)
+		return st.Offered+drops+p.Refused() == sent && st.Delivered+st.Lost == st.Offered && st.Queued == 0
+	})
+	return st, drops
+}
+
+// TestProxySocketDropsAddUp floods the proxy while it is not reading, so
+// the kernel drops at its sockets, and checks that every datagram has a
+// cause, each way: sent = received + lost at the link + dropped at the
+// proxy's socket + dropped at the receiver's socket. Then the client
+// expires and the proxy closes, and the count stays.
+func TestProxySocketDropsAddUp(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("socket drops are read from /proc on Linux only")
+	}
+	const sent = 400
+	upOpen, downOpen := make(chan struct{}), make(chan struct{})
+	listen, err := newStalledConn(upOpen)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
-	c, err := raw.Dial(p.Addr().String())
+	server, client := bigConn(t), bigConn(t)
+	l := newLink(t, "loss=25%,seed=5", nil)
+	dial := func() (net.PacketConn, error) { return newStalledConn(downOpen) }
+	p, err := NewProxyConn(listen, server.LocalAddr(), dial, ProxyConfig{Link: l, Idle: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	if got := conntest.RoundTrip(t, c, "Alice"); got != "Hello Alice!\n" {
-		t.Fatalf("through the proxy: %q", got)
+	t.Cleanup(func() { p.Close() })
+
+	check := func(d Direction, rx *net.UDPConn) (uint64, net.Addr) {
+		t.Helper()
+		st, drops := settled(t, p, l, d, sent)
+		rxDrops, ok := sockstat.Drops(sockstat.Of(rx))
+		if !ok {
+			t.Fatal("the receiver's socket drops are unknown")
+		}
+		got := st.Delivered - rxDrops
+		t.Logf("%v: sent %d = received %d + link lost %d + proxy socket drops %d + receiver socket drops %d + refused %d", d, sent, got, st.Lost, drops, rxDrops, p.Refused())
+		from := drain(t, rx, got)
+		if got+st.Lost+drops+rxDrops+p.Refused() != sent || drops == 0 || st.Lost == 0 {
+			t.Errorf("%v: sent %d, received %d + link lost %d + proxy socket drops %d + receiver socket drops %d + refused %d; want the sum equal and some of each drop",
+				d, sent, got, st.Lost, drops, rxDrops, p.Refused())
+		}
+		return drops, from
 	}
-	if p.Clients() != 1 {
-		t.Fatalf("Clients = %d, want 1", p.Clients())
+	flood(t, client, listen.LocalAddr(), sent)
+	close(upOpen)
+	_, upstream := check(Up, server)
+	flood(t, server, upstream, sent)
+	close(downOpen)
+	downDrops, _ := check(Down, client)
+	upDrops, _ := p.SocketDrops(Up)
+
+	p.expireIdle(time.Now().Add(2 * time.Hour))
+	if n, known := p.SocketDrops(Down); p.Expired() != 1 || n != downDrops || !known {
+		t.Errorf("after expiry: Expired %d, SocketDrops(Down) = %d, %v; want 1, %d, true", p.Expired(), n, known, downDrops)
 	}
-	conntest.WaitFor(t, func() bool { return p.Clients() == 0 && p.Expired() == 1 })
-	// A client coming back gets a new upstream socket.
-	if got := conntest.RoundTrip(t, c, "Alice"); got != "Hello Alice!\n" {
-		t.Errorf("after expiry: %q", got)
+	p.Close()
+	for d, want := range []uint64{Up: upDrops, Down: downDrops} {
+		if n, known := p.SocketDrops(Direction(d)); n != want || !known {
+			t.Errorf("after Close: SocketDrops(%v) = %d, %v; want %d, true", Direction(d), n, known, want)
+		}
 	}
 }
 
