@@ -36,7 +36,7 @@ func ParseSchedule(s string, base Spec) ([]Step, error) {
 		if strings.TrimSpace(rest) == "outage" {
 			step.Outage = true
 		} else if err := step.Spec.Apply(rest); err != nil {
-			return nil, fmt.Errorf("link: schedule step %q: %w", part, err)
+			return nil, fmt.Errorf("link: schedule step %q: %w", part, nested{err})
 		}
 		step.Spec.Seed = base.Seed
 		steps = append(steps, step)
@@ -44,9 +44,20 @@ func ParseSchedule(s string, base Spec) ([]Step, error) {
 	return steps, nil
 }
 
+// String writes st as ParseSchedule reads it, such as "10s:loss=30%,seed=1"
+// or "20s:outage".
+func (st Step) String() string {
+	if st.Outage {
+		return st.At.String() + ":outage"
+	}
+	return st.At.String() + ":" + st.Spec.String()
+}
+
 // RunSchedule applies each step at its offset from now, until the last
 // step or ctx's end. Each step is one atomic change of the whole link.
-func (l *Link) RunSchedule(ctx context.Context, steps []Step) {
+// applied, when not nil, is called with each step once it has taken
+// effect, from RunSchedule's goroutine.
+func (l *Link) RunSchedule(ctx context.Context, steps []Step, applied func(Step)) {
 	start := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -61,6 +72,9 @@ func (l *Link) RunSchedule(ctx context.Context, steps []Step) {
 			l.SetOutage(true)
 		} else {
 			l.Set(st.Spec)
+		}
+		if applied != nil {
+			applied(st)
 		}
 	}
 }

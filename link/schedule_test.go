@@ -24,8 +24,8 @@ func TestParseSchedule(t *testing.T) {
 		"1s:loss=200%":           `loss="200%"`,
 		"-1s:outage":             "want OFFSET:SPEC",
 	} {
-		if _, err := ParseSchedule(in, base); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("ParseSchedule(%q) = %v, want %q", in, err, want)
+		if _, err := ParseSchedule(in, base); err == nil || !strings.Contains(err.Error(), want) || strings.Count(err.Error(), "link:") != 1 {
+			t.Errorf("ParseSchedule(%q) = %v, want %q after one link: prefix", in, err, want)
 		}
 	}
 }
@@ -41,7 +41,15 @@ func TestScheduleChangesTheLink(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		go p.link.RunSchedule(ctx, steps)
+		start := time.Now()
+		var applied []string
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			p.link.RunSchedule(ctx, steps, func(st Step) {
+				applied = append(applied, time.Since(start).String()+" "+st.String())
+			})
+		}()
 		p.send(t, 0, 8) // before the outage
 		time.Sleep(1500 * time.Millisecond)
 		p.send(t, 1, 8) // during it
@@ -51,6 +59,10 @@ func TestScheduleChangesTheLink(t *testing.T) {
 		st := p.link.Stats(Up)
 		if st.Delivered != 2 || st.OutageDrops != 1 {
 			t.Errorf("stats = %v, want 2 delivered and 1 outage drop", st)
+		}
+		<-done
+		if got, want := strings.Join(applied, "; "), "1s 1s:outage; 2s 2s:delay=1ms,seed=1"; got != want {
+			t.Errorf("steps applied: %q, want %q", got, want)
 		}
 	})
 }

@@ -132,6 +132,14 @@ type ParseError struct {
 
 func (e *ParseError) Error() string { return "link: " + e.Item + ": want " + e.Want }
 
+// nested carries an error of this package inside another of its errors,
+// so that the message names the package once ("link: schedule step …:
+// loss=…", not "…: link: loss=…"). errors.Is and errors.As see through it.
+type nested struct{ err error }
+
+func (e nested) Error() string { return strings.TrimPrefix(e.err.Error(), "link: ") }
+func (e nested) Unwrap() error { return e.err }
+
 // valueError is a ParseError for KEY=VALUE.
 func valueError(key, val, want string) error {
 	return &ParseError{Item: key + "=" + strconv.Quote(val), Want: want}
@@ -200,7 +208,7 @@ func (spec *Spec) applyPreset(name string, dirs []*Params) error {
 	ps := Spec{}
 	for _, it := range strings.Split(p.Link, ",") {
 		if err := ps.applyItem(it); err != nil {
-			return fmt.Errorf("link: preset %s: %w", name, err)
+			return fmt.Errorf("link: preset %s: %w", name, nested{err})
 		}
 	}
 	for _, d := range dirs {

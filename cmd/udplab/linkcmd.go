@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,8 +32,11 @@ rates take kbit, mbit or gbit. The same --seed gives every packet the same
 fate. A --schedule changes the link over time, for example
 "0s:loss=1%;10s:loss=30%;20s:outage;25s:loss=1%".
 
-Every --stats it prints each direction's counters to stdout; on SIGINT or
-SIGTERM it prints a summary, flushes --trace and exits 0.`,
+Every --stats it prints a line per direction for that interval, as iperf3's
+-i does: datagrams offered, delivered, dropped by the link and by the
+proxy's socket buffers, packets and bits per second delivered; then the
+clients. Each schedule step is logged as it takes effect. On SIGINT or
+SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
 		var (
 			listen, to, preset, up, down, schedule, trace string
@@ -47,7 +52,8 @@ SIGTERM it prints a summary, flushes --trace and exits 0.`,
 			{"burst", "Gilbert-Elliott burst loss `p,r,1-h,1-k` as netem's gemodel, such as 1%,30%"},
 			{"delay", "one-way delay `D`, such as 40ms"},
 			{"jitter", "delay spread `D`; packets still arrive in order unless --reorder"},
-			{"dist", "jitter distribution `NAME`: uniform, normal or pareto (default uniform)"},
+			{"dist", "jitter distribution `NAME`: uniform, normal or pareto (default uniform; needs --jitter)"},
+			{"order", "jitter order `NAME`: keep (packets never overtake; default) or netem (each leaves at its own time, so jitter wider than the gap reorders)"},
 			{"reorder", "share `P` of packets that skip the delay and overtake (needs --delay)"},
 			{"dup", "share `P` of packets sent twice"},
 			{"corrupt", "share `P` of packets with one bit flipped"},
@@ -62,7 +68,7 @@ SIGTERM it prints a summary, flushes --trace and exits 0.`,
 		fs.Var(specValue{"down", &down}, "down", "link grammar `SPEC` for the down direction only")
 		fs.StringVar(&schedule, "schedule", "", "change the link over time: `OFFSET:SPEC;...` where a SPEC may be outage")
 		fs.StringVar(&trace, "trace", "", "write each packet's fate to `FILE` as JSON Lines")
-		fs.DurationVar(&stats, "stats", 5*time.Second, "print counters this often; 0 prints only the summary")
+		fs.DurationVar(&stats, "stats", 5*time.Second, "print each interval's counters this often; 0 prints only the summary")
 		fs.DurationVar(&idle, "idle", 60*time.Second, "forget a client silent this long")
 		return func(ctx context.Context, st *stdio) error {
 			if listen == "" || to == "" {
@@ -70,6 +76,9 @@ SIGTERM it prints a summary, flushes --trace and exits 0.`,
 			}
 			if stats < 0 || idle <= 0 {
 				return usagef("--stats wants zero or more and --idle a positive duration")
+			}
+			if err := checkLoop(listen, to); err != nil {
+				return err
 			}
 			spec, err := link.Parse(preset)
 			if err == nil {
@@ -95,6 +104,24 @@ SIGTERM it prints a summary, flushes --trace and exits 0.`,
 	},
 }
 
+// checkLoop refuses a --to that is --listen itself, compared as resolved
+// addresses: a wildcard --listen also takes a loopback --to of its port.
+func checkLoop(listen, to string) error {
+	la, err := net.ResolveUDPAddr("udp", listen)
+	if err != nil {
+		return usagef("--listen %s: %v", listen, err)
+	}
+	ta, err := net.ResolveUDPAddr("udp", to)
+	if err != nil {
+		return usagef("--to %s: %v", to, err)
+	}
+	same := la.IP.Equal(ta.IP) || la.IP.IsUnspecified() && (ta.IP.IsLoopback() || ta.IP.IsUnspecified())
+	if la.Port == ta.Port && same {
+		return usagef("--to %s is --listen %s: the link would relay to itself", to, listen)
+	}
+	return nil
+}
+
 func runLink(ctx context.Context, st *stdio, spec link.Spec, steps []link.Step, listen, to, trace string, every, idle time.Duration) error {
 	var opts link.Options
 	if trace != "" {
@@ -107,13 +134,13 @@ func runLink(ctx context.Context, st *stdio, spec link.Spec, steps []link.Step, 
 	}
 	l, err := link.New(spec, &opts)
 	if err != nil {
-		return err
+		return unprefixed{err}
 	}
 	log := newLogger(st, "info")
 	p, err := link.NewProxy(link.ProxyConfig{Listen: listen, To: to, Link: l, Idle: idle, Logger: log})
 	if err != nil {
 		l.Close()
-		return err
+		return unprefixed{err}
 	}
 	log.Info("link: relaying", "listen", p.Addr(), "to", to, "link", spec.String())
 
@@ -122,8 +149,9 @@ func runLink(ctx context.Context, st *stdio, spec link.Spec, steps []link.Step, 
 	scheduleDone := make(chan struct{})
 	go func() {
 		defer close(scheduleDone)
-		l.RunSchedule(ctx, steps)
+		l.RunSchedule(ctx, steps, func(s link.Step) { log.Info("link: schedule step", "step", s) })
 	}()
+	rep := newLinkReport(st.out, l, p)
 	var tick <-chan time.Time
 	if every > 0 {
 		t := time.NewTicker(every)
@@ -132,18 +160,19 @@ func runLink(ctx context.Context, st *stdio, spec link.Spec, steps []link.Step, 
 	}
 	for done := false; !done; {
 		select {
-		case <-tick:
-			printLinkStats(st.out, "", l)
+		case now := <-tick:
+			rep.interval(now)
 		case <-ctx.Done():
 			done = true
 		}
 	}
 	cancel()
 	<-scheduleDone
+	open := p.Clients()
 	p.Close()
-	printLinkStats(st.out, "summary ", l)
+	rep.summary(open)
 	if err := l.Close(); err != nil {
-		return err
+		return unprefixed{err}
 	}
 	if opts.Trace != nil {
 		return opts.Trace.(*os.File).Sync()
@@ -151,8 +180,100 @@ func runLink(ctx context.Context, st *stdio, spec link.Spec, steps []link.Step, 
 	return nil
 }
 
-func printLinkStats(w io.Writer, prefix string, l *link.Link) {
-	fmt.Fprintf(w, "%sup   %v\n%sdown %v\n", prefix, l.Stats(link.Up), prefix, l.Stats(link.Down))
+// unprefixed is an error of the link package, shown without the package's
+// "link: ": the command's own prefix, "udplab link: ", says it already.
+// errors.Is and errors.As see through it.
+type unprefixed struct{ err error }
+
+func (e unprefixed) Error() string { return strings.TrimPrefix(e.err.Error(), "link: ") }
+func (e unprefixed) Unwrap() error { return e.err }
+
+// linkReport prints the proxy's counters: a line per direction for each
+// interval, as iperf3's -i does, and the totals at the end.
+type linkReport struct {
+	w     io.Writer
+	l     *link.Link
+	p     *link.Proxy
+	start time.Time
+	prev  linkSnapshot
+}
+
+// linkSnapshot is every counter at one moment.
+type linkSnapshot struct {
+	at               time.Time
+	dirs             [2]link.Stats
+	drops            [2]uint64
+	known            [2]bool // whether drops could be read
+	refused, expired uint64
+}
+
+var directions = [2]link.Direction{link.Up, link.Down}
+
+func newLinkReport(w io.Writer, l *link.Link, p *link.Proxy) *linkReport {
+	r := &linkReport{w: w, l: l, p: p}
+	r.prev = r.snapshot(time.Now())
+	r.start = r.prev.at
+	return r
+}
+
+func (r *linkReport) snapshot(now time.Time) linkSnapshot {
+	s := linkSnapshot{at: now, refused: r.p.Refused(), expired: r.p.Expired()}
+	for _, d := range directions {
+		s.dirs[d] = r.l.Stats(d)
+		s.drops[d], s.known[d] = r.p.SocketDrops(d)
+	}
+	return s
+}
+
+// interval prints what happened since the line before, such as
+//
+//	[  5.00- 10.00 s] up   offered=5000 delivered=4950 link_drops=50 socket_drops=0 pkt/s=990.0 bitrate=7.92Mbit/s
+//	[  5.00- 10.00 s] clients=1 refused=0 expired=0
+func (r *linkReport) interval(now time.Time) {
+	cur := r.snapshot(now)
+	span := fmt.Sprintf("[%6.2f-%6.2f s]", r.prev.at.Sub(r.start).Seconds(), now.Sub(r.start).Seconds())
+	secs := now.Sub(r.prev.at).Seconds()
+	for _, d := range directions {
+		a, b := r.prev.dirs[d], cur.dirs[d]
+		delivered := b.Delivered - a.Delivered
+		fmt.Fprintf(r.w, "%s %-4s offered=%d delivered=%d link_drops=%d socket_drops=%s pkt/s=%.1f bitrate=%s\n",
+			span, d, b.Offered-a.Offered, delivered, linkDrops(b)-linkDrops(a),
+			socketDrops(cur.drops[d]-r.prev.drops[d], cur.known[d] && r.prev.known[d]),
+			float64(delivered)/secs, bitrate(float64(b.DeliveredBytes-a.DeliveredBytes)*8/secs))
+	}
+	fmt.Fprintf(r.w, "%s clients=%d refused=%d expired=%d\n", span, r.p.Clients(), cur.refused-r.prev.refused, cur.expired-r.prev.expired)
+	r.prev = cur
+}
+
+// summary prints the totals, with open the clients the proxy still had.
+func (r *linkReport) summary(open int) {
+	cur := r.snapshot(time.Now())
+	for _, d := range directions {
+		fmt.Fprintf(r.w, "summary %-4s %v socket_drops=%s\n", d, cur.dirs[d], socketDrops(cur.drops[d], cur.known[d]))
+	}
+	fmt.Fprintf(r.w, "summary clients=%d refused=%d expired=%d\n", open, cur.refused, cur.expired)
+}
+
+// linkDrops is every datagram the link itself dropped.
+func linkDrops(s link.Stats) uint64 { return s.Lost + s.QueueDrops + s.MTUDrops + s.OutageDrops }
+
+func socketDrops(n uint64, known bool) string {
+	if !known {
+		return "unknown"
+	}
+	return strconv.FormatUint(n, 10)
+}
+
+// bitrate writes bits per second as iperf3 does, in kbit/s, Mbit/s or
+// Gbit/s.
+func bitrate(bps float64) string {
+	switch {
+	case bps >= 1e9:
+		return fmt.Sprintf("%.2fGbit/s", bps/1e9)
+	case bps >= 1e6:
+		return fmt.Sprintf("%.2fMbit/s", bps/1e6)
+	}
+	return fmt.Sprintf("%.2fkbit/s", bps/1e3)
 }
 
 // prefixed puts prefix before every item of a comma list.
