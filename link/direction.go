@@ -61,6 +61,7 @@ type direction struct {
 	state   *atomic.Pointer[linkState] // shared by both directions
 	trace   *tracer
 	precise bool // finish waits precisely (see wait.go)
+	fine    fine // the loop's precise waits
 
 	mu          sync.Mutex
 	n           uint64 // index of the next packet
@@ -183,6 +184,15 @@ func (d *direction) send(b []byte, addr net.Addr, out sink) {
 		i := bit % uint64(len(b)*8)
 		(*bp)[i/8] ^= 1 << (i % 8)
 	}
+	if !release.After(now) && (reorder || len(d.q) == 0) {
+		// Due already, and overtaking nothing it should not: deliver from
+		// the caller's goroutine, as the fast path does, rather than wake
+		// the loop, which may be in a precise sleep for a later packet.
+		d.mu.Unlock()
+		d.trace.record(d.name, n, len(b), fate, "", 0, reorder)
+		d.deliverNow(bp, addr, out, dup)
+		return
+	}
 	first := len(d.q) == 0 || release.Before(d.q[0].at)
 	d.push(release, bp, addr, out)
 	if dup {
@@ -245,6 +255,16 @@ func (d *direction) push(at time.Time, bp *[]byte, addr net.Addr, out sink) {
 	d.seq++
 }
 
+// deliverNow delivers the pooled copy bp, twice if dup, and returns it
+// to the pool.
+func (d *direction) deliverNow(bp *[]byte, addr net.Addr, out sink, dup bool) {
+	d.deliver(*bp, addr, out)
+	if dup {
+		d.deliver(*bp, addr, out)
+	}
+	bufPool.Put(bp)
+}
+
 func (d *direction) deliver(b []byte, addr net.Addr, out sink) {
 	if _, err := out.WriteTo(b, addr); err != nil {
 		d.writeErrors.Add(1)
@@ -296,7 +316,8 @@ func (d *direction) wait(wait time.Duration, timer *time.Timer) bool {
 			return false
 		default:
 		}
-		fineWait(wait)
+		p := &d.state.Load().params[d.id]
+		d.fine.step(wait, p.Order == NetemOrder && p.Jitter > 0)
 		return true
 	}
 	timer.Reset(coarse)

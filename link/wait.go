@@ -11,14 +11,16 @@ import (
 // late, and a 100µs delay would come out as anything from 0.1 to 1.2ms.
 // So a direction waits in two steps: a timer until coarseMargin before the
 // packet is due (any overshoot of the timer lands inside the margin), then
-// short precise sleeps (fineSleep: nanosleep on Linux, about 70µs late)
-// and, for the last spinMargin, a spin that yields the processor. The
-// cost is CPU in the last 1.5ms before each release, and the gain is
-// releases within a few microseconds of their time on an idle machine.
+// short precise sleeps (fineSleep: nanosleep on Linux, some tens of
+// microseconds late) and a spin that yields the processor for what is
+// left. Each direction learns how late its precise sleeps wake and sleeps
+// that much less, so the spin is short: it costs a few microseconds of CPU
+// a packet, and packets leave within microseconds of their time on an idle
+// machine.
 const (
 	coarseMargin = 1500 * time.Microsecond
-	spinMargin   = 150 * time.Microsecond
-	fineStep     = 200 * time.Microsecond // longest step between looks at the queue and at Close
+	fineStep     = 500 * time.Microsecond // longest step between looks at the queue and at Close
+	minSleep     = 5 * time.Microsecond   // below this, spin rather than sleep
 )
 
 // preciseWaits says whether new links finish their waits precisely. Tests
@@ -41,12 +43,38 @@ func coarseWait(wait time.Duration, precise bool) (time.Duration, bool) {
 	return 0, false
 }
 
-// fineWait takes one short step towards a release due in wait (≤
-// coarseMargin): a precise sleep while far enough away, otherwise a yield.
-func fineWait(wait time.Duration) {
-	if wait > spinMargin {
-		fineSleep(min(wait-spinMargin, fineStep))
+// fine is one direction's precise waiting: the running estimate of how
+// late its precise sleeps wake. Only the direction's loop uses it.
+type fine struct{ over time.Duration }
+
+// initialOver is the estimate before any sleep: nanosleep's usual lateness
+// on an idle Linux machine.
+const initialOver = 80 * time.Microsecond
+
+// step takes one step towards a release due in wait (≤ coarseMargin): a
+// precise sleep that should wake just before it, or a yield when that is
+// too close to sleep. Each sleep costs the process tens of microseconds of
+// CPU (the runtime's bookkeeping around a blocking call), so it sleeps in
+// one go unless a packet due earlier may arrive meanwhile (short, when
+// jitter may reorder): then in fineStep steps, looking at the queue in
+// between. Reordered packets that skip the delay never wait for this:
+// their senders deliver them.
+func (f *fine) step(wait time.Duration, short bool) {
+	if f.over == 0 {
+		f.over = initialOver
+	}
+	d := wait - f.over
+	if short {
+		d = min(d, fineStep)
+	}
+	if d < minSleep {
+		runtime.Gosched()
 		return
 	}
-	runtime.Gosched()
+	start := time.Now()
+	fineSleep(d)
+	// A late wake from preemption says nothing about the sleep itself:
+	// clip it, so that one busy moment does not turn sleeps into spins.
+	late := min(max(time.Since(start)-d, 0), 200*time.Microsecond)
+	f.over += (late - f.over) / 8
 }
