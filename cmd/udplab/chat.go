@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -57,7 +57,7 @@ also ends on SIGINT or SIGTERM.`,
 			if err != nil {
 				return err
 			}
-			return chat(ctx, c, linger, st)
+			return chat(ctx, c, m, linger, st)
 		}
 	},
 }
@@ -86,7 +86,7 @@ func openChat(ctx context.Context, m cliMode, listen, peer string, cfg *reliable
 // goroutines: one reads input and sends it, one receives and prints; both end
 // before it returns, except a read of input blocked when ctx ends, which the
 // process exit ends.
-func chat(ctx context.Context, c message.Conn, linger time.Duration, st *stdio) error {
+func chat(ctx context.Context, c message.Conn, m cliMode, linger time.Duration, st *stdio) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	recvDone := make(chan error, 1)
@@ -101,21 +101,7 @@ func chat(ctx context.Context, c message.Conn, linger time.Duration, st *stdio) 
 		}
 	}()
 	sendDone := make(chan error, 1)
-	go func() {
-		lines := bufio.NewScanner(st.in)
-		lines.Buffer(make([]byte, 0, 4096), reliable.MaxMessage)
-		for lines.Scan() {
-			line := strings.TrimSuffix(lines.Text(), "\r")
-			if line == "" {
-				continue
-			}
-			if err := c.Send(ctx, []byte(line)); err != nil {
-				sendDone <- err
-				return
-			}
-		}
-		sendDone <- lines.Err()
-	}()
+	go func() { sendDone <- sendLines(ctx, c, m, st) }()
 	var err error
 	select {
 	case err = <-sendDone:
@@ -139,4 +125,25 @@ func chat(ctx context.Context, c message.Conn, linger time.Duration, st *stdio) 
 		err = nil
 	}
 	return err
+}
+
+// sendLines sends each non-empty input line until the input ends; a line
+// longer than the mode carries is refused and the chat goes on.
+func sendLines(ctx context.Context, c message.Conn, m cliMode, st *stdio) error {
+	lines := newLineReader(st.in, m.maxMessage)
+	for {
+		line, size, err := lines.next()
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return err
+		case size > m.maxMessage:
+			fmt.Fprintln(st.out, tooLong(m, size))
+		case size > 0:
+			if err := c.Send(ctx, line); err != nil {
+				return err
+			}
+		}
+	}
 }

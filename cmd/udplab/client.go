@@ -76,7 +76,7 @@ func greetLoop(ctx context.Context, c message.Conn, m cliMode, timeout time.Dura
 			}
 			return fmt.Errorf("reading input: %w", err)
 		case size > m.maxMessage:
-			fmt.Fprintf(st.out, "Not sent: that line is %d bytes, and %s carries at most %d bytes in one message.\n", size, m.name, m.maxMessage)
+			fmt.Fprintln(st.out, tooLong(m, size))
 			continue
 		case size == 0:
 			continue
@@ -89,6 +89,11 @@ func greetLoop(ctx context.Context, c message.Conn, m cliMode, timeout time.Dura
 			return nil
 		}
 	}
+}
+
+// tooLong says why a line of size bytes was not sent.
+func tooLong(m cliMode, size int) string {
+	return fmt.Sprintf("Not sent: that line is %d bytes, and %s carries at most %d bytes in one message.", size, m.name, m.maxMessage)
 }
 
 // greet sends line and prints the reply, or why none came. A closed port

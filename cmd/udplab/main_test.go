@@ -202,6 +202,33 @@ func TestClientReportsLoss(t *testing.T) {
 	}
 }
 
+// TestChatRefusesLongLines: a line longer than the mode carries is refused
+// with a note, and the chat goes on with the next line.
+func TestChatRefusesLongLines(t *testing.T) {
+	m := lookupMode("raw")
+	a, b := chatPair(t, m)
+	var outA, outB syncBuffer
+	inA, feedA := io.Pipe()
+	doneA := make(chan error, 1)
+	go func() { doneA <- chat(context.Background(), a, m, 0, &stdio{inA, &outA, io.Discard}) }()
+	long := strings.Repeat("x", m.maxMessage+1)
+	in := strings.NewReader(long + "\nafter\n")
+	if err := chat(context.Background(), b, m, 0, &stdio{in, &outB, io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	conntest.WaitFor(t, func() bool { return strings.Contains(outA.String(), "after") })
+	feedA.Close()
+	if err := <-doneA; err != nil {
+		t.Error(err)
+	}
+	if want := fmt.Sprintf(">>>%s: after\n", a.RemoteAddr()); outA.String() != want {
+		t.Errorf("A printed %q, want only %q", outA.String(), want)
+	}
+	if want := tooLong(m, len(long)) + "\n"; outB.String() != want {
+		t.Errorf("B printed %q, want %q", outB.String(), want)
+	}
+}
+
 // TestChat has two chat peers talk in every mode.
 func TestChat(t *testing.T) {
 	for _, m := range cliModes {
@@ -210,12 +237,12 @@ func TestChat(t *testing.T) {
 			var outA, outB syncBuffer
 			doneA := make(chan error, 1)
 			inA, feedA := io.Pipe()
-			go func() { doneA <- chat(context.Background(), a, 0, &stdio{inA, &outA, io.Discard}) }()
+			go func() { doneA <- chat(context.Background(), a, m, 0, &stdio{inA, &outA, io.Discard}) }()
 			// B says two lines and ends its input; A answers once B's
 			// lines have arrived, then ends too.
 			doneB := make(chan error, 1)
 			inB, feedB := io.Pipe()
-			go func() { doneB <- chat(context.Background(), b, 100*time.Millisecond, &stdio{inB, &outB, io.Discard}) }()
+			go func() { doneB <- chat(context.Background(), b, m, 100*time.Millisecond, &stdio{inB, &outB, io.Discard}) }()
 			io.WriteString(feedB, "hello\n\nhow are you?\n")
 			conntest.WaitFor(t, func() bool { return strings.Count(outA.String(), "\n") == 2 })
 			io.WriteString(feedA, "fine\n")
