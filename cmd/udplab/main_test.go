@@ -242,7 +242,9 @@ func TestChat(t *testing.T) {
 			// lines have arrived, then ends too.
 			doneB := make(chan error, 1)
 			inB, feedB := io.Pipe()
-			go func() { doneB <- chat(context.Background(), b, m, 100*time.Millisecond, &stdio{inB, &outB, io.Discard}) }()
+			go func() {
+				doneB <- chat(context.Background(), b, m, 100*time.Millisecond, &stdio{inB, &outB, io.Discard})
+			}()
 			io.WriteString(feedB, "hello\n\nhow are you?\n")
 			conntest.WaitFor(t, func() bool { return strings.Count(outA.String(), "\n") == 2 })
 			io.WriteString(feedA, "fine\n")
