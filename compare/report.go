@@ -173,7 +173,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 var csvHeader = []string{
 	"mode", "link", "link_spec", "sweep_value", "seed", "repeat",
 	"sent", "delivered", "in_order", "duplicates", "bad_replies",
-	"lost_link", "lost_socket", "lost_late", "lost_refused", "lost_unfinished",
+	"lost_link", "lost_socket", "lost_late", "lost_refused", "lost_in_link", "lost_unfinished",
 	"latency_ms_mean", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_max",
 	"jitter_ms", "first_reply_ms",
 	"payload_bytes", "wire_bytes", "wire_packets", "wire_bytes_with_headers", "overhead", "header_bytes",
@@ -202,7 +202,7 @@ func (x *Result) csvRow() []string {
 	row := []string{
 		string(x.Mode), x.Link, x.LinkSpec, x.SweepValue, u(x.Seed), i(x.Repeat),
 		i(x.Sent), i(x.Delivered), i(x.InOrder), i(x.Duplicates), i(x.BadReplies),
-		optU(x.Lost.Link), optU(x.Lost.Socket), i(x.Lost.Late), optU(x.Lost.Refused), optI(x.Lost.Unfinished),
+		optU(x.Lost.Link), optU(x.Lost.Socket), i(x.Lost.Late), optU(x.Lost.Refused), optU(x.Lost.InLink), optI(x.Lost.Unfinished),
 	}
 	if l := x.Latency; l != nil {
 		row = append(row, f(l.Mean), f(l.P50), f(l.P90), f(l.P99), f(l.Max))
@@ -390,6 +390,9 @@ func (l Lost) cell() string {
 	}
 	if l.Refused != nil && *l.Refused > 0 {
 		parts = append(parts, fmt.Sprintf("%d refused", *l.Refused))
+	}
+	if l.InLink != nil && *l.InLink > 0 {
+		parts = append(parts, fmt.Sprintf("%d in link", *l.InLink))
 	}
 	if len(parts) == 0 {
 		return "0"

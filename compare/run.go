@@ -234,7 +234,7 @@ type Result struct {
 //
 // For raw, every datagram has a cause, so that exactly
 //
-//	sent + link_duplicates = delivered + duplicates + bad_replies + link + socket + late + refused
+//	sent + link_duplicates = delivered + duplicates + bad_replies + link + socket + late + refused + in_link
 //
 // and on a link that neither duplicates nor corrupts, sent = delivered +
 // link + socket + late. For the reliable modes the transport repairs the
@@ -245,6 +245,7 @@ type Lost struct {
 	Socket     *uint64 `json:"socket"`     // raw: datagrams the kernel dropped at the run's full receive buffers
 	Late       int     `json:"late"`       // replies that arrived after the wait for stragglers
 	Refused    *uint64 `json:"refused"`    // raw: requests the server refused (the link corrupted the name), so never answered
+	InLink     *uint64 `json:"in_link"`    // raw: datagrams still inside the link when the run ended (a delay tail past the settling wait)
 	Unfinished *int    `json:"unfinished"` // reliable modes: greetings still undelivered at the end
 }
 
@@ -371,6 +372,7 @@ func (c *Config) runLocal(ctx context.Context, m Mode, lk Link) (Result, error) 
 		opts.settle, opts.settleMax = e.settled(srv.(*raw.Server)), settleMax(lk.Spec)
 	}
 	rec, o, err := c.measure(ctx, conn, &res, opts, srv.Close)
+	e.link.Close() // what it still holds now stays there: counted as in_link
 	up, down := e.link.Stats(link.Up), e.link.Stats(link.Down)
 	res.PayloadBytes = uint64(o.sent*c.Workload.Size) + replyBytes.Load()
 	res.WireBytes = up.OfferedBytes + down.OfferedBytes
@@ -382,6 +384,8 @@ func (c *Config) runLocal(ctx context.Context, m Mode, lk Link) (Result, error) 
 	if rs, ok := srv.(*raw.Server); ok {
 		refused := rs.Stats().BadRequests
 		res.Lost.Refused = &refused
+		inLink := uint64(up.Queued + down.Queued)
+		res.Lost.InLink = &inLink
 	}
 	res.timing(lk.Spec, up, down)
 	res.finish(c.headerBytes(m))
@@ -414,9 +418,16 @@ func (c *Config) headerBytes(m Mode) int {
 	return n
 }
 
+// testSettleMax, when set by a test, replaces settleMax's bound, so that a
+// run can end with datagrams still in the link.
+var testSettleMax time.Duration
+
 // settleMax bounds the wait for a raw run's last datagrams: the longest a
 // packet can spend in the link, and a second for the host.
 func settleMax(s link.Spec) time.Duration {
+	if testSettleMax > 0 {
+		return testSettleMax
+	}
 	worst := func(p link.Params) time.Duration {
 		return p.Delay + 4*p.Jitter
 	}
