@@ -215,6 +215,23 @@ func TestRepeat(t *testing.T) {
 	}
 }
 
+// TestSummaryLeavesOutInterruptedRuns: a run stopped part way is kept in
+// the results, marked, but not averaged into its cell's summary.
+func TestSummaryLeavesOutInterruptedRuns(t *testing.T) {
+	run := func(delivered int, interrupted bool) Result {
+		return Result{Mode: Raw, Link: "l", Sent: 100, Delivered: delivered, Interrupted: interrupted}
+	}
+	rep := Report{Config: ReportConfig{Repeat: 3}, Results: []Result{run(80, false), run(90, false), run(10, true)}}
+	rep.summarize()
+	if len(rep.Summaries) != 1 || rep.Summaries[0].Runs != 2 || rep.Summaries[0].DeliveredPct.Mean != 85 {
+		t.Errorf("summaries = %+v, want one of the 2 complete runs, delivered 85%%", rep.Summaries)
+	}
+	rep.Results = []Result{run(10, true)}
+	if rep.summarize(); len(rep.Summaries) != 0 {
+		t.Errorf("a cell with only an interrupted run is summarized: %+v", rep.Summaries)
+	}
+}
+
 func TestEstimate(t *testing.T) {
 	// 1, 2, 3, 4, 5: mean 3, sample sd sqrt(2.5), t(4) = 2.776:
 	// half width 2.776 * 1.5811 / 2.2361 = 1.9629.

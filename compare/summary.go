@@ -3,6 +3,7 @@ package compare
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Summary is one (link, mode) cell over its repeated runs.
@@ -87,7 +88,12 @@ func (r *Report) summarize() {
 		return
 	}
 	for _, runs := range r.cells() {
-		r.Summaries = append(r.Summaries, summarizeCell(runs))
+		// An interrupted run measured part of a workload: averaging it in
+		// would skew the cell, so a summary holds complete runs only.
+		runs = slices.DeleteFunc(runs, func(x Result) bool { return x.Interrupted })
+		if len(runs) > 0 {
+			r.Summaries = append(r.Summaries, summarizeCell(runs))
+		}
 	}
 }
 

@@ -115,11 +115,27 @@ func checkLoop(listen, to string) error {
 	if err != nil {
 		return usagef("--to %s: %v", to, err)
 	}
-	same := la.IP.Equal(ta.IP) || la.IP.IsUnspecified() && (ta.IP.IsLoopback() || ta.IP.IsUnspecified())
+	wildcard := la.IP == nil || la.IP.IsUnspecified() // ":7000" listens on every local address
+	same := la.IP.Equal(ta.IP) || wildcard && isLocal(ta.IP)
 	if la.Port == ta.Port && same {
 		return usagef("--to %s is --listen %s: the link would relay to itself", to, listen)
 	}
 	return nil
+}
+
+// isLocal reports whether ip is an address of this host: a loopback or
+// unspecified address, or one of its interfaces'.
+func isLocal(ip net.IP) bool {
+	if ip == nil || ip.IsLoopback() || ip.IsUnspecified() {
+		return true
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 func runLink(ctx context.Context, st *stdio, spec link.Spec, steps []link.Step, listen, to, trace string, every, idle time.Duration) error {
