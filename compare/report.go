@@ -173,7 +173,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 var csvHeader = []string{
 	"mode", "link", "link_spec", "sweep_value", "seed", "repeat",
 	"sent", "delivered", "in_order", "duplicates", "bad_replies",
-	"lost_link", "lost_socket", "lost_late", "lost_refused", "lost_in_link", "lost_unfinished",
+	"lost_link", "lost_socket", "lost_late", "lost_refused", "lost_in_link", "lost_unseen", "lost_unfinished",
 	"latency_ms_mean", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_max",
 	"jitter_ms", "first_reply_ms",
 	"payload_bytes", "wire_bytes", "wire_packets", "wire_bytes_with_headers", "overhead", "header_bytes",
@@ -202,7 +202,7 @@ func (x *Result) csvRow() []string {
 	row := []string{
 		string(x.Mode), x.Link, x.LinkSpec, x.SweepValue, u(x.Seed), i(x.Repeat),
 		i(x.Sent), i(x.Delivered), i(x.InOrder), i(x.Duplicates), i(x.BadReplies),
-		optU(x.Lost.Link), optU(x.Lost.Socket), i(x.Lost.Late), optU(x.Lost.Refused), optU(x.Lost.InLink), optI(x.Lost.Unfinished),
+		optU(x.Lost.Link), optU(x.Lost.Socket), i(x.Lost.Late), optU(x.Lost.Refused), optU(x.Lost.InLink), optI(x.Lost.Unseen), optI(x.Lost.Unfinished),
 	}
 	if l := x.Latency; l != nil {
 		row = append(row, f(l.Mean), f(l.P50), f(l.P90), f(l.P99), f(l.Max))
@@ -348,7 +348,7 @@ func (r *Report) resultsTables() []*table {
 			name, string(x.Mode), sent,
 			fmt.Sprintf("%d %5.1f%%", x.Delivered, x.DeliveredPct()),
 			x.Lost.cell(),
-			fmt.Sprintf("%d %5.1f%%", x.InOrder, x.InOrderPct()),
+			inOrderCell(x),
 			strconv.Itoa(x.Duplicates), strconv.Itoa(x.BadReplies),
 			msCell(l.Mean), msCell(l.P50), msCell(l.P90), msCell(l.P99), msCell(l.Max), optMS(x.JitterMS),
 		})
@@ -394,10 +394,22 @@ func (l Lost) cell() string {
 	if l.InLink != nil && *l.InLink > 0 {
 		parts = append(parts, fmt.Sprintf("%d in link", *l.InLink))
 	}
+	if l.Unseen != nil && *l.Unseen > 0 {
+		parts = append(parts, fmt.Sprintf("%d unseen", *l.Unseen))
+	}
 	if len(parts) == 0 {
 		return "0"
 	}
 	return strings.Join(parts, " + ")
+}
+
+// inOrderCell is the in-order count and share of the delivered, or "-"
+// with nothing delivered: a share of nothing is no figure.
+func inOrderCell(x Result) string {
+	if x.Delivered == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d %5.1f%%", x.InOrder, x.InOrderPct())
 }
 
 // msCell shows three significant digits or more: a loopback or LAN round
@@ -480,6 +492,9 @@ func (r *Report) tradeoff() *table {
 		return s
 	})
 	row("order of arrival", func(x *Result, kcp bool) string {
+		if x.Delivered == 0 {
+			return "nothing delivered"
+		}
 		return fmt.Sprintf("%.1f%% in order, %d dup", x.InOrderPct(), x.Duplicates)
 	})
 	row("header size", func(x *Result, kcp bool) string {

@@ -246,6 +246,7 @@ type Lost struct {
 	Late       int     `json:"late"`       // replies that arrived after the wait for stragglers
 	Refused    *uint64 `json:"refused"`    // raw: requests the server refused (the link corrupted the name), so never answered
 	InLink     *uint64 `json:"in_link"`    // raw: datagrams still inside the link when the run ended (a delay tail past the settling wait)
+	Unseen     *int    `json:"unseen"`     // raw targets: greetings lost out of the client's sight (the network, the server's socket, the server)
 	Unfinished *int    `json:"unfinished"` // reliable modes: greetings still undelivered at the end
 }
 
@@ -512,6 +513,11 @@ func (c *Config) runTarget(ctx context.Context, t Target) (Result, error) {
 		res.Lost.Unfinished = &unfinished
 	} else {
 		res.Lost.Socket = res.SocketDrops // the link and the server are out of sight
+		unseen := res.Sent - res.Delivered - o.late
+		if res.SocketDrops != nil {
+			unseen = max(0, unseen-int(*res.SocketDrops))
+		}
+		res.Lost.Unseen = &unseen
 	}
 	res.finish(c.headerBytes(t.Mode))
 	return res, err
