@@ -24,11 +24,11 @@ func checkIdentity(t *testing.T, r Result) {
 	} else if runtime.GOOS == "linux" {
 		t.Fatalf("%s on %s: socket drops unknown on Linux", r.Mode, r.Link)
 	}
-	in := uint64(r.Sent) + r.LinkDuplicates
+	in := uint64(r.Sent) + *r.LinkDuplicates
 	out := uint64(r.Delivered+r.Duplicates+r.BadReplies+r.Lost.Late) + *r.Lost.Link + socket + *r.Lost.Refused + *r.Lost.InLink
 	if in != out {
 		t.Errorf("%s: sent %d + link duplicates %d = %d, but delivered %d + duplicates %d + bad %d + link %d + socket %d + late %d + refused %d + in link %d = %d",
-			r.Link, r.Sent, r.LinkDuplicates, in, r.Delivered, r.Duplicates, r.BadReplies, *r.Lost.Link, socket, r.Lost.Late, *r.Lost.Refused, *r.Lost.InLink, out)
+			r.Link, r.Sent, *r.LinkDuplicates, in, r.Delivered, r.Duplicates, r.BadReplies, *r.Lost.Link, socket, r.Lost.Late, *r.Lost.Refused, *r.Lost.InLink, out)
 	}
 }
 
@@ -64,7 +64,7 @@ func TestRawLossesAccounted(t *testing.T) {
 				t.Errorf("%s: delivered + link + socket + late = %d, want sent %d", spec, sum, r.Sent)
 			}
 		}
-		if spec == "rate=2mbit,queue=20,delay=1ms" && r.LinkDrops == 0 {
+		if spec == "rate=2mbit,queue=20,delay=1ms" && *r.LinkDrops == 0 {
 			t.Errorf("%s: no queue drops at full speed into a 20-packet queue", spec)
 		}
 	}
@@ -82,9 +82,9 @@ func TestSocketDropsAccounted(t *testing.T) {
 	defer func() { testReadBuffer = 0 }()
 	r := runOne(t, Raw, "delay=0ms", Workload{Messages: 5000, Interval: 0, Wait: 100 * time.Millisecond})
 	checkIdentity(t, r)
-	if r.SocketDrops == nil || *r.SocketDrops == 0 || r.LinkDrops != 0 {
+	if r.SocketDrops == nil || *r.SocketDrops == 0 || *r.LinkDrops != 0 {
 		t.Errorf("5000 greetings into 4 KiB buffers: socket drops %v, link drops %d; want some socket drops and no link drops",
-			r.SocketDrops, r.LinkDrops)
+			r.SocketDrops, *r.LinkDrops)
 	}
 	if r.Delivered+int(*r.Lost.Socket)+r.Lost.Late != r.Sent {
 		t.Errorf("delivered %d + socket %d + late %d != sent %d", r.Delivered, *r.Lost.Socket, r.Lost.Late, r.Sent)

@@ -211,7 +211,7 @@ func (x *Result) csvRow() []string {
 	}
 	row = append(row, optF(x.JitterMS), optF(x.FirstMS),
 		u(x.PayloadBytes), u(x.WireBytes), u(x.WirePackets), u(x.WireBytesWithHeaders), optF(x.Overhead), i(x.HeaderBytes),
-		u(x.LinkDrops), u(x.LinkDuplicates), optU(x.SocketDrops),
+		optU(x.LinkDrops), optU(x.LinkDuplicates), optU(x.SocketDrops),
 		u(x.Retransmissions), u(x.FECRecovered))
 	if t := x.TimingError; t != nil {
 		row = append(row, f(t.P50), f(t.P99), f(t.Max))
@@ -539,7 +539,9 @@ func (r *Report) lossiest() ([]Result, string) {
 	for _, runs := range groups {
 		var dropped, packets uint64
 		for _, x := range runs {
-			dropped += x.LinkDrops
+			if x.LinkDrops != nil {
+				dropped += *x.LinkDrops
+			}
 			packets += x.WirePackets
 		}
 		rate := 0.0

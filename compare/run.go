@@ -211,8 +211,8 @@ type Result struct {
 	WireBytesWithHeaders uint64   `json:"wire_bytes_with_headers"`
 	Overhead             *float64 `json:"overhead"`
 	HeaderBytes          int      `json:"header_bytes"` // the transport's own header in each datagram, below UDP
-	LinkDrops            uint64   `json:"link_drops"`
-	LinkDuplicates       uint64   `json:"link_duplicates"`
+	LinkDrops            *uint64  `json:"link_drops"`      // nil for targets: nothing simulated
+	LinkDuplicates       *uint64  `json:"link_duplicates"` // nil for targets
 	SocketDrops          *uint64  `json:"socket_drops"`
 
 	Retransmissions uint64 `json:"retransmissions"`
@@ -378,8 +378,8 @@ func (c *Config) runLocal(ctx context.Context, m Mode, lk Link) (Result, error) 
 	res.PayloadBytes = uint64(o.sent*c.Workload.Size) + replyBytes.Load()
 	res.WireBytes = up.OfferedBytes + down.OfferedBytes
 	res.WirePackets = up.Offered + down.Offered
-	res.LinkDrops = drops(up) + drops(down)
-	res.LinkDuplicates = up.Duplicated + down.Duplicated
+	linkDrops, linkDups := drops(up)+drops(down), up.Duplicated+down.Duplicated
+	res.LinkDrops, res.LinkDuplicates = &linkDrops, &linkDups
 	res.SocketDrops = e.socketDrops()
 	res.account(m, rec, o, up.WriteErrors+down.WriteErrors)
 	if rs, ok := srv.(*raw.Server); ok {
@@ -443,7 +443,7 @@ func (r *Result) account(m Mode, rec *Recorder, o outcome, writeErrors uint64) {
 		r.Lost.Unfinished = &unfinished
 		return
 	}
-	onLink := r.LinkDrops + writeErrors
+	onLink := *r.LinkDrops + writeErrors
 	r.Lost.Link = &onLink
 	r.Lost.Socket = r.SocketDrops
 }
