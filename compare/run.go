@@ -210,7 +210,7 @@ type Result struct {
 	WirePackets          uint64   `json:"wire_packets"`
 	WireBytesWithHeaders uint64   `json:"wire_bytes_with_headers"`
 	Overhead             *float64 `json:"overhead"`
-	HeaderBytes          int      `json:"header_bytes"` // the transport's own header in each datagram, below UDP
+	HeaderBytes          int      `json:"header_bytes"`    // the transport's own header in each datagram, below UDP
 	LinkDrops            *uint64  `json:"link_drops"`      // nil for targets: nothing simulated
 	LinkDuplicates       *uint64  `json:"link_duplicates"` // nil for targets
 	SocketDrops          *uint64  `json:"socket_drops"`
