@@ -73,8 +73,8 @@ type direction struct {
 	seq         uint64
 	st          Stats
 	burstRun    uint64
-	late        *hdrhistogram.Histogram // release minus due time, in nanoseconds
-	lateMax     time.Duration
+	late        lateRecord // since the start
+	lateIv      lateRecord // since the last IntervalLateness
 
 	delivered, deliveredBytes, writeErrors atomic.Uint64
 
@@ -85,7 +85,7 @@ type direction struct {
 func newDirection(name string, id, seed uint64, state *atomic.Pointer[linkState], tr *tracer) *direction {
 	d := &direction{
 		name: name, id: id, seed: seed, state: state, trace: tr, precise: preciseWaits.Load(),
-		late: hdrhistogram.New(1, int64(time.Hour), 2),
+		late: newLateRecord(), lateIv: newLateRecord(),
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	d.st.Bursts = map[uint64]uint64{}
@@ -335,8 +335,51 @@ func (d *direction) wait(wait time.Duration, timer *time.Timer) bool {
 // recordLate notes, with d.mu held, how late a packet left.
 func (d *direction) recordLate(late time.Duration) {
 	late = min(max(late, 0), time.Hour) // the histogram's range; past an hour the figure hardly matters
-	_ = d.late.RecordValue(int64(late))
-	d.lateMax = max(d.lateMax, late) // exact, where the histogram rounds
+	d.late.record(late)
+	d.lateIv.record(late)
+}
+
+// intervalLateness returns the lateness since the last call and starts
+// a new interval.
+func (d *direction) intervalLateness() Lateness {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l := d.lateIv.summary()
+	d.lateIv.reset()
+	return l
+}
+
+// lateRecord is a distribution of lateness: a histogram in nanoseconds,
+// and the exact max, where the histogram rounds.
+type lateRecord struct {
+	h   *hdrhistogram.Histogram
+	max time.Duration
+}
+
+func newLateRecord() lateRecord { return lateRecord{h: hdrhistogram.New(1, int64(time.Hour), 2)} }
+
+func (r *lateRecord) record(late time.Duration) {
+	_ = r.h.RecordValue(int64(late))
+	r.max = max(r.max, late)
+}
+
+func (r *lateRecord) reset() {
+	r.h.Reset()
+	r.max = 0
+}
+
+// summary is the record's figures, zero when nothing was timed.
+func (r *lateRecord) summary() Lateness {
+	n := r.h.TotalCount()
+	if n == 0 {
+		return Lateness{}
+	}
+	return Lateness{
+		Count: uint64(n),
+		P50:   min(time.Duration(r.h.ValueAtQuantile(50)), r.max),
+		P99:   min(time.Duration(r.h.ValueAtQuantile(99)), r.max),
+		Max:   r.max,
+	}
 }
 
 // stats returns a snapshot of the direction's counters.
@@ -351,14 +394,7 @@ func (d *direction) stats() Stats {
 		s.Bursts[d.burstRun]++ // the run under way counts as it stands
 	}
 	s.Queued = len(d.q)
-	if n := d.late.TotalCount(); n > 0 {
-		s.Lateness = Lateness{
-			Count: uint64(n),
-			P50:   min(time.Duration(d.late.ValueAtQuantile(50)), d.lateMax),
-			P99:   min(time.Duration(d.late.ValueAtQuantile(99)), d.lateMax),
-			Max:   d.lateMax,
-		}
-	}
+	s.Lateness = d.late.summary()
 	d.mu.Unlock()
 	s.Delivered = d.delivered.Load()
 	s.DeliveredBytes = d.deliveredBytes.Load()

@@ -77,8 +77,8 @@ func (s Stats) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "offered=%d delivered=%d lost=%d queue_drops=%d mtu_drops=%d outage_drops=%d dup=%d corrupt=%d reordered=%d queue_high=%d bytes_in=%d bytes_out=%d",
 		s.Offered, s.Delivered, s.Lost, s.QueueDrops, s.MTUDrops, s.OutageDrops, s.Duplicated, s.Corrupted, s.Reordered, s.QueueHigh, s.OfferedBytes, s.DeliveredBytes)
-	if l := s.Lateness; l.Count > 0 {
-		fmt.Fprintf(&b, " late_p50=%s late_p99=%s late_max=%s", fmtLate(l.P50), fmtLate(l.P99), fmtLate(l.Max))
+	if s.Lateness.Count > 0 {
+		b.WriteString(" " + s.Lateness.String())
 	}
 	if len(s.Bursts) > 0 {
 		lengths := make([]uint64, 0, len(s.Bursts))
@@ -95,6 +95,12 @@ func (s Stats) String() string {
 		}
 	}
 	return b.String()
+}
+
+// String renders l as udplab link prints it: late_p50=… late_p99=…
+// late_max=…, in milliseconds to the microsecond.
+func (l Lateness) String() string {
+	return "late_p50=" + fmtLate(l.P50) + " late_p99=" + fmtLate(l.P99) + " late_max=" + fmtLate(l.Max)
 }
 
 // fmtLate writes a lateness in milliseconds to the microsecond.
@@ -175,6 +181,11 @@ func (l *Link) SetOutage(on bool) {
 
 // Stats returns a snapshot of one direction's counters.
 func (l *Link) Stats(d Direction) Stats { return l.dirs[d].stats() }
+
+// IntervalLateness returns direction d's lateness since the previous call
+// (or since the link started) and starts a new interval, for reports made
+// every so often; Stats keeps the figures since the start.
+func (l *Link) IntervalLateness(d Direction) Lateness { return l.dirs[d].intervalLateness() }
 
 // Wrap returns pc with d applied to everything written to it: what the
 // returned conn sends goes through the link, what it reads is untouched.

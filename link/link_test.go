@@ -240,6 +240,15 @@ func TestDelayIsExact(t *testing.T) {
 		if l := p.link.Stats(Up).Lateness; l != (Lateness{Count: 3}) {
 			t.Errorf("lateness = %+v, want 3 packets timed, none late", l)
 		}
+		if l := p.link.IntervalLateness(Up); l != (Lateness{Count: 3}) {
+			t.Errorf("interval lateness = %+v, want the same 3 packets", l)
+		}
+		if l := p.link.IntervalLateness(Up); l != (Lateness{}) {
+			t.Errorf("the next interval's lateness = %+v, want nothing timed", l)
+		}
+		if l := p.link.Stats(Up).Lateness; l.Count != 3 {
+			t.Errorf("after two intervals Stats' lateness = %+v, want the 3 since the start", l)
+		}
 	})
 }
 

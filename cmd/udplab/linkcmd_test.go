@@ -79,6 +79,18 @@ func TestLinkReport(t *testing.T) {
 	}
 }
 
+// TestIntervalLateness: an interval line ends with the lateness of the
+// packets the link held in it, and with nothing when it held none.
+func TestIntervalLateness(t *testing.T) {
+	l := link.Lateness{Count: 2, P50: 1500 * time.Nanosecond, P99: 2 * time.Millisecond, Max: 3*time.Millisecond + 499}
+	if got, want := lateness(l), " late_p50=0.002ms late_p99=2.000ms late_max=3.000ms"; got != want {
+		t.Errorf("lateness(%+v) = %q, want %q", l, got, want)
+	}
+	if got := lateness(link.Lateness{}); got != "" {
+		t.Errorf("lateness of nothing timed = %q, want nothing", got)
+	}
+}
+
 func TestCheckLoop(t *testing.T) {
 	for _, c := range []struct {
 		listen, to string

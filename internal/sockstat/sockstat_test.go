@@ -37,19 +37,20 @@ func TestDropsCountOverflow(t *testing.T) {
 		t.Fatalf("Drops after %d datagrams into a 4 KiB buffer = %d, %v; want some", sent, drops, ok)
 	}
 	// Loopback delivers synchronously within Write, so everything not
-	// dropped is already queued: read it all without blocking.
-	rx.SetReadBuffer(1 << 20)
-	queued := 0
+	// dropped is queued already: exactly sent - drops datagrams can be
+	// read (each read may wait long, in case the test is descheduled), and
+	// then none more (a short wait: load can only make that pass).
+	want := sent - int(drops)
 	buf := make([]byte, 200)
-	for {
-		rx.SetReadDeadline(time.Now().Add(50 * time.Millisecond)) // all is queued already
+	for i := range want {
+		rx.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, err := rx.Read(buf); err != nil {
-			break
+			t.Fatalf("read %d of the %d queued (%d sent - %d dropped): %v", i, want, sent, drops, err)
 		}
-		queued++
 	}
-	if uint64(queued)+drops != sent {
-		t.Errorf("queued %d + dropped %d = %d; want %d sent", queued, drops, uint64(queued)+drops, sent)
+	rx.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := rx.Read(buf); err == nil {
+		t.Errorf("more than %d queued: %d sent, %d counted as dropped", want, sent, drops)
 	}
 }
 
