@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/message"
 )
 
 // checkIdentity asserts that every raw datagram has a cause:
@@ -212,6 +213,30 @@ func TestRepeat(t *testing.T) {
 	want := estimate(del)
 	if s.Runs != 3 || s.DeliveredPct.Mean != want.Mean || s.DeliveredPct.CI95 == nil || *s.DeliveredPct.CI95 != *want.CI95 {
 		t.Errorf("summary = %+v, want 3 runs, delivered %+v", s, want)
+	}
+}
+
+// TestSocketDropsReadAfterClose: an interrupted run closes its sockets at
+// once, before it reads their drop counters; the counts are still known.
+func TestSocketDropsReadAfterClose(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the drop counter is read from /proc on Linux only")
+	}
+	spec, _ := link.Parse("delay=1ms")
+	e, err := newLocalRun(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	srv, conn, err := e.start(Raw, message.Greet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	srv.Close()
+	e.readDrops()
+	if e.socketDrops() == nil {
+		t.Error("socket drops unknown once the sockets closed")
 	}
 }
 

@@ -20,7 +20,9 @@ type localRun struct {
 	link         *link.Link
 	spc, cpc     *net.UDPConn
 	ssock, csock sockstat.Socket
-	client       *countingConn // the client's link-wrapped socket, counting what it reads
+	scount       *sockstat.Counter // the server socket's drops, read as it closes too
+	ccount       *sockstat.Counter // the client socket's
+	client       *countingConn     // the client's link-wrapped socket, counting what it reads
 
 	drops struct {
 		server, client uint64
@@ -53,6 +55,7 @@ func newLocalRun(spec link.Spec) (*localRun, error) {
 		sockstat.SetBuffers(pc)
 	}
 	e.ssock, e.csock = sockstat.Of(e.spc), sockstat.Of(e.cpc)
+	e.scount, e.ccount = sockstat.NewCounter(e.spc), sockstat.NewCounter(e.cpc)
 	return e, nil
 }
 
@@ -60,8 +63,8 @@ func newLocalRun(spec link.Spec) (*localRun, error) {
 // conversation, each through its direction of the link. The server and
 // the Conn take their sockets over.
 func (e *localRun) start(m Mode, h message.Handler, rc *reliable.Config) (message.Server, message.Conn, error) {
-	sw := e.link.Wrap(e.spc, link.Down)
-	e.client = &countingConn{PacketConn: e.link.Wrap(e.cpc, link.Up)}
+	sw := e.link.Wrap(countedClose{e.spc, e.scount}, link.Down)
+	e.client = &countingConn{PacketConn: e.link.Wrap(countedClose{e.cpc, e.ccount}, link.Up)}
 	if m == Raw {
 		return raw.NewServer(sw, h, &raw.ServerConfig{Logger: discard}), raw.NewConn(e.client, e.spc.LocalAddr()), nil
 	}
@@ -108,16 +111,24 @@ func drained(s link.Stats) bool {
 	return s.Offered+s.Duplicated == drops(s)+s.Delivered+s.WriteErrors
 }
 
-// readDrops reads both sockets' kernel drop counters; call it before the
-// sockets close.
+// readDrops reads both sockets' kernel drop counters: now, or as each
+// socket closed, when an interrupted run closed it early.
 func (e *localRun) readDrops() {
-	t, ok := sockstat.Read()
-	if !ok {
-		return
-	}
-	sd, sok := t.Drops(e.ssock)
-	cd, cok := t.Drops(e.csock)
+	sd, sok := e.scount.Drops()
+	cd, cok := e.ccount.Drops()
 	e.drops.server, e.drops.client, e.drops.known = sd, cd, sok && cok
+}
+
+// countedClose is a socket whose Close first takes its drop counter's last
+// reading: once closed, the kernel forgets the socket and its count.
+type countedClose struct {
+	net.PacketConn
+	c *sockstat.Counter
+}
+
+func (c countedClose) Close() error {
+	c.c.Close()
+	return c.PacketConn.Close()
 }
 
 // socketDrops is both sockets' drops, or nil when unknown.
