@@ -577,3 +577,21 @@ func TestDialIP(t *testing.T) {
 		t.Errorf("dialIP of two unix addresses: %v, %v", a, b)
 	}
 }
+
+// TestEchoOverIPv6Sockets runs the simulated IPv4 network over IPv6
+// loopback sockets: the UDP layer's family does not matter.
+func TestEchoOverIPv6Sockets(t *testing.T) {
+	spc, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	t.Cleanup(func() { spc.Close() })
+	cpc, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cpc.Close() })
+	listen(t, spc, echo)
+	c := dial(t, cpc, spc.LocalAddr())
+	roundTrip(t, c, payload(11, 100_000))
+}
