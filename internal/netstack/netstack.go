@@ -17,7 +17,12 @@
 // bytes instead). A dialing host sends every packet to the remote address
 // it was given. The listening host sends a packet for a peer to the UDP
 // address that peer's last packet came from, so a peer is reachable once
-// it has sent (its SYN, at the latest).
+// it has sent (its SYN, at the latest). Until a connection from a peer has
+// been accepted, which shows that it receives what is sent to it, the
+// listening host sends its address at most 3× the bytes it received from
+// there: a SYN with a forged source buys a SYN-ACK and two retransmissions
+// at most. The listening host opens a port when the first SYN for it
+// arrives, up to 64 ports.
 //
 // Each datagram received is checked before the stack sees it: a whole
 // IPv4 packet without options or fragmentation, with valid IP and TCP
@@ -41,7 +46,7 @@
 //
 // Listen and Dial take the PacketConn over, and close it when they fail.
 // Each host owns one goroutine, its reader, plus the stack's own TCP
-// workers; Close stops them all and returns after they have stopped.
+// workers (one per CPU); Close stops them all and returns after they have stopped.
 // Outbound packets are written by whichever goroutine the stack produced
 // them on, with no queue in between: no goroutine and no timer per
 // packet.
