@@ -18,8 +18,9 @@ func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 // TestConformance runs the contract every transport keeps.
 func TestConformance(t *testing.T) {
 	conntest.Run(t, conntest.Transport{
-		Serve: func(t testing.TB, network, addr string, h message.Handler) net.Addr {
-			return startServer(t, network, addr, h).Addr()
+		Serve: func(t testing.TB, addr string, h message.Handler) net.Addr {
+			// "udp" binds the family of addr's literal IP.
+			return startServer(t, "udp", addr, h).Addr()
 		},
 		Dial:       func(t testing.TB, addr net.Addr) message.Conn { return dial(t, addr) },
 		MaxMessage: MaxMessage,

@@ -55,8 +55,9 @@ func dial(t testing.TB, addr net.Addr, cfg Config) *Conn {
 func TestConformance(t *testing.T) {
 	cfg := Config{Key: "k"}
 	conntest.Run(t, conntest.Transport{
-		Serve: func(t testing.TB, network, addr string, h message.Handler) net.Addr {
-			return startServer(t, network, addr, h, cfg).Addr()
+		Serve: func(t testing.TB, addr string, h message.Handler) net.Addr {
+			// "udp" binds the family of addr's literal IP.
+			return startServer(t, "udp", addr, h, cfg).Addr()
 		},
 		Dial:       func(t testing.TB, addr net.Addr) message.Conn { return dial(t, addr, cfg) },
 		MaxMessage: MaxMessage,

@@ -24,9 +24,11 @@ const Timeout = 10 * time.Second
 
 // Transport is what Run needs of a transport.
 type Transport struct {
-	// Serve starts a server for h bound to network and addr, closed by
-	// t.Cleanup, and returns its address. It skips t if it cannot bind.
-	Serve func(t testing.TB, network, addr string, h message.Handler) net.Addr
+	// Serve starts a server for h bound to addr ("127.0.0.1:0" or
+	// "[::1]:0"), closed by t.Cleanup, and returns its address. The
+	// transport picks its own network (UDP, TCP, ...) for the address's
+	// family. It skips t if it cannot bind.
+	Serve func(t testing.TB, addr string, h message.Handler) net.Addr
 	// Dial returns a client Conn to addr, closed by t.Cleanup.
 	Dial func(t testing.TB, addr net.Addr) message.Conn
 	// MaxMessage is the largest message the transport carries.
@@ -37,13 +39,13 @@ type Transport struct {
 func Run(t *testing.T, tr Transport) {
 	t.Run("Handlers", func(t *testing.T) { testHandlers(t, tr) })
 	t.Run("IPv6", func(t *testing.T) {
-		addr := tr.Serve(t, "udp6", "[::1]:0", message.Greet)
+		addr := tr.Serve(t, "[::1]:0", message.Greet)
 		if got := RoundTrip(t, tr.Dial(t, addr), "Bob"); got != "Hello Bob!\n" {
 			t.Errorf("reply over ::1 = %q", got)
 		}
 	})
 	t.Run("ExitKeepsServingOthers", func(t *testing.T) {
-		addr := tr.Serve(t, "udp4", "127.0.0.1:0", message.Greet)
+		addr := tr.Serve(t, "127.0.0.1:0", message.Greet)
 		a, b := tr.Dial(t, addr), tr.Dial(t, addr)
 		if got := RoundTrip(t, a, "exit"); got != "Good bye!\n" {
 			t.Fatalf("exit reply = %q", got)
@@ -56,7 +58,7 @@ func Run(t *testing.T, tr Transport) {
 	t.Run("ReceiveCancel", func(t *testing.T) { testCancel(t, tr) })
 	t.Run("Close", func(t *testing.T) { testClose(t, tr) })
 	t.Run("TooLarge", func(t *testing.T) {
-		c := tr.Dial(t, tr.Serve(t, "udp4", "127.0.0.1:0", message.Echo))
+		c := tr.Dial(t, tr.Serve(t, "127.0.0.1:0", message.Echo))
 		err := c.Send(context.Background(), make([]byte, tr.MaxMessage+1))
 		if !errors.Is(err, message.ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprint(tr.MaxMessage)) {
 			t.Errorf("Send(%d bytes) = %v, want ErrTooLarge naming the limit", tr.MaxMessage+1, err)
@@ -107,7 +109,7 @@ func testHandlers(t *testing.T, tr Transport) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := tr.Serve(t, "udp4", "127.0.0.1:0", tt.h)
+			addr := tr.Serve(t, "127.0.0.1:0", tt.h)
 			if got := RoundTrip(t, tr.Dial(t, addr), tt.req); got != tt.want {
 				t.Errorf("reply to %q = %q, want %q", tt.req, got, tt.want)
 			}
@@ -125,7 +127,7 @@ func refuseSilence(dst, req []byte) ([]byte, error) {
 }
 
 func testTimeout(t *testing.T, tr Transport) {
-	c := tr.Dial(t, tr.Serve(t, "udp4", "127.0.0.1:0", refuseSilence))
+	c := tr.Dial(t, tr.Serve(t, "127.0.0.1:0", refuseSilence))
 	_, err := Request(c, []byte("silence"), 50*time.Millisecond)
 	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Receive past deadline = %v, want os.ErrDeadlineExceeded and context.DeadlineExceeded", err)
@@ -137,7 +139,7 @@ func testTimeout(t *testing.T, tr Transport) {
 }
 
 func testCancel(t *testing.T, tr Transport) {
-	c := tr.Dial(t, tr.Serve(t, "udp4", "127.0.0.1:0", refuseSilence))
+	c := tr.Dial(t, tr.Serve(t, "127.0.0.1:0", refuseSilence))
 	cause := errors.New("user hung up")
 	ctx, cancel := context.WithCancelCause(context.Background())
 	errc := make(chan error, 1)
@@ -155,7 +157,7 @@ func testCancel(t *testing.T, tr Transport) {
 }
 
 func testClose(t *testing.T, tr Transport) {
-	c := tr.Dial(t, tr.Serve(t, "udp4", "127.0.0.1:0", message.Greet))
+	c := tr.Dial(t, tr.Serve(t, "127.0.0.1:0", message.Greet))
 	RoundTrip(t, c, "Alice")
 	errc := make(chan error, 1)
 	go func() {
@@ -175,7 +177,7 @@ func testClose(t *testing.T, tr Transport) {
 }
 
 func testManyClients(t *testing.T, tr Transport, clients, each int) {
-	addr := tr.Serve(t, "udp4", "127.0.0.1:0", message.Greet)
+	addr := tr.Serve(t, "127.0.0.1:0", message.Greet)
 	var wg sync.WaitGroup
 	for i := range clients {
 		c := tr.Dial(t, addr)
