@@ -71,6 +71,11 @@ func Lookup(name string) (Handler, error) {
 	return nil, fmt.Errorf("unknown reply %q: want one of %s", name, strings.Join(HandlerNames, ", "))
 }
 
+// IsExit reports whether req is ExitRequest, ignoring one trailing newline
+// (LF or CRLF) as Greet does. A transport whose sessions have an end, such
+// as a TCP connection, ends one after answering it.
+func IsExit(req []byte) bool { return string(trimNewline(req)) == ExitRequest }
+
 func trimNewline(b []byte) []byte {
 	b, ok := bytes.CutSuffix(b, []byte("\n"))
 	if ok {

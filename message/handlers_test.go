@@ -39,6 +39,17 @@ func TestGreet(t *testing.T) {
 	}
 }
 
+func TestIsExit(t *testing.T) {
+	for req, want := range map[string]bool{
+		"exit": true, "exit\n": true, "exit\r\n": true,
+		"exit\n\n": false, "exit\r": false, " exit": false, "Exit": false, "exit now": false, "": false,
+	} {
+		if got := IsExit([]byte(req)); got != want {
+			t.Errorf("IsExit(%q) = %v, want %v", req, got, want)
+		}
+	}
+}
+
 func TestTime(t *testing.T) {
 	at := time.Date(2026, time.November, 1, 9, 5, 1, 0, time.Local)
 	h := Time(func() time.Time { return at })
