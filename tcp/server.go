@@ -91,7 +91,10 @@ type Stats struct {
 
 // Server serves a Handler on every connection a listener accepts, one
 // goroutine per connection, answering each connection's requests one by one
-// in order. See the package comment for the protocol. A slow or silent
+// in order. See the package comment for the protocol. Replies to pipelined
+// requests, those already read when one is answered, are written together
+// once no whole request is left to read, so a client keeping many in flight
+// costs one write per batch rather than one per reply. A slow or silent
 // client holds only its own connection: reads wait at most Idle, reply
 // writes a few seconds, and at most MaxConns connections are open. Errors a
 // client causes are counted, and logged at debug level only.
@@ -233,37 +236,17 @@ func (s *Server) acceptLoop() {
 	}
 }
 
-// deadlineReader reads a server connection under the read deadline the
-// protocol needs: Idle of silence, set coarsely (see deadlineSlack), or, on
-// a text connection with part of a line buffered, TextPause.
-type deadlineReader struct {
-	c           net.Conn
-	idle, pause time.Duration
-	set         time.Time // when the idle deadline was set; zero after a pause
-	text        *reader   // set on a text connection: the reader this one feeds
-}
-
-func (d *deadlineReader) Read(p []byte) (int, error) {
-	now := time.Now()
-	switch {
-	case d.text != nil && d.text.buffered() > 0:
-		_ = d.c.SetReadDeadline(now.Add(d.pause))
-		d.set = time.Time{}
-	case now.Sub(d.set) >= d.idle/deadlineSlack:
-		_ = d.c.SetReadDeadline(now.Add(d.idle + d.idle/deadlineSlack))
-		d.set = now
-	}
-	return d.c.Read(p)
-}
-
 // connState is one connection's serving state, owned by its goroutine.
+// It is also the io.Reader its reader reads from (see Read).
 type connState struct {
 	s        *Server
 	c        net.Conn
-	in       *deadlineReader
 	r        *reader
-	out      []byte    // the reply being written, reused
-	writeSet time.Time // when the write deadline was last set
+	text     bool      // the connection speaks text
+	readSet  time.Time // when the idle read deadline was set; zero after a pause
+	writeSet time.Time // when the write deadline was set
+	out      []byte    // replies not yet written
+	writeErr error     // why a write failed: the connection is done
 }
 
 func (s *Server) serveConn(c net.Conn) {
@@ -275,19 +258,45 @@ func (s *Server) serveConn(c net.Conn) {
 		s.mu.Unlock()
 	}()
 	noDelay(c)
-	in := &deadlineReader{c: c, idle: s.cfg.Idle, pause: s.pause}
-	cs := &connState{s: s, c: c, in: in, r: newReader(in, true), out: make([]byte, 0, readBufferSize)}
+	cs := &connState{s: s, c: c, out: make([]byte, 0, readBufferSize)}
+	cs.r = newReader(cs, true)
 	var err error
 	if err = cs.r.fill(1, 1); err == nil {
 		if cs.r.buf[0] == 0 {
 			err = cs.serveFrames()
 		} else {
 			s.text.Add(1)
-			in.text = cs.r
+			cs.text = true
 			err = cs.serveText()
 		}
 	}
+	if cs.writeErr == nil {
+		// Replies to the requests before a broken one still go out.
+		_ = cs.flush()
+	}
 	cs.ended(err)
+}
+
+// Read reads the connection for the reader, under the read deadline the
+// protocol needs: Idle of silence, set coarsely (see deadlineSlack), or, on
+// a text connection with part of a line buffered, the text pause. First it
+// writes the replies waiting: a client may wait for them before it sends
+// more, and replies to pipelined requests go out together, in one write.
+func (cs *connState) Read(p []byte) (int, error) {
+	if err := cs.flush(); err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	idle := cs.s.cfg.Idle
+	switch {
+	case cs.text && cs.r.buffered() > 0:
+		_ = cs.c.SetReadDeadline(now.Add(cs.s.pause))
+		cs.readSet = time.Time{}
+	case now.Sub(cs.readSet) >= idle/deadlineSlack:
+		_ = cs.c.SetReadDeadline(now.Add(idle + idle/deadlineSlack))
+		cs.readSet = now
+	}
+	return cs.c.Read(p)
 }
 
 // ended counts and logs why a connection's loop ended.
@@ -299,6 +308,9 @@ func (cs *connState) ended(err error) {
 	case s.isClosed():
 		// The server closed the connection.
 		return
+	case cs.writeErr != nil:
+		// A reply could not be written in writeTimeout, or at all.
+		s.counters.Error()
 	case isTimeout(err):
 		s.reaped.Add(1)
 		s.log.Debug("tcp: idle connection reaped", "from", cs.c.RemoteAddr(), "idle", s.cfg.Idle, "partial_bytes", cs.r.buffered())
@@ -328,18 +340,17 @@ func (cs *connState) serveFrames() error {
 		if err != nil {
 			return err
 		}
-		// The reply goes after room for its header, filled in below: one
-		// buffer, one Write.
-		reply, ok := cs.s.counters.Reply(cs.s.h, cs.out[:headerLen], req, MaxMessage)
-		cs.out = reply
+		// The reply goes after room for its header, filled in below.
+		mark := len(cs.out)
+		reply, ok := cs.s.counters.Reply(cs.s.h, append(cs.out, 0, 0, 0, 0), req, MaxMessage)
 		if ok {
-			binary.BigEndian.PutUint32(reply, uint32(len(reply)-headerLen))
-			if err := cs.write(reply); err != nil {
-				return err
-			}
+			binary.BigEndian.PutUint32(reply[mark:], uint32(len(reply)-mark-headerLen))
+			cs.out = reply
+		} else {
+			cs.out = reply[:mark]
 		}
-		if cs.done(req, ok) {
-			return nil
+		if end, err := cs.answered(req, ok); end || err != nil {
+			return err
 		}
 	}
 }
@@ -352,49 +363,66 @@ func (cs *connState) serveText() error {
 		if err != nil {
 			return err
 		}
-		reply, ok := cs.s.counters.Reply(cs.s.h, cs.out[:0], req, MaxMessage)
+		mark := len(cs.out)
+		reply, ok := cs.s.counters.Reply(cs.s.h, cs.out, req, MaxMessage)
 		cs.out = reply
-		if ok && len(reply) > 0 {
-			if err := cs.write(reply); err != nil {
-				return err
-			}
+		if !ok {
+			cs.out = reply[:mark]
 		}
-		if cs.done(req, ok) {
-			return nil
+		if end, err := cs.answered(req, ok); end || err != nil {
+			return err
 		}
 	}
 }
 
-// textRequest returns the next line or, when the client pauses for
-// TextPause or ends its stream without a newline, the bytes it sent.
+// textRequest returns the next line or, when the client pauses for the
+// text pause or ends its stream without a newline, the bytes it sent.
 func (cs *connState) textRequest() ([]byte, error) {
 	req, err := cs.r.line(MaxMessage)
 	if err != nil && cs.r.buffered() > 0 && (isTimeout(err) || errors.Is(err, io.EOF)) {
-		// With bytes buffered every read waits TextPause (see
-		// deadlineReader), so this timeout is a pause.
+		// With bytes buffered every read waits the text pause (see
+		// Read), so this timeout is a pause.
 		return cs.r.rest(), nil
 	}
 	return req, err
 }
 
-// done logs the request at debug level, lets go of a large reply buffer,
-// and reports whether the request ends the connection.
-func (cs *connState) done(req []byte, answered bool) bool {
-	if cap(cs.out) > keepBufferSize {
-		cs.out = make([]byte, 0, readBufferSize)
-	}
+// flushSize is how many bytes of replies wait for later requests at most
+// before they are written: past it, one write per 64 KiB costs the kernel
+// no more than fewer larger ones would.
+const flushSize = 64 << 10
+
+// answered is called once a request has been handled (its reply, if any,
+// appended to out). It logs the request at debug level and writes the
+// replies waiting if they are many or the request is exit; end reports
+// that the connection is done.
+func (cs *connState) answered(req []byte, ok bool) (end bool, err error) {
 	if cs.s.debug {
-		cs.s.log.Debug("tcp: request", "from", cs.c.RemoteAddr(), "bytes", len(req), "answered", answered)
+		cs.s.log.Debug("tcp: request", "from", cs.c.RemoteAddr(), "bytes", len(req), "answered", ok)
 	}
-	return message.IsExit(req)
+	end = message.IsExit(req)
+	if end || len(cs.out) >= flushSize {
+		err = cs.flush()
+	}
+	return end, err
 }
 
-// write writes one reply under the write deadline, set coarsely.
-func (cs *connState) write(b []byte) error {
+// flush writes the replies waiting, under the write deadline, set coarsely.
+func (cs *connState) flush() error {
+	if len(cs.out) == 0 {
+		return nil
+	}
 	if now := time.Now(); now.Sub(cs.writeSet) >= writeTimeout/deadlineSlack {
 		_ = cs.c.SetWriteDeadline(now.Add(writeTimeout + writeTimeout/deadlineSlack))
 		cs.writeSet = now
 	}
-	_, err := cs.c.Write(b)
+	_, err := cs.c.Write(cs.out)
+	cs.out = cs.out[:0]
+	if cap(cs.out) > keepBufferSize {
+		cs.out = make([]byte, 0, readBufferSize)
+	}
+	if err != nil {
+		cs.writeErr = err
+	}
 	return err
 }
