@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/udplab/udplab/internal/backoff"
 	"github.com/udplab/udplab/internal/deadline"
 	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/internal/udpsock"
@@ -240,7 +241,7 @@ func (s *Server) serve() {
 	reply := make([]byte, 0, readBufferSize)
 	udp, _ := s.pc.(*net.UDPConn)
 	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
-	var backoff time.Duration
+	var retry backoff.Backoff
 	for {
 		var (
 			n    int
@@ -257,19 +258,15 @@ func (s *Server) serve() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// A failing socket must not spin a core: back off as net/http
-			// does for a failing Accept, from 5ms up to 1s.
 			s.counters.Error()
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("raw: read failed", "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-s.closing:
+			wait := retry.Next()
+			s.log.Warn("raw: read failed", "err", err, "retry_in", wait)
+			if !backoff.Wait(wait, s.closing) {
 				return
 			}
 			continue
 		}
-		backoff = 0
+		retry.Reset()
 		var ok bool
 		reply, ok = s.counters.Reply(s.h, reply[:0], buf[:n], MaxMessage)
 		if debug {

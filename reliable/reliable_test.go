@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -89,30 +88,8 @@ func TestMessageBoundaries(t *testing.T) {
 			for _, n := range []int{mss - 1, mss, mss + 1, 2 * mss, 64 << 10, MaxMessage} {
 				msgs = append(msgs, pattern(n))
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
-			defer cancel()
-			errc := make(chan error, 1)
-			go func() {
-				for _, m := range msgs {
-					if err := c.Send(ctx, m); err != nil {
-						errc <- err
-						return
-					}
-				}
-				errc <- nil
-			}()
-			for i, want := range msgs {
-				got, err := c.Receive(ctx)
-				if err != nil {
-					t.Fatalf("message %d (%d bytes): %v", i, len(want), err)
-				}
-				if !bytes.Equal(got, want) {
-					t.Fatalf("message %d: got %d bytes, want %d (mss %d)", i, len(got), len(want), mss)
-				}
-			}
-			if err := <-errc; err != nil {
-				t.Fatal(err)
-			}
+			t.Logf("mss %d", mss)
+			conntest.EchoInOrder(t, c, msgs)
 		})
 	}
 }
@@ -142,23 +119,11 @@ func TestManyClients(t *testing.T) {
 	const clients, each = 50, 100
 	cfg := Config{Key: "k"}
 	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, cfg)
-	var wg sync.WaitGroup
-	for i := range clients {
-		c := dial(t, s.Addr(), cfg)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range each {
-				name := fmt.Sprintf("client%d-%d", i, j)
-				got, err := conntest.Request(c, []byte(name), conntest.Timeout)
-				if err != nil || string(got) != "Hello "+name+"!\n" {
-					t.Errorf("client %d: reply to %q = %q, %v", i, name, got, err)
-					return
-				}
-			}
-		}()
+	conns := make([]message.Conn, clients)
+	for i := range conns {
+		conns[i] = dial(t, s.Addr(), cfg)
 	}
-	wg.Wait()
+	conntest.GreetMany(t, conns, each)
 	st := s.Stats()
 	if st.Accepted != clients || st.Replies != clients*each {
 		t.Errorf("stats = %+v, want %d sessions and %d replies", st, clients, clients*each)

@@ -13,6 +13,7 @@ import (
 
 	kcp "github.com/xtaci/kcp-go/v5"
 
+	"github.com/udplab/udplab/internal/connset"
 	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/message"
 )
@@ -31,14 +32,12 @@ type Server struct {
 	log   *slog.Logger
 	debug bool
 
-	counters                  message.Counters
-	drops                     *sockstat.Counter
-	accepted, refused, reaped atomic.Uint64
-	authBase                  uint64
+	counters message.Counters
+	drops    *sockstat.Counter
+	reaped   atomic.Uint64
+	authBase uint64
 
-	mu       sync.Mutex
-	sessions map[*kcp.UDPSession]struct{}
-	closed   bool
+	sessions *connset.Set[*kcp.UDPSession]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -91,7 +90,7 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, erro
 		mss:      segmentPayload(c.MTU, !c.NoFEC, block),
 		debug:    c.Logger.Enabled(context.Background(), slog.LevelDebug),
 		authBase: atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors),
-		sessions: make(map[*kcp.UDPSession]struct{}),
+		sessions: connset.New[*kcp.UDPSession](c.MaxSessions),
 	}
 	if u, ok := pc.LocalAddr().(*net.UDPAddr); ok && !u.IP.IsLoopback() && c.Key == "" {
 		s.log.Warn("reliable: listening beyond loopback without a key: anyone can forge packets; set a key", "addr", u)
@@ -109,14 +108,12 @@ func (s *Server) Config() Config { return s.cfg }
 
 // Stats returns what the server has done so far.
 func (s *Server) Stats() Stats {
-	s.mu.Lock()
-	open := len(s.sessions)
-	s.mu.Unlock()
+	accepted, refused := s.sessions.Counts()
 	return Stats{
 		ServerStats:  s.counters.Stats(),
-		Sessions:     open,
-		Accepted:     s.accepted.Load(),
-		Refused:      s.refused.Load(),
+		Sessions:     s.sessions.Len(),
+		Accepted:     accepted,
+		Refused:      refused,
 		Reaped:       s.reaped.Load(),
 		AuthFailures: atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors) - s.authBase,
 	}
@@ -132,12 +129,9 @@ func (s *Server) SocketDrops() (n uint64, ok bool) { return s.drops.Drops() }
 // the server's goroutines have stopped.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true // from here the accept loop closes what it accepts
-		for sess := range s.sessions {
-			sess.Close() // wakes the session's Read
-		}
-		s.mu.Unlock()
+		// From here the accept loop closes what it accepts; closing a
+		// session wakes its Read.
+		s.sessions.Close()
 		// Closing the socket ends kcp-go's read loop, which then fails
 		// AcceptKCP; the accept loop drains and closes the listener.
 		s.drops.Close()
@@ -176,31 +170,20 @@ func (s *Server) acceptLoop() {
 			// sessions.
 			drainQueued(s.l)
 			s.l.Close()
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if !closed {
+			if !s.sessions.Closed() {
 				s.log.Error("reliable: socket failed; no longer serving", "addr", s.Addr(), "err", err)
 			}
 			return
 		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			sess.Close()
+		if out := s.sessions.Add(sess); out != connset.Added {
+			if out == connset.Full {
+				s.log.Debug("reliable: session refused", "from", sess.RemoteAddr(), "max_sessions", s.cfg.MaxSessions)
+			}
 			continue
 		}
-		if len(s.sessions) >= s.cfg.MaxSessions {
-			s.mu.Unlock()
-			s.refused.Add(1)
-			s.log.Debug("reliable: session refused", "from", sess.RemoteAddr(), "max_sessions", s.cfg.MaxSessions)
-			sess.Close()
-			continue
-		}
-		s.sessions[sess] = struct{}{}
+		// The accept loop's own count keeps Close's Wait from returning
+		// before this Add.
 		s.wg.Add(1)
-		s.mu.Unlock()
-		s.accepted.Add(1)
 		tune(sess, &s.cfg)
 		go s.serveSession(sess)
 	}
@@ -210,9 +193,7 @@ func (s *Server) serveSession(sess *kcp.UDPSession) {
 	defer s.wg.Done()
 	defer func() {
 		sess.Close()
-		s.mu.Lock()
-		delete(s.sessions, sess)
-		s.mu.Unlock()
+		s.sessions.Remove(sess)
 	}()
 	r := newReader(sess)
 	reply := make([]byte, 0, maxSegment)

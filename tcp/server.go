@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/udplab/udplab/internal/backoff"
+	"github.com/udplab/udplab/internal/connset"
 	"github.com/udplab/udplab/message"
 )
 
@@ -106,12 +108,10 @@ type Server struct {
 	log   *slog.Logger
 	debug bool
 
-	counters                        message.Counters
-	accepted, refused, reaped, text atomic.Uint64
+	counters     message.Counters
+	reaped, text atomic.Uint64
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
+	conns *connset.Set[net.Conn]
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close, wakes a backing-off accept loop
@@ -142,7 +142,7 @@ func newServer(l net.Listener, h message.Handler, cfg *ServerConfig, pause time.
 	s := &Server{
 		l: l, h: h, cfg: c, pause: pause, log: c.Logger,
 		debug:   c.Logger.Enabled(context.Background(), slog.LevelDebug),
-		conns:   make(map[net.Conn]struct{}),
+		conns:   connset.New[net.Conn](c.MaxConns),
 		closing: make(chan struct{}),
 	}
 	s.wg.Add(1)
@@ -155,14 +155,12 @@ func (s *Server) Addr() net.Addr { return s.l.Addr() }
 
 // Stats returns what the server has done so far.
 func (s *Server) Stats() Stats {
-	s.mu.Lock()
-	open := len(s.conns)
-	s.mu.Unlock()
+	accepted, refused := s.conns.Counts()
 	return Stats{
 		ServerStats: s.counters.Stats(),
-		Conns:       open,
-		Accepted:    s.accepted.Load(),
-		Refused:     s.refused.Load(),
+		Conns:       s.conns.Len(),
+		Accepted:    accepted,
+		Refused:     refused,
 		Reaped:      s.reaped.Load(),
 		Text:        s.text.Load(),
 	}
@@ -172,12 +170,9 @@ func (s *Server) Stats() Stats {
 // server's goroutines have stopped. It is safe to call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true // from here the accept loop closes what it accepts
-		for c := range s.conns {
-			c.Close() // wakes the connection's Read or Write
-		}
-		s.mu.Unlock()
+		// From here the accept loop closes what it accepts; closing a
+		// connection wakes its Read or Write.
+		s.conns.Close()
 		close(s.closing)
 		s.closeErr = s.l.Close()
 	})
@@ -185,53 +180,36 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
-func (s *Server) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
-
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
-	var backoff time.Duration
+	var retry backoff.Backoff
 	for {
 		c, err := s.l.Accept()
 		if err != nil {
 			// Not every listener says net.ErrClosed once closed: ask the
 			// server instead.
-			if s.isClosed() {
+			if s.conns.Closed() {
 				return
 			}
-			// Out of file descriptors, say: back off as net/http does for
-			// a failing Accept, from 5ms up to 1s, so it cannot spin a core.
+			// Out of file descriptors, say.
 			s.counters.Error()
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("tcp: accept failed", "addr", s.Addr(), "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-s.closing:
+			wait := retry.Next()
+			s.log.Warn("tcp: accept failed", "addr", s.Addr(), "err", err, "retry_in", wait)
+			if !backoff.Wait(wait, s.closing) {
 				return
 			}
 			continue
 		}
-		backoff = 0
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			c.Close()
+		retry.Reset()
+		if out := s.conns.Add(c); out != connset.Added {
+			if out == connset.Full {
+				s.log.Debug("tcp: connection refused", "from", c.RemoteAddr(), "max_conns", s.cfg.MaxConns)
+			}
 			continue
 		}
-		if len(s.conns) >= s.cfg.MaxConns {
-			s.mu.Unlock()
-			s.refused.Add(1)
-			s.log.Debug("tcp: connection refused", "from", c.RemoteAddr(), "max_conns", s.cfg.MaxConns)
-			c.Close()
-			continue
-		}
-		s.conns[c] = struct{}{}
+		// The accept loop's own count keeps Close's Wait from returning
+		// before this Add.
 		s.wg.Add(1)
-		s.mu.Unlock()
-		s.accepted.Add(1)
 		go s.serveConn(c)
 	}
 }
@@ -253,9 +231,7 @@ func (s *Server) serveConn(c net.Conn) {
 	defer s.wg.Done()
 	defer func() {
 		c.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
+		s.conns.Remove(c)
 	}()
 	noDelay(c)
 	cs := &connState{s: s, c: c, out: make([]byte, 0, readBufferSize)}
@@ -305,7 +281,7 @@ func (cs *connState) ended(err error) {
 	switch {
 	case err == nil || errors.Is(err, io.EOF) && cs.r.buffered() == 0:
 		// exit, or the client closed between requests.
-	case s.isClosed():
+	case s.conns.Closed():
 		// The server closed the connection.
 		return
 	case cs.writeErr != nil:

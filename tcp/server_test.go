@@ -162,26 +162,7 @@ func TestFramedBinary(t *testing.T) {
 		{0x00}, {}, {0x00, 0x00, 0x00, 0x05, 'h', 'e', 'l', 'l', 'o'}, []byte("\n\r\xff\xfe"), {},
 		big[:5000], big, []byte("after"),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() {
-		for _, m := range msgs {
-			if err := c.Send(ctx, m); err != nil {
-				errc <- err
-				return
-			}
-		}
-		errc <- nil
-	}()
-	for i, want := range msgs {
-		if got, err := c.Receive(ctx); err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("echo %d = %d bytes %.16q, %v; want %d bytes %.16q", i, len(got), got, err, len(want), want)
-		}
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	conntest.EchoInOrder(t, c, msgs)
 }
 
 // TestEmptyGreeting: an empty frame is a valid frame, and Greet refuses it:
@@ -200,24 +181,15 @@ func TestEmptyGreeting(t *testing.T) {
 	}
 }
 
+// TestManyClients: 50 concurrent clients × 100 greetings, every reply right.
 func TestManyClients(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", message.Greet, nil)
 	const clients, each = 50, 100
-	var wg sync.WaitGroup
-	for i := range clients {
-		c := dial(t, s.Addr())
-		wg.Go(func() {
-			for j := range each {
-				name := fmt.Sprintf("client%d-%d", i, j)
-				got, err := conntest.Request(c, []byte(name), conntest.Timeout)
-				if err != nil || string(got) != "Hello "+name+"!\n" {
-					t.Errorf("client %d: reply to %q = %q, %v", i, name, got, err)
-					return
-				}
-			}
-		})
+	conns := make([]message.Conn, clients)
+	for i := range conns {
+		conns[i] = dial(t, s.Addr())
 	}
-	wg.Wait()
+	conntest.GreetMany(t, conns, each)
 	if st := s.Stats(); st.Replies != clients*each || st.Accepted != clients {
 		t.Errorf("stats = %+v, want %d replies from %d connections", st, clients*each, clients)
 	}

@@ -5,6 +5,7 @@
 package conntest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -82,6 +83,42 @@ func Request(c message.Conn, req []byte, timeout time.Duration) ([]byte, error) 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return message.RoundTrip(ctx, c, req)
+}
+
+// EchoInOrder sends msgs on c from a second goroutine while it receives, as
+// a client keeping many requests in flight does, and fails t unless every
+// message comes back whole and in order. c's server must answer with
+// message.Echo, over a transport that loses nothing.
+func EchoInOrder(t testing.TB, c message.Conn, msgs [][]byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		for _, m := range msgs {
+			if err := c.Send(ctx, m); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	for i, want := range msgs {
+		got, err := c.Receive(ctx)
+		if err != nil {
+			cancel()
+			<-errc
+			t.Fatalf("message %d (%d bytes): %v", i, len(want), err)
+		}
+		if !bytes.Equal(got, want) {
+			cancel()
+			<-errc
+			t.Fatalf("message %d: got %d bytes %.16q, want %d bytes %.16q", i, len(got), got, len(want), want)
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
 }
 
 // WaitFor polls cond until it holds, failing t after Timeout.
@@ -178,12 +215,21 @@ func testClose(t *testing.T, tr Transport) {
 
 func testManyClients(t *testing.T, tr Transport, clients, each int) {
 	addr := tr.Serve(t, "127.0.0.1:0", message.Greet)
+	conns := make([]message.Conn, clients)
+	for i := range conns {
+		conns[i] = tr.Dial(t, addr)
+	}
+	GreetMany(t, conns, each)
+}
+
+// GreetMany greets each times on every Conn in conns, all Conns at once,
+// one request in flight on each, and fails t on any wrong reply. Their
+// server must answer with message.Greet.
+func GreetMany(t testing.TB, conns []message.Conn, each int) {
+	t.Helper()
 	var wg sync.WaitGroup
-	for i := range clients {
-		c := tr.Dial(t, addr)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for i, c := range conns {
+		wg.Go(func() {
 			for j := range each {
 				name := fmt.Sprintf("client%d-%d", i, j)
 				got, err := Request(c, []byte(name), Timeout)
@@ -192,7 +238,7 @@ func testManyClients(t *testing.T, tr Transport, clients, each int) {
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }

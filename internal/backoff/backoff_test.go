@@ -1,0 +1,35 @@
+package backoff
+
+import (
+	"testing"
+	"time"
+
+	"github.com/udplab/udplab/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
+
+func TestNext(t *testing.T) {
+	var b Backoff
+	want := []time.Duration{5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000}
+	for i, w := range want {
+		if got := b.Next(); got != w*time.Millisecond {
+			t.Errorf("wait %d = %v, want %v", i, got, w*time.Millisecond)
+		}
+	}
+	b.Reset()
+	if got := b.Next(); got != first {
+		t.Errorf("after Reset: %v, want %v", got, first)
+	}
+}
+
+func TestWait(t *testing.T) {
+	if !Wait(time.Millisecond, nil) {
+		t.Error("Wait with nothing to stop it = false")
+	}
+	done := make(chan struct{})
+	close(done)
+	if Wait(time.Hour, done) {
+		t.Error("Wait with done closed = true")
+	}
+}
