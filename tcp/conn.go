@@ -2,9 +2,9 @@
 // stream. Over a real address the stream is the kernel's TCP; over anything
 // else it is whatever net.Conn and net.Listener it is given, such as a
 // user-space TCP/IP stack's. Its delivery class is reliable-ordered, and the
-// price is TCP's: a handshake, acknowledgements, retransmissions and head-of-
-// line blocking, which the compare harness measures against the other
-// transports.
+// price is TCP's: a handshake, acknowledgements, retransmissions and
+// head-of-line blocking, which the compare harness measures against the
+// other transports.
 //
 // # Framing
 //
@@ -32,7 +32,8 @@
 //
 // In either dialect the request "exit" (one trailing "\n" or "\r\n"
 // ignored) gets its reply, and then the server closes that connection, as
-// the tutorial's TCP server does. Everyone else goes on being served.
+// the tutorial's TCP server does; requests sent after it go unanswered.
+// Everyone else goes on being served.
 package tcp
 
 import (
