@@ -10,6 +10,7 @@ import (
 
 	"github.com/udplab/udplab/link"
 	"github.com/udplab/udplab/message"
+	"github.com/udplab/udplab/modes"
 )
 
 // checkIdentity asserts that every raw datagram has a cause:
@@ -33,13 +34,13 @@ func checkIdentity(t *testing.T, r Result) {
 	}
 }
 
-func runOne(t *testing.T, m Mode, spec string, w Workload) Result {
+func runOne(t *testing.T, m string, spec string, w Workload) Result {
 	t.Helper()
 	l, err := ParseLink(spec, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Run(context.Background(), Config{Modes: []Mode{m}, Links: []Link{l}, Workload: w})
+	rep, err := Run(context.Background(), Config{Modes: []string{m}, Links: []Link{l}, Workload: w})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func TestRawLossesAccounted(t *testing.T) {
 		"loss=5%,dup=3%,corrupt=2%,delay=1ms,jitter=1ms",
 		"rate=2mbit,queue=20,delay=1ms",
 	} {
-		r := runOne(t, Raw, spec, Workload{Messages: 2000, Interval: 0, Wait: 100 * time.Millisecond})
+		r := runOne(t, "raw", spec, Workload{Messages: 2000, Interval: 0, Wait: 100 * time.Millisecond})
 		checkIdentity(t, r)
 		if spec == "loss=10%,delay=2ms" {
 			if r.Delivered == r.Sent || *r.Lost.Link == 0 {
@@ -81,7 +82,7 @@ func TestSocketDropsAccounted(t *testing.T) {
 	}
 	testReadBuffer = 4096
 	defer func() { testReadBuffer = 0 }()
-	r := runOne(t, Raw, "delay=0ms", Workload{Messages: 5000, Interval: 0, Wait: 100 * time.Millisecond})
+	r := runOne(t, "raw", "delay=0ms", Workload{Messages: 5000, Interval: 0, Wait: 100 * time.Millisecond})
 	checkIdentity(t, r)
 	if r.SocketDrops == nil || *r.SocketDrops == 0 || *r.LinkDrops != 0 {
 		t.Errorf("5000 greetings into 4 KiB buffers: socket drops %v, link drops %d; want some socket drops and no link drops",
@@ -100,7 +101,7 @@ func TestSocketDropsAccounted(t *testing.T) {
 func TestInLinkAccounted(t *testing.T) {
 	testSettleMax = time.Millisecond
 	defer func() { testSettleMax = 0 }()
-	r := runOne(t, Raw, "delay=10ms,jitter=200ms,dist=pareto,order=netem", Workload{Messages: 200, Size: 16, Interval: time.Millisecond, Wait: 100 * time.Millisecond})
+	r := runOne(t, "raw", "delay=10ms,jitter=200ms,dist=pareto,order=netem", Workload{Messages: 200, Size: 16, Interval: time.Millisecond, Wait: 100 * time.Millisecond})
 	checkIdentity(t, r)
 	if r.Lost.InLink == nil || *r.Lost.InLink == 0 {
 		t.Errorf("lost = %+v (late %d, delivered %d of %d, %.2fs): want datagrams still in the link", r.Lost, r.Lost.Late, r.Delivered, r.Sent, r.DurationS)
@@ -110,12 +111,12 @@ func TestInLinkAccounted(t *testing.T) {
 // TestReliableLostIsUnfinished: for KCP, packet losses are repaired, so a
 // greeting is missing only when the run ended first.
 func TestReliableLostIsUnfinished(t *testing.T) {
-	r := runOne(t, Reliable, "loss=10%,delay=1ms", Workload{Messages: 200, Interval: time.Millisecond})
+	r := runOne(t, "kcp", "loss=10%,delay=1ms", Workload{Messages: 200, Interval: time.Millisecond})
 	if r.Lost.Unfinished == nil || *r.Lost.Unfinished != r.Sent-r.Delivered || r.Lost.Link != nil {
 		t.Errorf("reliable lost = %+v with %d of %d delivered; want only unfinished = sent - delivered", r.Lost, r.Delivered, r.Sent)
 	}
-	if r.HeaderBytes != 24 {
-		t.Errorf("reliable header = %d B, want KCP's 24", r.HeaderBytes)
+	if r.HeaderBytes != 28+24 {
+		t.Errorf("kcp headers = %d B a datagram, want IP and UDP's 28 and KCP's 24", r.HeaderBytes)
 	}
 }
 
@@ -123,7 +124,7 @@ func TestReliableLostIsUnfinished(t *testing.T) {
 // lateness, with its percentiles in order. Whether it is noisy depends on
 // the machine's load, so only the marking rule is tested exactly (below).
 func TestTimingErrorReported(t *testing.T) {
-	r := runOne(t, Raw, "delay=2ms", Workload{Messages: 50, Interval: time.Millisecond})
+	r := runOne(t, "raw", "delay=2ms", Workload{Messages: 50, Interval: time.Millisecond})
 	te := r.TimingError
 	if te == nil {
 		t.Fatal("timing_error_ms is null over a 2 ms link")
@@ -131,7 +132,7 @@ func TestTimingErrorReported(t *testing.T) {
 	if te.P50 < 0 || te.P50 > te.P99 || te.P99 > te.Max {
 		t.Errorf("timing error = %+v; want 0 <= p50 <= p99 <= max", *te)
 	}
-	if p := runOne(t, Raw, "", Workload{Messages: 10, Interval: time.Millisecond}); p.TimingError != nil {
+	if p := runOne(t, "raw", "", Workload{Messages: 10, Interval: time.Millisecond}); p.TimingError != nil {
 		t.Errorf("a perfect link times nothing, yet timing error = %+v", *p.TimingError)
 	}
 }
@@ -163,11 +164,11 @@ func TestNoisyRule(t *testing.T) {
 
 func TestRunsCountsTheDefaultMatrix(t *testing.T) {
 	c := Config{}
-	if got, want := c.Runs(), len(DefaultMatrix)*len(Modes); got != want {
+	if got, want := c.Runs(), len(DefaultMatrix)*len(DefaultModes()); got != want {
 		t.Errorf("Runs() of the default matrix = %d, want %d", got, want)
 	}
 	c.Repeat = 3
-	if got, want := c.Runs(), 3*len(DefaultMatrix)*len(Modes); got != want {
+	if got, want := c.Runs(), 3*len(DefaultMatrix)*len(DefaultModes()); got != want {
 		t.Errorf("Runs() with Repeat 3 = %d, want %d", got, want)
 	}
 }
@@ -190,7 +191,7 @@ func TestWaitShorterThanTwoRoundTripsRefused(t *testing.T) {
 func TestRepeat(t *testing.T) {
 	l, _ := ParseLink("loss=20%,delay=1ms", 7)
 	rep, err := Run(context.Background(), Config{
-		Modes: []Mode{Raw}, Links: []Link{l}, Repeat: 3, Seed: 7,
+		Modes: []string{"raw"}, Links: []Link{l}, Repeat: 3, Seed: 7,
 		Workload: Workload{Messages: 100, Interval: 200 * time.Microsecond, Wait: 50 * time.Millisecond},
 	})
 	if err != nil {
@@ -228,7 +229,8 @@ func TestSocketDropsReadAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.close()
-	srv, conn, err := e.start(Raw, message.Greet, nil)
+	tr, _ := modes.Raw.New(nil)
+	srv, conn, _, err := e.start(context.Background(), tr, message.Greet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +246,7 @@ func TestSocketDropsReadAfterClose(t *testing.T) {
 // the results, marked, but not averaged into its cell's summary.
 func TestSummaryLeavesOutInterruptedRuns(t *testing.T) {
 	run := func(delivered int, interrupted bool) Result {
-		return Result{Mode: Raw, Link: "l", Sent: 100, Delivered: delivered, Interrupted: interrupted}
+		return Result{Mode: "raw", Link: "l", Sent: 100, Delivered: delivered, Interrupted: interrupted}
 	}
 	rep := Report{Config: ReportConfig{Repeat: 3}, Results: []Result{run(80, false), run(90, false), run(10, true)}}
 	rep.summarize()

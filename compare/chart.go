@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/modes"
 )
 
 // Chart sizes: one panel is 4.5 by 3.2 inches, readable at 100% on a
@@ -121,7 +121,7 @@ func (r *Report) cdfPlots() ([][]*plot.Plot, error) {
 			for i := range ms {
 				xys = append(xys, plotter.XY{X: ms[i], Y: frac[i]})
 			}
-			if err := addLine(p, string(x.Mode), xys, modeIndex(x.Mode)); err != nil {
+			if err := addLine(p, x.Mode, xys, modeIndex(x.Mode)); err != nil {
 				return nil, err
 			}
 			all = append(all, xys...)
@@ -315,7 +315,7 @@ func style(s *draw.LineStyle, i int) {
 }
 
 // modeIndex gives each mode the same colour and dashes in every chart.
-func modeIndex(m Mode) int { return slices.Index(Modes, m) }
+func modeIndex(m string) int { return modes.Index(m) }
 
 // byLink groups the results by link, in order; runs against targets are
 // one group.

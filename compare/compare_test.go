@@ -13,6 +13,7 @@ import (
 
 	"github.com/udplab/udplab/internal/leakcheck"
 	"github.com/udplab/udplab/message"
+	"github.com/udplab/udplab/modes"
 	"github.com/udplab/udplab/raw"
 	"github.com/udplab/udplab/reliable"
 )
@@ -144,7 +145,7 @@ func TestLossSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep, err := Run(context.Background(), Config{
-		Modes: []Mode{Raw, ReliableFEC}, Links: links, Sweep: key, Seed: 1,
+		Modes: []string{"raw", "kcp-fec"}, Links: links, Sweep: key, Seed: 1,
 		Workload: Workload{Messages: 300, Interval: time.Millisecond},
 	})
 	if err != nil {
@@ -152,7 +153,7 @@ func TestLossSweep(t *testing.T) {
 	}
 	var raws []float64
 	for _, r := range rep.Results {
-		if r.Mode == Raw {
+		if r.Mode == "raw" {
 			raws = append(raws, r.DeliveredPct())
 		} else if r.Delivered != r.Sent {
 			t.Errorf("reliable-fec on %s delivered %d of %d", r.Link, r.Delivered, r.Sent)
@@ -183,9 +184,9 @@ func TestTargets(t *testing.T) {
 	defer plain.Close()
 	rep, err := Run(context.Background(), Config{
 		Targets: []Target{
-			{Mode: Raw, Addr: rs.Addr().String()},
-			{Mode: ReliableFEC, Addr: ks.Addr().String()},
-			{Mode: Reliable, Addr: plain.Addr().String()},
+			{Mode: "raw", Addr: rs.Addr().String()},
+			{Mode: "kcp-fec", Addr: ks.Addr().String()},
+			{Mode: "kcp", Addr: plain.Addr().String()},
 		},
 		Workload: Workload{Messages: 200, Interval: 200 * time.Microsecond},
 	})
@@ -197,13 +198,13 @@ func TestTargets(t *testing.T) {
 	}
 	// A mode means one configuration: reliable is KCP without FEC, and
 	// the record says so.
-	for i, want := range []Mode{Raw, ReliableFEC, Reliable} {
+	for i, want := range []string{"raw", "kcp-fec", "kcp"} {
 		if rep.Results[i].Mode != want {
 			t.Errorf("target %d reported as %s, want %s", i, rep.Results[i].Mode, want)
 		}
 	}
-	if rep.Config.Reliable.FEC != "10,3" {
-		t.Errorf("recorded FEC %q, want 10,3 for the reliable-fec target", rep.Config.Reliable.FEC)
+	if got := rep.Config.transportInfo("kcp-fec").Settings["fec"]; got != "10,3" {
+		t.Errorf("recorded FEC %v, want 10,3 for the kcp-fec target", got)
 	}
 	for _, r := range rep.Results {
 		if r.Delivered != 200 || r.InOrder != 200 {
@@ -232,7 +233,7 @@ func TestNoTargetThere(t *testing.T) {
 	addr := pc.LocalAddr().String()
 	pc.Close()
 	rep, err := Run(context.Background(), Config{
-		Targets:  []Target{{Mode: Raw, Addr: addr}},
+		Targets:  []Target{{Mode: "raw", Addr: addr}},
 		Workload: Workload{Messages: 10, Interval: time.Millisecond, Wait: 50 * time.Millisecond},
 	})
 	if err != nil {
@@ -268,16 +269,18 @@ func TestNoTargetThere(t *testing.T) {
 // are recorded, even though --fec has a default.
 func TestRecordedConfigIsWhatRan(t *testing.T) {
 	l, _ := ParseLink("delay=1ms", 1)
-	rep, err := Run(context.Background(), Config{Modes: []Mode{Raw, Reliable}, Links: []Link{l},
+	rep, err := Run(context.Background(), Config{Modes: []string{"raw", "kcp"}, Links: []Link{l},
 		Workload: Workload{Messages: 5, Interval: time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Config.Reliable.FEC != "" {
-		t.Errorf("recorded FEC %q for a comparison without reliable-fec, want none", rep.Config.Reliable.FEC)
+	for _, ti := range rep.Config.Transports {
+		if _, ok := ti.Settings["fec"]; ok {
+			t.Errorf("recorded FEC for %s in a comparison without kcp-fec, want none", ti.Mode)
+		}
 	}
-	if err := (&Config{Modes: []Mode{ReliableFEC}, Reliable: reliable.Config{NoFEC: true}}).Validate(); err == nil {
-		t.Errorf("reliable-fec with FEC off validated; want a refusal")
+	if err := (&Config{Modes: []string{"kcp-fec"}, Settings: modes.Settings{KCP: reliable.Config{NoFEC: true}}}).Validate(); err == nil {
+		t.Errorf("kcp-fec with FEC off validated; want a refusal")
 	}
 }
 
@@ -290,7 +293,7 @@ func TestDeadLinkStalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep, err := Run(context.Background(), Config{
-		Modes: []Mode{Reliable}, Links: []Link{l},
+		Modes: []string{"kcp"}, Links: []Link{l},
 		Workload: Workload{Messages: 1000, Interval: 0, Wait: 300 * time.Millisecond},
 	})
 	if err != nil {
@@ -308,7 +311,7 @@ func TestDeadLinkStalls(t *testing.T) {
 func TestSlowPacingIsNotAStall(t *testing.T) {
 	l, _ := ParseLink("delay=1ms", 1)
 	rep, err := Run(context.Background(), Config{
-		Modes: []Mode{Raw}, Links: []Link{l},
+		Modes: []string{"raw"}, Links: []Link{l},
 		Workload: Workload{Messages: 3, Interval: 250 * time.Millisecond, Wait: 50 * time.Millisecond},
 	})
 	if err != nil {
@@ -322,7 +325,7 @@ func TestSlowPacingIsNotAStall(t *testing.T) {
 func TestCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	l, _ := ParseLink("delay=5ms", 1)
-	c := Config{Modes: []Mode{Raw, Reliable}, Links: []Link{l}, Workload: Workload{Messages: 100000, Interval: time.Millisecond}}
+	c := Config{Modes: []string{"raw", "kcp"}, Links: []Link{l}, Workload: Workload{Messages: 100000, Interval: time.Millisecond}}
 	var sent int
 	c.Progress = func(n int) {
 		if sent += n; sent >= 100 {

@@ -1,13 +1,14 @@
 package compare
 
 import (
+	"context"
 	"net"
+	"time"
 
 	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/link"
 	"github.com/udplab/udplab/message"
-	"github.com/udplab/udplab/raw"
-	"github.com/udplab/udplab/reliable"
+	"github.com/udplab/udplab/modes"
 )
 
 // testReadBuffer, when set by a test, replaces the large receive buffers
@@ -59,25 +60,24 @@ func newLocalRun(spec link.Spec) (*localRun, error) {
 	return e, nil
 }
 
-// start serves h in mode m on the server socket and opens the client's
+// start serves h with tr on the server socket and opens the client's
 // conversation, each through its direction of the link. The server and
 // the Conn take their sockets over.
-func (e *localRun) start(m Mode, h message.Handler, rc *reliable.Config) (message.Server, message.Conn, error) {
+// It also returns how long the Conn took to open, in ms: a handshake's.
+func (e *localRun) start(ctx context.Context, tr modes.Transport, h message.Handler) (modes.Server, message.Conn, float64, error) {
 	sw := e.link.Wrap(countedClose{e.spc, e.scount}, link.Down)
 	e.client = &countingConn{PacketConn: e.link.Wrap(countedClose{e.cpc, e.ccount}, link.Up)}
-	if m == Raw {
-		return raw.NewServer(sw, h, &raw.ServerConfig{Logger: discard}), raw.NewConn(e.client, e.spc.LocalAddr()), nil
-	}
-	srv, err := reliable.NewServer(sw, h, rc)
+	srv, err := tr.Serve(sw, h)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
-	conn, err := reliable.NewConn(e.client, e.spc.LocalAddr(), rc)
+	begin := time.Now()
+	conn, err := tr.Dial(ctx, e.client, e.spc.LocalAddr())
 	if err != nil {
 		srv.Close()
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
-	return srv, conn, nil
+	return srv, conn, ms(time.Since(begin)), nil
 }
 
 // settled returns the condition that ends a raw run's settling: every
@@ -86,7 +86,7 @@ func (e *localRun) start(m Mode, h message.Handler, rc *reliable.Config) (messag
 // and every greeting's fate is in a counter. It must hold on two polls in
 // a row, with the same totals, so a datagram between two counters is not
 // missed.
-func (e *localRun) settled(srv *raw.Server) func() bool {
+func (e *localRun) settled(srv modes.Server) func() bool {
 	var last [2]uint64
 	return func() bool {
 		up, down := e.link.Stats(link.Up), e.link.Stats(link.Down)

@@ -13,7 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/udplab/udplab/reliable"
+	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/modes"
 )
 
 // Report is a whole comparison: how it was run and what each run measured.
@@ -29,14 +30,16 @@ type Report struct {
 // ReportConfig records everything needed to run a comparison again.
 type ReportConfig struct {
 	Seed     uint64       `json:"seed"`
-	Modes    []Mode       `json:"modes"`
+	Modes    []string     `json:"modes"`
 	Links    []LinkInfo   `json:"links,omitempty"`
 	Sweep    string       `json:"sweep,omitempty"`
 	Targets  []TargetInfo `json:"targets,omitempty"`
 	Repeat   int          `json:"repeat"`
 	Workload WorkloadInfo `json:"workload"`
-	Reliable ReliableInfo `json:"reliable"`
-	Versions Versions     `json:"versions"`
+	// Transports are the modes that ran, as configured: what the report
+	// says about each, and its settings.
+	Transports []TransportInfo `json:"transports"`
+	Versions   Versions        `json:"versions"`
 }
 
 // LinkInfo is one simulated link as run.
@@ -48,7 +51,7 @@ type LinkInfo struct {
 
 // TargetInfo is one running server measured.
 type TargetInfo struct {
-	Mode Mode   `json:"mode"`
+	Mode string `json:"mode"`
 	Addr string `json:"addr"`
 }
 
@@ -60,22 +63,25 @@ type WorkloadInfo struct {
 	WaitMS     float64 `json:"wait_ms"` // 0: automatic
 }
 
-// ReliableInfo is the reliable modes' configuration with defaults filled
-// in, as they ran.
-type ReliableInfo struct {
-	FEC           string `json:"fec,omitempty"` // reliable-fec's shards; absent when reliable-fec did not run
-	Profile       string `json:"profile"`
-	Crypt         string `json:"crypt"` // "" when unencrypted
-	MTU           int    `json:"mtu"`
-	SendWindow    int    `json:"send_window"`
-	ReceiveWindow int    `json:"receive_window"`
+// TransportInfo is one mode as it ran: its traits and settings.
+type TransportInfo struct {
+	Mode          string         `json:"mode"`
+	Delivery      string         `json:"delivery"`
+	HandshakeRTTs int            `json:"handshake_rtts"` // round trips before the first request can leave
+	HeaderBytes   int            `json:"header_bytes"`   // the mode's own header in a datagram below UDP; for ip_packets modes, IP and TCP without options
+	IPPackets     bool           `json:"ip_packets"`     // each datagram over the link is a whole IP packet (a user-space TCP/IP stack)
+	Congestion    string         `json:"congestion"`
+	MaxMessage    int            `json:"max_message"`
+	Stack         string         `json:"stack"`
+	Settings      map[string]any `json:"settings,omitempty"`
+	fec           bool
+	summary       []string
 }
 
 func (c *Config) describe() ReportConfig {
-	rc := c.Reliable.WithDefaults()
 	d := ReportConfig{
 		Seed:   c.Seed,
-		Modes:  c.modes(),
+		Modes:  c.modeNames(),
 		Sweep:  c.Sweep,
 		Repeat: c.repeat(),
 		Workload: WorkloadInfo{
@@ -84,14 +90,7 @@ func (c *Config) describe() ReportConfig {
 			Size:       c.Workload.Size,
 			WaitMS:     ms(c.Workload.Wait),
 		},
-		Reliable: ReliableInfo{
-			Profile: rc.Profile, Crypt: rc.Crypt,
-			MTU: rc.MTU, SendWindow: rc.SendWindow, ReceiveWindow: rc.ReceiveWindow,
-		},
 		Versions: BuildVersions(),
-	}
-	if c.runsMode(ReliableFEC) {
-		d.Reliable.FEC = rc.FECString()
 	}
 	if len(c.Targets) > 0 {
 		d.Modes = nil
@@ -99,12 +98,36 @@ func (c *Config) describe() ReportConfig {
 			d.Modes = append(d.Modes, t.Mode)
 			d.Targets = append(d.Targets, TargetInfo(t))
 		}
+	}
+	for _, name := range d.Modes {
+		if slices.ContainsFunc(d.Transports, func(ti TransportInfo) bool { return ti.Mode == name }) {
+			continue
+		}
+		_, tr := c.transport(name)
+		t := tr.Traits()
+		d.Transports = append(d.Transports, TransportInfo{
+			Mode: name, Delivery: string(t.Delivery), HandshakeRTTs: t.HandshakeRTTs,
+			HeaderBytes: t.HeaderBytes, IPPackets: t.IPPackets, Congestion: t.Congestion,
+			MaxMessage: t.MaxMessage, Stack: t.Stack, Settings: t.Settings, fec: t.FEC, summary: t.Summary,
+		})
+	}
+	if len(c.Targets) > 0 {
 		return d
 	}
 	for _, l := range c.links() {
 		d.Links = append(d.Links, LinkInfo{Name: l.Name, Spec: l.Spec.String(), SweepValue: l.SweepValue})
 	}
 	return d
+}
+
+// transportInfo returns what the report knows of mode name.
+func (c *ReportConfig) transportInfo(name string) TransportInfo {
+	for _, t := range c.Transports {
+		if t.Mode == name {
+			return t
+		}
+	}
+	return TransportInfo{Mode: name}
 }
 
 // Versions are the versions of what was measured.
@@ -175,7 +198,7 @@ var csvHeader = []string{
 	"sent", "delivered", "in_order", "duplicates", "bad_replies",
 	"lost_link", "lost_socket", "lost_late", "lost_refused", "lost_in_link", "lost_unseen", "lost_unfinished",
 	"latency_ms_mean", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_max",
-	"jitter_ms", "first_reply_ms",
+	"jitter_ms", "first_reply_ms", "connect_ms",
 	"payload_bytes", "wire_bytes", "wire_packets", "wire_bytes_with_headers", "overhead", "header_bytes",
 	"link_drops", "link_duplicates", "socket_drops",
 	"retransmissions", "fec_recovered",
@@ -200,7 +223,7 @@ func (x *Result) csvRow() []string {
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	i := strconv.Itoa
 	row := []string{
-		string(x.Mode), x.Link, x.LinkSpec, x.SweepValue, u(x.Seed), i(x.Repeat),
+		x.Mode, x.Link, x.LinkSpec, x.SweepValue, u(x.Seed), i(x.Repeat),
 		i(x.Sent), i(x.Delivered), i(x.InOrder), i(x.Duplicates), i(x.BadReplies),
 		optU(x.Lost.Link), optU(x.Lost.Socket), i(x.Lost.Late), optU(x.Lost.Refused), optU(x.Lost.InLink), optI(x.Lost.Unseen), optI(x.Lost.Unfinished),
 	}
@@ -209,7 +232,7 @@ func (x *Result) csvRow() []string {
 	} else {
 		row = append(row, "", "", "", "", "")
 	}
-	row = append(row, optF(x.JitterMS), optF(x.FirstMS),
+	row = append(row, optF(x.JitterMS), optF(x.FirstMS), optF(x.ConnectMS),
 		u(x.PayloadBytes), u(x.WireBytes), u(x.WirePackets), u(x.WireBytesWithHeaders), optF(x.Overhead), i(x.HeaderBytes),
 		optU(x.LinkDrops), optU(x.LinkDuplicates), optU(x.SocketDrops),
 		u(x.Retransmissions), u(x.FECRecovered))
@@ -292,18 +315,16 @@ func (r *Report) summary() string {
 	if len(c.Targets) > 0 {
 		where = "running servers, real network (wire counted at the client)"
 	}
-	enc := "unencrypted"
-	if c.Reliable.Crypt != "" {
-		enc = c.Reliable.Crypt
-	}
 	line := fmt.Sprintf("udplab compare: %s of %d B per run, %s; %s",
 		plural(c.Workload.Messages, "greeting"), c.Workload.Size, pace, where)
-	if slices.ContainsFunc(c.Modes, func(m Mode) bool { return m != Raw }) {
-		line += "; KCP " + c.Reliable.Profile
-		if c.Reliable.FEC != "" {
-			line += ", FEC " + c.Reliable.FEC
+	var seen []string
+	for _, t := range c.Transports {
+		for _, part := range t.summary {
+			if !slices.Contains(seen, part) {
+				seen = append(seen, part)
+				line += "; " + part
+			}
 		}
-		line += ", " + enc
 	}
 	return line
 }
@@ -345,7 +366,7 @@ func (r *Report) resultsTables() []*table {
 			l = &Latency{Mean: -1, P50: -1, P90: -1, P99: -1, Max: -1}
 		}
 		got.rows = append(got.rows, []string{
-			name, string(x.Mode), sent,
+			name, x.Mode, sent,
 			fmt.Sprintf("%d %5.1f%%", x.Delivered, x.DeliveredPct()),
 			x.Lost.cell(),
 			inOrderCell(x),
@@ -357,7 +378,7 @@ func (r *Report) resultsTables() []*table {
 			timing = msCell(x.TimingError.P99)
 		}
 		cost.rows = append(cost.rows, []string{
-			name, string(x.Mode),
+			name, x.Mode,
 			kB(x.PayloadBytes), kB(x.WireBytes), kB(x.WireBytesWithHeaders),
 			strconv.FormatUint(x.WirePackets, 10), overheadCell(x.Overhead),
 			strconv.FormatUint(x.Retransmissions, 10), strconv.FormatUint(x.FECRecovered, 10),
@@ -463,65 +484,64 @@ func (r *Report) tradeoff() *table {
 	}
 	t := &table{title: "The trade-off, measured " + where + ":", header: []string{""}}
 	for _, x := range runs {
-		t.header = append(t.header, string(x.Mode))
+		t.header = append(t.header, x.Mode)
 	}
-	rc := r.Config.Reliable
-	row := func(name string, cell func(x *Result, kcp bool) string) {
+	row := func(name string, cell func(x *Result, t TransportInfo) string) {
 		cells := []string{name}
 		for i := range runs {
-			cells = append(cells, cell(&runs[i], runs[i].Mode != Raw))
+			cells = append(cells, cell(&runs[i], r.Config.transportInfo(runs[i].Mode)))
 		}
 		t.rows = append(t.rows, cells)
 	}
-	row("connection", func(x *Result, kcp bool) string {
-		if kcp {
-			return "session, no handshake; 1st reply " + optMS(x.FirstMS) + " ms"
+	row("connection", func(x *Result, t TransportInfo) string {
+		first := "1st reply " + optMS(x.FirstMS) + " ms"
+		switch {
+		case t.HandshakeRTTs > 0:
+			return "handshake " + optMS(x.ConnectMS) + " ms; " + first
+		case t.Delivery == string(modes.Unreliable):
+			return "none; " + first
 		}
-		return "none; 1st reply " + optMS(x.FirstMS) + " ms"
+		return "session, no handshake; " + first
 	})
-	row("reliability", func(x *Result, kcp bool) string {
+	row("reliability", func(x *Result, t TransportInfo) string {
 		s := fmt.Sprintf("%.1f%% delivered", x.DeliveredPct())
 		switch {
-		case x.Mode == ReliableFEC:
+		case t.fec:
 			s += fmt.Sprintf(" (%d resent, %d by FEC)", x.Retransmissions, x.FECRecovered)
-		case kcp:
+		case t.Delivery != string(modes.Unreliable):
 			s += fmt.Sprintf(" (%d resent)", x.Retransmissions)
 		case x.Lost.cell() != "0":
 			s += " (lost: " + x.Lost.cell() + ")"
 		}
 		return s
 	})
-	row("order of arrival", func(x *Result, kcp bool) string {
+	row("order of arrival", func(x *Result, t TransportInfo) string {
 		if x.Delivered == 0 {
 			return "nothing delivered"
 		}
 		return fmt.Sprintf("%.1f%% in order, %d dup", x.InOrderPct(), x.Duplicates)
 	})
-	row("header size", func(x *Result, kcp bool) string {
-		return fmt.Sprintf("28+%d B a datagram", x.HeaderBytes)
+	row("header size", func(x *Result, t TransportInfo) string {
+		if t.IPPackets {
+			return fmt.Sprintf("%d B a packet (IP+TCP, measured)", x.HeaderBytes)
+		}
+		return fmt.Sprintf("%d+%d B a datagram", link.HeaderBytes, x.HeaderBytes-link.HeaderBytes)
 	})
-	row("speed", func(x *Result, kcp bool) string {
+	row("speed", func(x *Result, t TransportInfo) string {
 		if x.Latency == nil {
 			return "no replies"
 		}
 		return fmt.Sprintf("p50 %s ms, p99 %s ms", msCell(x.Latency.P50), msCell(x.Latency.P99))
 	})
-	row("resources", func(x *Result, kcp bool) string {
+	row("resources", func(x *Result, t TransportInfo) string {
 		per := 0.0
 		if x.Sent > 0 {
 			per = float64(x.WirePackets) / float64(x.Sent)
 		}
-		return fmt.Sprintf("%.1f datagrams a greeting; %.0f ms CPU", per, x.CPUS*1e3)
+		return fmt.Sprintf("%.1f packets a greeting; %.0f ms CPU", per, x.CPUS*1e3)
 	})
-	row("flow and congestion control", func(x *Result, kcp bool) string {
-		if !kcp {
-			return "none: the application's pace"
-		}
-		cc := "congestion window on"
-		if reliable.Profiles[rc.Profile].NoCongestion != 0 {
-			cc = "no congestion window"
-		}
-		return fmt.Sprintf("window %d/%d; %s", rc.SendWindow, rc.ReceiveWindow, cc)
+	row("flow and congestion control", func(x *Result, t TransportInfo) string {
+		return orDash(t.Congestion)
 	})
 	t.left = len(t.header)
 	return t

@@ -6,64 +6,31 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	kcp "github.com/xtaci/kcp-go/v5"
-
-	"github.com/udplab/udplab/internal/sockstat"
-	"github.com/udplab/udplab/internal/udpsock"
 	"github.com/udplab/udplab/link"
 	"github.com/udplab/udplab/message"
-	"github.com/udplab/udplab/raw"
-	"github.com/udplab/udplab/reliable"
+	"github.com/udplab/udplab/modes"
 )
 
-// Mode is a transport configuration that compare measures.
-type Mode string
-
-// The modes.
-const (
-	Raw         Mode = "raw"          // bare datagrams
-	Reliable    Mode = "reliable"     // KCP without FEC
-	ReliableFEC Mode = "reliable-fec" // KCP with Reed-Solomon FEC
-)
-
-// Modes lists every mode in the order reports show them.
-var Modes = []Mode{Raw, Reliable, ReliableFEC}
-
-// ParseMode returns the mode named s.
-func ParseMode(s string) (Mode, error) {
-	for _, m := range Modes {
-		if string(m) == s {
-			return m, nil
-		}
-	}
-	return "", fmt.Errorf("mode %q: want one of %s", s, strings.Join(ModeNames(), ", "))
-}
-
-// ModeNames returns the names of Modes, in order.
-func ModeNames() []string {
-	names := make([]string, len(Modes))
-	for i, m := range Modes {
-		names[i] = string(m)
-	}
-	return names
-}
+// DefaultModes are the modes a comparison runs when it names none: every
+// mode in package modes, in its order.
+func DefaultModes() []string { return modes.Names() }
 
 // Target is a server already running, measured over the real network.
 type Target struct {
-	Mode Mode   // Raw, or Reliable/ReliableFEC as Config.Reliable's FEC says
+	Mode string // a mode's name (or alias) from package modes
 	Addr string // host:port
 }
 
 // Config is one comparison: every link (or target) crossed with every mode.
 type Config struct {
-	// Modes to run on every link, in this order. Nil means all of Modes.
-	Modes []Mode
+	// Modes to run on every link, in this order, by name or alias (package
+	// modes). Nil means DefaultModes.
+	Modes []string
 	// Links to simulate. Nil means DefaultLinks(Seed). Ignored with Targets.
 	Links []Link
 	// Sweep is the link parameter the links vary, when they come from
@@ -75,9 +42,9 @@ type Config struct {
 	Seed uint64
 	// Workload is what the client does in each run.
 	Workload Workload
-	// Reliable configures both reliable modes: ReliableFEC uses its FEC
-	// shards (default 10,3), Reliable turns FEC off. Both ends use it.
-	Reliable reliable.Config
+	// Settings configure the modes, both ends alike (kcp-fec takes its FEC
+	// shards from Settings.KCP, default 10,3; kcp turns FEC off).
+	Settings modes.Settings
 	// Repeat runs every (link, mode) cell this many times, with the link's
 	// seed, seed+1, ..., and summarizes each cell. Zero means once.
 	Repeat int
@@ -91,14 +58,14 @@ func (c *Config) Runs() int {
 	if len(c.Targets) > 0 {
 		return len(c.Targets) * c.repeat()
 	}
-	return len(c.modes()) * len(c.links()) * c.repeat()
+	return len(c.modeNames()) * len(c.links()) * c.repeat()
 }
 
 func (c *Config) repeat() int { return max(c.Repeat, 1) }
 
-func (c *Config) modes() []Mode {
+func (c *Config) modeNames() []string {
 	if c.Modes == nil {
-		return Modes
+		return DefaultModes()
 	}
 	return c.Modes
 }
@@ -116,27 +83,19 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if c.Modes != nil && len(c.Modes) == 0 {
-		return errors.New("modes: want at least one of " + strings.Join(ModeNames(), ", "))
+		return errors.New("modes: want at least one of " + strings.Join(modes.Names(), ", "))
 	}
-	for _, m := range c.Modes {
-		if _, err := ParseMode(string(m)); err != nil {
+	for _, name := range c.usedModes() {
+		m, err := modes.Lookup(name)
+		if err != nil {
 			return err
 		}
-	}
-	for _, t := range c.Targets {
-		if _, err := ParseMode(string(t.Mode)); err != nil {
+		if _, err := m.New(&c.Settings); err != nil {
 			return err
 		}
 	}
 	if c.Repeat < 0 {
 		return fmt.Errorf("repeat %d: want 1 or more", c.Repeat)
-	}
-	rc := c.Reliable
-	if err := rc.Validate(); err != nil {
-		return err
-	}
-	if c.runsMode(ReliableFEC) && rc.WithDefaults().DataShards == 0 {
-		return errors.New("fec 0,0 leaves reliable-fec without FEC: give shards such as 10,3, or leave reliable-fec out (reliable is KCP without FEC)")
 	}
 	for _, l := range c.Links {
 		if err := l.Spec.Validate(); err != nil {
@@ -149,12 +108,45 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// runsMode reports whether any run uses mode m.
-func (c *Config) runsMode(m Mode) bool {
-	if len(c.Targets) > 0 {
-		return slices.ContainsFunc(c.Targets, func(t Target) bool { return t.Mode == m })
+// usedModes lists the names of the modes the runs use, as given.
+func (c *Config) usedModes() []string {
+	if len(c.Targets) == 0 {
+		return c.modeNames()
 	}
-	return slices.Contains(c.modes(), m)
+	var names []string
+	for _, t := range c.Targets {
+		names = append(names, t.Mode)
+	}
+	return names
+}
+
+// canonical replaces every alias in c with its mode's name, so reports
+// name a mode one way. c is valid.
+func (c *Config) canonical() {
+	name := func(s string) string {
+		m, _ := modes.Lookup(s)
+		return m.Name
+	}
+	if c.Modes != nil {
+		c.Modes = slices.Clone(c.Modes)
+		for i := range c.Modes {
+			c.Modes[i] = name(c.Modes[i])
+		}
+	}
+	c.Targets = slices.Clone(c.Targets)
+	for i := range c.Targets {
+		c.Targets[i].Mode = name(c.Targets[i].Mode)
+	}
+}
+
+// transport makes mode name's transport for one run: a fresh one, so its
+// counters are that run's. c is valid.
+func (c *Config) transport(name string) (*modes.Mode, modes.Transport) {
+	m, _ := modes.Lookup(name)
+	s := c.Settings
+	s.Logger = discard
+	t, _ := m.New(&s)
+	return m, t
 }
 
 // checkWait refuses a straggler wait too short for the slowest link: a
@@ -175,20 +167,12 @@ func (c *Config) checkWait() error {
 // roundTrip is a link's round trip at its nominal delays.
 func roundTrip(s link.Spec) time.Duration { return s.Up.Delay + s.Down.Delay }
 
-// reliableConfig returns the reliable transport's configuration for mode.
-func (c *Config) reliableConfig(m Mode) *reliable.Config {
-	rc := c.Reliable
-	rc.NoFEC = m == Reliable
-	rc.Logger = discard
-	return &rc
-}
-
 // Result is what one run measured. Field meanings are in the README
 // ("Reading the results"); JSON and CSV use the json names. A figure with
 // no data (a latency with no reply, a counter the platform does not have)
 // is nil: null in JSON, empty in CSV, "-" in tables.
 type Result struct {
-	Mode       Mode   `json:"mode"`
+	Mode       string `json:"mode"`
 	Link       string `json:"link"`                  // the link's name, or the target's address
 	LinkSpec   string `json:"link_spec,omitempty"`   // the whole link in the grammar, seed included
 	SweepValue string `json:"sweep_value,omitempty"` // the swept parameter's value
@@ -204,6 +188,7 @@ type Result struct {
 	Latency    *Latency `json:"latency_ms"`
 	JitterMS   *float64 `json:"jitter_ms"`
 	FirstMS    *float64 `json:"first_reply_ms"`
+	ConnectMS  *float64 `json:"connect_ms"` // how long opening the conversation took: a handshake's round trips, ~0 without one
 
 	PayloadBytes         uint64   `json:"payload_bytes"`
 	WireBytes            uint64   `json:"wire_bytes"`
@@ -290,6 +275,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		return nil, err
 	}
 	c.Workload = c.Workload.withDefaults()
+	c.canonical()
 	rep := &Report{Config: c.describe()}
 	for _, job := range c.jobs() {
 		r, err := job(ctx)
@@ -319,7 +305,7 @@ func (c *Config) jobs() []func(context.Context) (Result, error) {
 		return jobs
 	}
 	for _, l := range c.links() {
-		for _, m := range c.modes() {
+		for _, m := range c.modeNames() {
 			for rep := range c.repeat() {
 				lk := l
 				lk.Spec.Seed += uint64(rep)
@@ -351,8 +337,9 @@ func (rep *Report) cut(ctx context.Context, r Result, err error) (*Report, error
 // up direction and the server's through down. Everything is torn down
 // before it returns, so kcp-go's process-wide counters see one run at a
 // time.
-func (c *Config) runLocal(ctx context.Context, m Mode, lk Link) (Result, error) {
-	res := Result{Mode: m, Link: lk.Name, LinkSpec: lk.Spec.String(), SweepValue: lk.SweepValue, Seed: lk.Spec.Seed}
+func (c *Config) runLocal(ctx context.Context, name string, lk Link) (Result, error) {
+	res := Result{Mode: name, Link: lk.Name, LinkSpec: lk.Spec.String(), SweepValue: lk.SweepValue, Seed: lk.Spec.Seed}
+	_, tr := c.transport(name)
 	e, err := newLocalRun(lk.Spec)
 	if err != nil {
 		return res, fmt.Errorf("link %q: %w", lk.Name, err)
@@ -360,19 +347,21 @@ func (c *Config) runLocal(ctx context.Context, m Mode, lk Link) (Result, error) 
 	defer e.close()
 	var replyBytes atomic.Uint64
 	h := countReplies(message.Greet, &replyBytes)
-	srv, conn, err := e.start(m, h, c.reliableConfig(m))
+	srv, conn, connect, err := e.start(ctx, tr, h)
 	if err != nil {
 		return res, err
 	}
+	res.ConnectMS = &connect
+	traits := tr.Traits()
 	opts := driveOpts{
 		progress:    c.Progress,
-		minWait:     c.minWait(m, lk.Spec),
+		minWait:     c.minWait(tr, lk.Spec),
 		beforeClose: e.readDrops,
 	}
-	if m == Raw {
-		opts.settle, opts.settleMax = e.settled(srv.(*raw.Server)), settleMax(lk.Spec)
+	if traits.Delivery == modes.Unreliable {
+		opts.settle, opts.settleMax = e.settled(srv), settleMax(lk.Spec)
 	}
-	rec, o, err := c.measure(ctx, conn, &res, opts, srv.Close)
+	rec, o, err := c.measure(ctx, tr, conn, &res, opts, srv.Close)
 	e.link.Close() // what it still holds now stays there: counted as in_link
 	up, down := e.link.Stats(link.Up), e.link.Stats(link.Down)
 	res.PayloadBytes = uint64(o.sent*c.Workload.Size) + replyBytes.Load()
@@ -381,43 +370,30 @@ func (c *Config) runLocal(ctx context.Context, m Mode, lk Link) (Result, error) 
 	linkDrops, linkDups := drops(up)+drops(down), up.Duplicated+down.Duplicated
 	res.LinkDrops, res.LinkDuplicates = &linkDrops, &linkDups
 	res.SocketDrops = e.socketDrops()
-	res.account(m, rec, o, up.WriteErrors+down.WriteErrors)
-	if rs, ok := srv.(*raw.Server); ok {
-		refused := rs.Stats().BadRequests
+	res.account(traits, rec, o, up.WriteErrors+down.WriteErrors)
+	if traits.Delivery == modes.Unreliable {
+		refused := srv.Stats().BadRequests
 		res.Lost.Refused = &refused
 		inLink := uint64(up.Queued + down.Queued)
 		res.Lost.InLink = &inLink
 	}
 	res.timing(lk.Spec, up, down)
-	res.finish(c.headerBytes(m))
+	res.finish(traits, tr.Counters())
 	return res, err
 }
 
-// minWait is the shortest automatic straggler wait for mode m on a link:
-// for a retransmitting mode, long enough for four of KCP's retransmissions
-// from its initial timeout with backoff, and always a couple of the link's
+// minWait is the shortest automatic straggler wait for a transport on a
+// link: for a retransmitting one, long enough for a few retransmissions
+// from its first timeout with backoff, and always a couple of the link's
 // round trips more.
-func (c *Config) minWait(m Mode, s link.Spec) time.Duration {
-	w := MinWait
-	if m != Raw {
-		w = max(w, c.reliableConfig(m).RetryWait(kcpRetries))
-	}
-	return w + 2*roundTrip(s)
+func (c *Config) minWait(tr modes.Transport, s link.Spec) time.Duration {
+	return max(MinWait, tr.RetryWait(retries)) + 2*roundTrip(s)
 }
 
-// kcpRetries is how many retransmissions of one segment the automatic wait
+// retries is how many retransmissions of one segment the automatic wait
 // allows for before it gives up: at 30% loss each way a round trip fails
 // half the time, and five tries in a row fail 3% of the time.
-const kcpRetries = 4
-
-// headerBytes is mode m's own header in each datagram, below UDP.
-func (c *Config) headerBytes(m Mode) int {
-	if m == Raw {
-		return 0
-	}
-	n, _ := c.reliableConfig(m).HeaderBytes() // validated already
-	return n
-}
+const retries = 4
 
 // testSettleMax, when set by a test, replaces settleMax's bound, so that a
 // run can end with datagrams still in the link.
@@ -436,9 +412,9 @@ func settleMax(s link.Spec) time.Duration {
 }
 
 // account fills in what became of the greetings not delivered.
-func (r *Result) account(m Mode, rec *Recorder, o outcome, writeErrors uint64) {
+func (r *Result) account(t modes.Traits, rec *Recorder, o outcome, writeErrors uint64) {
 	r.Lost.Late = o.late
-	if m != Raw {
+	if t.Delivery != modes.Unreliable {
 		unfinished := r.Sent - r.Delivered
 		r.Lost.Unfinished = &unfinished
 		return
@@ -479,36 +455,31 @@ func noisyLateness(delay time.Duration) time.Duration {
 }
 
 // runTarget measures a server already running. Nothing is simulated, so
-// the wire is counted at the client's socket: what it sent and what reached
-// it. Losses on the way back are invisible to it.
+// the wire is counted at the client: at its socket for the datagram modes
+// (what it sent and what reached it), or from the kernel's own count for a
+// stream. Losses on the way back are invisible to it.
 func (c *Config) runTarget(ctx context.Context, t Target) (Result, error) {
 	res := Result{Mode: t.Mode, Link: t.Addr}
-	pc, raddr, err := udpsock.Dial(t.Addr)
+	_, tr := c.transport(t.Mode)
+	traits := tr.Traits()
+	start := time.Now()
+	conn, wire, err := dialTarget(ctx, tr, t.Addr)
 	if err != nil {
 		return res, err
 	}
-	sockstat.SetBuffers(pc)
-	sock := sockstat.Of(pc)
-	cc := &countingConn{PacketConn: pc}
-	var conn message.Conn
-	if t.Mode == Raw {
-		conn = raw.NewConn(cc, raddr)
-	} else if conn, err = reliable.NewConn(cc, raddr, c.reliableConfig(t.Mode)); err != nil {
-		pc.Close()
-		return res, err
-	}
-	opts := driveOpts{progress: c.Progress, minWait: c.minWait(t.Mode, link.Spec{}), beforeClose: func() {
-		if n, ok := sockstat.Drops(sock); ok {
-			res.SocketDrops = &n
-		}
+	connect := ms(time.Since(start))
+	res.ConnectMS = &connect
+	opts := driveOpts{progress: c.Progress, minWait: c.minWait(tr, link.Spec{}), beforeClose: func() {
+		wire.beforeClose()
+		res.SocketDrops = wire.drops
 	}}
-	rec, o, err := c.measure(ctx, conn, &res, opts, nil)
+	rec, o, err := c.measure(ctx, tr, conn, &res, opts, nil)
+	wire.after()
 	replies := uint64(rec.delivered + rec.duplicates)
 	res.PayloadBytes = uint64(o.sent*c.Workload.Size) + replies*uint64(c.Workload.Size+greetingExtra)
-	res.WireBytes = cc.bytes.Load()
-	res.WirePackets = cc.packets.Load()
+	res.WireBytes, res.WirePackets = wire.bytes, wire.packets
 	res.Lost.Late = o.late
-	if t.Mode != Raw {
+	if traits.Delivery != modes.Unreliable {
 		unfinished := res.Sent - res.Delivered
 		res.Lost.Unfinished = &unfinished
 	} else {
@@ -519,26 +490,30 @@ func (c *Config) runTarget(ctx context.Context, t Target) (Result, error) {
 		}
 		res.Lost.Unseen = &unseen
 	}
-	res.finish(c.headerBytes(t.Mode))
+	counters := tr.Counters()
+	counters.HeaderBytes += wire.headers
+	counters.Retransmissions += wire.retrans
+	res.finish(traits, counters)
 	return res, err
 }
 
 // measure drives the workload over conn and fills res with what the
 // client saw. teardown (if any) stops the run's server before the
-// process-wide counters are read again, so they hold all it did.
-func (c *Config) measure(ctx context.Context, conn message.Conn, res *Result, opts driveOpts, teardown func() error) (*Recorder, outcome, error) {
-	before := take()
+// transport's counters are read, so they hold all it did.
+func (c *Config) measure(ctx context.Context, tr modes.Transport, conn message.Conn, res *Result, opts driveOpts, teardown func() error) (*Recorder, outcome, error) {
+	cpu := cpuTime()
 	rec := NewRecorder(c.Workload.Messages)
 	o, err := c.Workload.drive(ctx, conn, rec, opts)
 	if teardown != nil {
 		teardown()
 	}
-	res.fill(c.Workload, rec, o, take().sub(before))
+	res.fill(c.Workload, rec, o)
+	res.CPUS = (cpuTime() - cpu).Seconds()
 	return rec, o, err
 }
 
 // fill copies what the client measured into r.
-func (r *Result) fill(w Workload, rec *Recorder, o outcome, d counters) {
+func (r *Result) fill(w Workload, rec *Recorder, o outcome) {
 	r.rec = rec
 	r.Sent = o.sent
 	r.Delivered = rec.delivered
@@ -551,9 +526,6 @@ func (r *Result) fill(w Workload, rec *Recorder, o outcome, d counters) {
 		first := ms(rec.first)
 		r.FirstMS = &first
 	}
-	r.Retransmissions = d.retrans
-	r.FECRecovered = d.fecRecovered
-	r.CPUS = d.cpu.Seconds()
 	r.DurationS = o.duration.Seconds()
 	r.Stalled = o.stalled
 	r.Interrupted = o.interrupted
@@ -565,15 +537,34 @@ func (r *Result) fill(w Workload, rec *Recorder, o outcome, d counters) {
 	}
 }
 
-// finish derives the byte figures from the counts.
-func (r *Result) finish(header int) {
-	r.HeaderBytes = header
-	r.WireBytesWithHeaders = r.WireBytes + link.HeaderBytes*r.WirePackets
+// finish takes the transport's counters and derives the byte figures.
+// Bytes with headers are whole IP datagrams: a UDP mode's payloads plus
+// the IP and UDP headers, or, for a mode whose datagrams are IP packets,
+// those packets. Wire bytes leave out what lies below the transport's own
+// header: IP and UDP, or IP alone, so that KCP's header and TCP's both
+// count as the transport's cost.
+func (r *Result) finish(t modes.Traits, d modes.Counters) {
+	r.Retransmissions = d.Retransmissions
+	r.FECRecovered = d.FECRecovered
+	r.HeaderBytes = link.HeaderBytes + t.HeaderBytes
+	if t.IPPackets {
+		r.WireBytesWithHeaders = r.WireBytes
+		r.WireBytes -= min(ipv4Header*r.WirePackets, r.WireBytes)
+		if r.WirePackets > 0 {
+			r.HeaderBytes = int((d.HeaderBytes + r.WirePackets/2) / r.WirePackets)
+		}
+	} else {
+		r.WireBytesWithHeaders = r.WireBytes + link.HeaderBytes*r.WirePackets
+	}
 	if r.PayloadBytes > 0 {
 		o := float64(r.WireBytes) / float64(r.PayloadBytes)
 		r.Overhead = &o
 	}
 }
+
+// ipv4Header is the IP header of every packet a user-space stack sends
+// over the simulated link: IPv4, no options.
+const ipv4Header = 20
 
 func drops(s link.Stats) uint64 { return s.Lost + s.QueueDrops + s.MTUDrops + s.OutageDrops }
 
@@ -590,45 +581,3 @@ func countReplies(h message.Handler, n *atomic.Uint64) message.Handler {
 }
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// counters are the process-wide figures a run reads as deltas.
-type counters struct {
-	retrans, fecRecovered uint64
-	cpu                   time.Duration
-}
-
-func take() counters {
-	s := kcp.DefaultSnmp.Copy()
-	return counters{retrans: s.RetransSegs, fecRecovered: s.FECRecovered, cpu: cpuTime()}
-}
-
-func (a counters) sub(b counters) counters {
-	return counters{a.retrans - b.retrans, a.fecRecovered - b.fecRecovered, a.cpu - b.cpu}
-}
-
-// countingConn counts the datagrams and bytes a client socket sends and
-// receives, for runs against a real server.
-type countingConn struct {
-	net.PacketConn
-	packets, bytes atomic.Uint64
-	reads          atomic.Uint64 // datagrams read
-}
-
-func (c *countingConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	n, err := c.PacketConn.WriteTo(p, addr)
-	if err == nil {
-		c.packets.Add(1)
-		c.bytes.Add(uint64(n))
-	}
-	return n, err
-}
-
-func (c *countingConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	n, addr, err := c.PacketConn.ReadFrom(p)
-	if err == nil {
-		c.packets.Add(1)
-		c.bytes.Add(uint64(n))
-		c.reads.Add(1)
-	}
-	return n, addr, err
-}

@@ -8,7 +8,7 @@ import (
 
 // Summary is one (link, mode) cell over its repeated runs.
 type Summary struct {
-	Mode         Mode      `json:"mode"`
+	Mode         string    `json:"mode"`
 	Link         string    `json:"link"`
 	SweepValue   string    `json:"sweep_value,omitempty"`
 	Runs         int       `json:"runs"`

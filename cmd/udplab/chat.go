@@ -8,25 +8,27 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/udplab/udplab/internal/cliflag"
 	"github.com/udplab/udplab/message"
-	"github.com/udplab/udplab/raw"
-	"github.com/udplab/udplab/reliable"
+	"github.com/udplab/udplab/modes"
 )
 
 var chatCmd = &command{
 	name:      "chat",
-	usageLine: "--listen ADDR --peer ADDR [--mode raw|reliable|reliable-fec] [reliable flags]",
+	usageLine: "[--listen ADDR] [--peer ADDR] [--mode MODE] [mode flags]",
 	short:     "send lines to a peer and print what it sends",
 	long: `Chat sends each line typed to the peer as one message and prints each
-message received as ">>>ADDR: text".
+message received as ">>>ADDR: text". "byebye" from either side ends the
+chat on both, as in the tutorials' TCP chat.
 
-The modes are serve's and compare's: raw (bare UDP), reliable (KCP without
-FEC) and reliable-fec (KCP with --fec); both sides use the same one. In raw
-mode each side needs --listen (its own address) and --peer (the other's).
-In the reliable modes one side listens with --listen and accepts the first
-peer, the other dials with --peer.
+The modes are serve's and compare's: ` + modeList() + `;
+both sides use the same one. In raw mode each side needs --listen (its own
+address) and --peer (the other's). In the connected modes (KCP, tcp) one
+side listens with --listen and accepts the first peer, the other dials
+with --peer.
 
 At the end of input chat keeps receiving for --linger, so messages in flight
 still print and KCP can finish delivering what was sent; then it exits. It
@@ -35,90 +37,96 @@ also ends on SIGINT or SIGTERM.`,
 		var (
 			mode, listen, peer string
 			linger             time.Duration
-			cfg                reliable.Config
+			settings           modes.Settings
 		)
 		modeVar(fs, &mode)
-		addrVar(fs, &listen, "listen", "", false, "this side's `ADDR`")
-		addrVar(fs, &peer, "peer", "", false, "the other side's `ADDR`")
-		durationVar(fs, &linger, "linger", time.Second, 0, "after end of input, keep receiving for `D` before exiting")
-		reliableFlags(fs, &cfg, false)
+		cliflag.Addr(fs, &listen, "listen", "", false, "this side's `ADDR`")
+		cliflag.Addr(fs, &peer, "peer", "", false, "the other side's `ADDR`")
+		cliflag.Duration(fs, &linger, "linger", time.Second, 0, "after end of input, keep receiving for `D` before exiting")
+		modes.Flags(fs, &settings, modes.All(), false)
 		return func(ctx context.Context, st *stdio) error {
 			m := lookupMode(mode)
-			if err := checkModeFlags(fs, m, &cfg); err != nil {
+			if err := checkModeFlags(fs, []*modes.Mode{m}, false, "--mode is "+m.Name); err != nil {
 				return err
 			}
-			switch {
-			case !m.kcp && (listen == "" || peer == ""):
-				return usagef("raw chat needs both --listen and --peer")
-			case m.kcp && (listen == "") == (peer == ""):
-				return usagef("%s chat takes --listen (to accept a peer) or --peer (to dial one), not both", m.name)
-			}
-			c, err := openChat(ctx, m, listen, peer, &cfg, st)
+			tr, err := newTransport(m, &settings)
 			if err != nil {
 				return err
 			}
-			return chat(ctx, c, m, linger, st)
+			t := tr.Traits()
+			switch {
+			case !t.Connected && (listen == "" || peer == ""):
+				return usagef("%s chat needs both --listen and --peer", m.Name)
+			case t.Connected && (listen == "") == (peer == ""):
+				return usagef("%s chat takes --listen (to accept a peer) or --peer (to dial one), not both", m.Name)
+			}
+			if t.Connected && listen != "" {
+				fmt.Fprintf(st.err, "waiting for a peer on %s\n", listen)
+			}
+			c, err := openChat(ctx, tr, listen, peer, st)
+			if err != nil {
+				return err
+			}
+			return chat(ctx, c, m, t, linger, st)
 		}
 	},
 }
 
-func openChat(ctx context.Context, m cliMode, listen, peer string, cfg *reliable.Config, st *stdio) (message.Conn, error) {
-	if m.kcp && peer != "" {
-		return m.dial(peer, cfg)
+// openChat opens this side of the chat. A dialer of a connected mode waits
+// for the listener to come up, as a KCP dialer can start first too.
+func openChat(ctx context.Context, tr modes.Transport, listen, peer string, st *stdio) (message.Conn, error) {
+	for waiting := false; ; waiting = true {
+		c, err := tr.Chat(ctx, listen, peer)
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return c, err
+		}
+		if !waiting {
+			fmt.Fprintf(st.err, "waiting for the peer at %s\n", peer)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	pc, err := net.ListenPacket("udp", listen)
-	if err != nil {
-		return nil, err
-	}
-	if m.kcp {
-		fmt.Fprintf(st.err, "waiting for a peer on %s\n", pc.LocalAddr())
-		return reliable.AcceptOne(ctx, pc, m.reliableConfig(cfg))
-	}
-	paddr, err := net.ResolveUDPAddr("udp", peer)
-	if err != nil {
-		pc.Close()
-		return nil, err
-	}
-	return raw.NewConn(pc, paddr), nil
 }
+
+// byebye ends a chat, typed on either side.
+const byebye = "byebye"
 
 // chat runs until end of input, ctx's end, or a failed receive. It owns two
 // goroutines: one reads input and sends it, one receives and prints; both end
 // before it returns, except a read of input blocked when ctx ends, which the
 // process exit ends.
-func chat(ctx context.Context, c message.Conn, m cliMode, linger time.Duration, st *stdio) error {
+func chat(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, linger time.Duration, st *stdio) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	recvDone := make(chan error, 1)
-	go func() {
-		for {
-			msg, err := c.Receive(ctx)
-			if err != nil {
-				recvDone <- err
-				return
-			}
-			fmt.Fprintf(st.out, ">>>%s: %s\n", c.RemoteAddr(), strings.TrimSuffix(string(msg), "\n"))
-		}
-	}()
+	go func() { recvDone <- printMessages(ctx, c, st) }()
 	sendDone := make(chan error, 1)
-	go func() { sendDone <- sendLines(ctx, c, m, st) }()
-	var err error
+	go func() { sendDone <- sendLines(ctx, c, m, t, st) }()
+	var err, rerr error
+	received := false // rerr came from recvDone
 	select {
 	case err = <-sendDone:
 		if err == nil && linger > 0 {
 			select {
 			case <-time.After(linger):
 			case <-ctx.Done():
-			case err = <-recvDone:
-				recvDone <- err
+			case rerr = <-recvDone:
+				received = true
 			}
 		}
-	case err = <-recvDone:
+	case rerr = <-recvDone:
+		received = true
 	case <-ctx.Done():
 	}
 	cancel()
 	c.Close()
-	if rerr := <-recvDone; err == nil && !errors.Is(rerr, context.Canceled) && !errors.Is(rerr, net.ErrClosed) {
+	if !received {
+		rerr = <-recvDone
+	}
+	if err == nil && !peerLeft(rerr) {
 		err = rerr
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, net.ErrClosed) {
@@ -127,10 +135,37 @@ func chat(ctx context.Context, c message.Conn, m cliMode, linger time.Duration, 
 	return err
 }
 
-// sendLines sends each non-empty input line until the input ends; a line
-// longer than the mode carries is refused and the chat goes on.
-func sendLines(ctx context.Context, c message.Conn, m cliMode, st *stdio) error {
-	lines := newLineReader(st.in, m.maxMessage)
+// peerLeft reports whether a receive ended because the chat is over: this
+// side closed it, the peer said byebye, or the peer closed a connection.
+func peerLeft(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, errByebye) || errors.Is(err, io.EOF)
+}
+
+// errByebye ends the receiving side when the peer says byebye.
+var errByebye = errors.New("the peer said " + byebye)
+
+// printMessages prints each message received until a receive fails or the
+// peer says byebye.
+func printMessages(ctx context.Context, c message.Conn, st *stdio) error {
+	for {
+		msg, err := c.Receive(ctx)
+		if err != nil {
+			return err
+		}
+		text := strings.TrimSuffix(string(msg), "\n")
+		fmt.Fprintf(st.out, ">>>%s: %s\n", c.RemoteAddr(), text)
+		if strings.TrimSuffix(text, "\r") == byebye {
+			return errByebye
+		}
+	}
+}
+
+// sendLines sends each non-empty input line until the input ends or the
+// line byebye is sent; a line longer than the mode carries is refused and
+// the chat goes on.
+func sendLines(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, st *stdio) error {
+	lines := newLineReader(st.in, t.MaxMessage)
 	for {
 		line, size, err := lines.next()
 		switch {
@@ -138,11 +173,14 @@ func sendLines(ctx context.Context, c message.Conn, m cliMode, st *stdio) error 
 			return nil
 		case err != nil:
 			return err
-		case size > m.maxMessage:
-			fmt.Fprintln(st.out, tooLong(m, size))
+		case size > t.MaxMessage:
+			fmt.Fprintln(st.out, tooLong(m, t, size))
 		case size > 0:
 			if err := c.Send(ctx, line); err != nil {
 				return err
+			}
+			if string(line) == byebye {
+				return nil
 			}
 		}
 	}

@@ -13,58 +13,63 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/udplab/udplab/internal/cliflag"
 	"github.com/udplab/udplab/message"
-	"github.com/udplab/udplab/reliable"
+	"github.com/udplab/udplab/modes"
 )
 
 var clientCmd = &command{
 	name:      "client",
-	usageLine: "[--mode raw|reliable|reliable-fec] [--addr ADDR] [--timeout D] [reliable flags]",
+	usageLine: "[--mode MODE] [--addr ADDR] [--timeout D] [mode flags]",
 	short:     "the tutorial client: send names, print greetings",
 	long: `Client prompts "Please input your name: ", sends each line as one message and
 prints the reply. Empty lines are skipped, and a line longer than the mode's
 largest message is refused. "exit" prints the reply and ends the session;
 so does the end of input, so piped input works.
 
-The modes are serve's and compare's: raw (bare UDP), reliable (KCP without
-FEC) and reliable-fec (KCP with --fec). In raw mode a reply that does not
-come within --timeout is reported as lost and the prompt goes on: raw UDP
-does not retransmit; but a port nothing listens on (the kernel reports the
-port closed) ends the client with exit status 1. KCP retransmits, so in the
-reliable modes a missing reply means the server is unreachable or does
-not share the --fec, --crypt and --key settings.`,
+The modes are serve's and compare's: ` + modeList() + `.
+In raw mode a reply that does not come within --timeout is reported as lost
+and the prompt goes on: raw UDP does not retransmit; but a port nothing
+listens on (the kernel reports the port closed) ends the client with exit
+status 1. KCP retransmits, so in the KCP modes a missing reply means the
+server is unreachable or does not share the --fec, --crypt and --key
+settings. tcp connects first, and fails at once if nothing listens.`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
 		var (
 			mode, addr string
 			timeout    time.Duration
-			cfg        reliable.Config
+			settings   modes.Settings
 		)
 		modeVar(fs, &mode)
-		addrVar(fs, &addr, "addr", "", false, "server `ADDR` (default "+defaultAddrs()+")")
+		cliflag.Addr(fs, &addr, "addr", "", false, "server `ADDR` (default "+defaultAddrs()+")")
 		timeoutVar(fs, &timeout)
-		reliableFlags(fs, &cfg, false)
+		modes.Flags(fs, &settings, modes.All(), false)
 		return func(ctx context.Context, st *stdio) error {
 			m := lookupMode(mode)
-			if err := checkModeFlags(fs, m, &cfg); err != nil {
+			if err := checkModeFlags(fs, []*modes.Mode{m}, false, "--mode is "+m.Name); err != nil {
+				return err
+			}
+			tr, err := newTransport(m, &settings)
+			if err != nil {
 				return err
 			}
 			if addr == "" {
-				addr = m.defaultAddr
+				addr = m.DefaultAddr
 			}
-			c, err := m.dial(addr, &cfg)
+			c, err := tr.DialAddr(ctx, addr)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			return greetLoop(ctx, c, m, timeout, st)
+			return greetLoop(ctx, c, m, tr.Traits(), timeout, st)
 		}
 	},
 }
 
 const prompt = "Please input your name: "
 
-func greetLoop(ctx context.Context, c message.Conn, m cliMode, timeout time.Duration, st *stdio) error {
-	lines := newLineReader(st.in, m.maxMessage)
+func greetLoop(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, timeout time.Duration, st *stdio) error {
+	lines := newLineReader(st.in, t.MaxMessage)
 	for {
 		fmt.Fprint(st.out, prompt)
 		line, size, err := lines.next()
@@ -75,13 +80,13 @@ func greetLoop(ctx context.Context, c message.Conn, m cliMode, timeout time.Dura
 				return nil
 			}
 			return fmt.Errorf("reading input: %w", err)
-		case size > m.maxMessage:
-			fmt.Fprintln(st.out, tooLong(m, size))
+		case size > t.MaxMessage:
+			fmt.Fprintln(st.out, tooLong(m, t, size))
 			continue
 		case size == 0:
 			continue
 		}
-		if err := greet(ctx, c, m, line, timeout, st.out); err != nil {
+		if err := greet(ctx, c, m, t, line, timeout, st.out); err != nil {
 			return err
 		}
 		if string(line) == message.ExitRequest {
@@ -92,19 +97,19 @@ func greetLoop(ctx context.Context, c message.Conn, m cliMode, timeout time.Dura
 }
 
 // tooLong says why a line of size bytes was not sent.
-func tooLong(m cliMode, size int) string {
-	return fmt.Sprintf("Not sent: that line is %d bytes, and %s carries at most %d bytes in one message.", size, m.name, m.maxMessage)
+func tooLong(m *modes.Mode, t modes.Traits, size int) string {
+	return fmt.Sprintf("Not sent: that line is %d bytes, and %s carries at most %d bytes in one message.", size, m.Name, t.MaxMessage)
 }
 
 // greet sends line and prints the reply, or why none came. A closed port
 // is an error: no later line would be answered either.
-func greet(ctx context.Context, c message.Conn, m cliMode, line []byte, timeout time.Duration, out io.Writer) error {
+func greet(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, line []byte, timeout time.Duration, out io.Writer) error {
 	reply, err := request(ctx, c, line, timeout)
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("nothing listens at %s (port closed): %w", c.RemoteAddr(), syscall.ECONNREFUSED)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		fmt.Fprintln(out, noReply(m, timeout, c.RemoteAddr()))
+		fmt.Fprintln(out, noReply(m, t, timeout, c.RemoteAddr()))
 	case err != nil:
 		return err
 	default:
@@ -188,15 +193,15 @@ func appendCapped(buf, b []byte, capacity int) []byte {
 }
 
 // noReply says what a reply missing for timeout means in mode m.
-func noReply(m cliMode, timeout time.Duration, addr net.Addr) string {
-	if !m.kcp {
-		return fmt.Sprintf("No reply within %v: the request or its reply was lost, and raw UDP does not retransmit.", timeout)
+func noReply(m *modes.Mode, t modes.Traits, timeout time.Duration, addr net.Addr) string {
+	if t.Delivery == modes.Unreliable {
+		return fmt.Sprintf("No reply within %v: the request or its reply was lost, and %s does not retransmit.", timeout, m.What)
 	}
-	same := "--crypt and --key"
-	if m.fec {
-		same = "--fec, " + same
+	same := ""
+	if len(m.Agree) > 0 {
+		same = " with the same " + andList(m.Agree, "--")
 	}
-	return fmt.Sprintf("No reply within %v: is a udplab serve --%s server running at %s with the same %s?", timeout, m.name, addr, same)
+	return fmt.Sprintf("No reply within %v: is a udplab serve --%s server running at %s%s?", timeout, m.Name, addr, same)
 }
 
 func request(ctx context.Context, c message.Conn, msg []byte, timeout time.Duration) ([]byte, error) {

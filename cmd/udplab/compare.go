@@ -17,7 +17,9 @@ import (
 	"golang.org/x/term"
 
 	"github.com/udplab/udplab/compare"
+	"github.com/udplab/udplab/internal/cliflag"
 	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/modes"
 )
 
 // formats are compare's output formats.
@@ -30,11 +32,11 @@ const progressAfter = 2 * time.Second
 var compareCmd = &command{
 	name:      "compare",
 	usageLine: "[--link SPEC]... [--sweep KEY=V1,V2,...] [--modes LIST] [--messages N] [--interval D] [--format F] [--chart FILE]",
-	short:     "measure raw and reliable side by side over simulated lossy links",
-	long: `Compare runs the same greeting workload over bare UDP (raw), KCP without
-FEC (reliable) and KCP with Reed-Solomon FEC (reliable-fec), each over the
-same simulated link with the same seed, and prints what arrived, in what
-order, how late, and how many bytes and datagrams each mode spent.
+	short:     "measure every mode side by side over simulated lossy links",
+	long: `Compare runs the same greeting workload over every mode (` + strings.Join(modes.Names(), ", ") + `),
+each over the same simulated link with the same seed, and prints what
+arrived, in what order, how late, and how many bytes and packets each mode
+spent. The modes: ` + modeList() + `.
 
 Everything runs inside this process on loopback: for each link and mode a
 server and a client start, the client's datagrams cross the link's up
@@ -49,9 +51,9 @@ and may repeat. --sweep varies one key over values on top of one --link
 
 --target MODE=ADDR,... measures servers already running ("udplab serve"
 elsewhere) over the real network instead: no simulation, the wire counted
-at the client. A mode means the same everywhere: reliable is KCP without
-FEC, reliable-fec KCP with --fec; the target must match --fec, --key and
---crypt (serve's defaults match compare's).
+at the client. A mode means the same everywhere: kcp is KCP without FEC,
+kcp-fec KCP with --fec; the target must match --fec, --key and --crypt
+(serve's defaults match compare's).
 
 --repeat N runs every cell N times with seeds SEED, SEED+1, ... and shows
 each cell as mean ± the half-width of its 95% confidence interval.
@@ -66,22 +68,22 @@ a terminal and the comparison runs longer than a couple of seconds.`,
 			targets                   []compare.Target
 			quiet                     bool
 		)
-		intVar(fs, &cfg.Repeat, "repeat", 1, 1, math.MaxInt, "run every (link, mode) cell `N` times with seeds SEED, SEED+1, ... and summarize each")
-		fs.Var(modesValue{&cfg.Modes}, "modes", "comma list of `MODES` to run: "+strings.Join(compare.ModeNames(), ", ")+" (default all)")
+		cliflag.Int(fs, &cfg.Repeat, "repeat", 1, 1, math.MaxInt, "run every (link, mode) cell `N` times with seeds SEED, SEED+1, ... and summarize each")
+		fs.Var(modesValue{&cfg.Modes}, "modes", "comma list of `MODES` to run: "+strings.Join(modes.Names(), ", ")+" (default all)")
 		fs.Var(linkListValue{&links}, "link", "a link to run over, in the link grammar or a preset `SPEC`; may repeat (default the matrix above)")
 		fs.StringVar(&sweep, "sweep", "", "run one link per value of a link parameter: `KEY=V1,V2,...` such as loss=0%,5%,20%")
-		uint64Var(fs, &cfg.Seed, "seed", link.DefaultSeed, "random `SEED` for every link that names none; the same seed gives every packet the same fate")
-		intVar(fs, &cfg.Workload.Messages, "messages", compare.DefaultMessages, 1, math.MaxInt, "`N` greetings per run")
-		durationVar(fs, &cfg.Workload.Interval, "interval", compare.DefaultInterval, 0, "time `D` between sends; 0 sends as fast as the transport takes them (goodput)")
-		intVar(fs, &cfg.Workload.Size, "size", compare.DefaultSize, 1, compare.MaxSize,
+		cliflag.Uint64(fs, &cfg.Seed, "seed", link.DefaultSeed, "random `SEED` for every link that names none; the same seed gives every packet the same fate")
+		cliflag.Int(fs, &cfg.Workload.Messages, "messages", compare.DefaultMessages, 1, math.MaxInt, "`N` greetings per run")
+		cliflag.Duration(fs, &cfg.Workload.Interval, "interval", compare.DefaultInterval, 0, "time `D` between sends; 0 sends as fast as the transport takes them (goodput)")
+		cliflag.Int(fs, &cfg.Workload.Size, "size", compare.DefaultSize, 1, compare.MaxSize,
 			fmt.Sprintf("name length, 1 to %d `BYTES`; replies are 8 longer", compare.MaxSize))
-		durationVar(fs, &cfg.Workload.Wait, "wait", 0, 0, "wait `D` for stragglers after the last send or reply; 0 is automatic: 4 times the slowest round trip, at least "+compare.MinWait.String())
-		fs.Var(targetValue{&targets}, "target", "measure running servers instead: `MODE=ADDR,...` such as raw=127.0.0.1:6000,reliable=127.0.0.1:6001")
-		reliableFlags(fs, &cfg.Reliable, false)
-		choiceVar(fs, &format, "format", "table", formats, "output format")
+		cliflag.Duration(fs, &cfg.Workload.Wait, "wait", 0, 0, "wait `D` for stragglers after the last send or reply; 0 is automatic: 4 times the slowest round trip, at least "+compare.MinWait.String())
+		fs.Var(targetValue{&targets}, "target", "measure running servers instead: `MODE=ADDR,...` such as raw=127.0.0.1:6000,kcp=127.0.0.1:6001")
+		modes.Flags(fs, &cfg.Settings, modes.All(), false)
+		cliflag.Choice(fs, &format, "format", "table", formats, "output format")
 		fs.StringVar(&out, "out", "", "write the results to `FILE` instead of stdout")
 		fs.Var(chartValue{&chart}, "chart", "draw a chart into `FILE`.svg or FILE.png: latency CDF per link, or delivery and p99 against a --sweep")
-		boolVar(fs, &quiet, "quiet", false, "no progress bar")
+		cliflag.Bool(fs, &quiet, "quiet", false, "no progress bar")
 		return func(ctx context.Context, st *stdio) error {
 			if err := buildCompare(&cfg, links, sweep, targets, fs); err != nil {
 				return err
@@ -101,7 +103,17 @@ a terminal and the comparison runs longer than a couple of seconds.`,
 // buildCompare fills cfg's links or targets from the flags and checks the
 // whole configuration; every mistake is a usage error.
 func buildCompare(cfg *compare.Config, links []string, sweep string, targets []compare.Target, fs *flag.FlagSet) error {
-	if err := checkReliable(&cfg.Reliable); err != nil {
+	var used []*modes.Mode
+	for _, name := range cfg.Modes {
+		used = append(used, lookupMode(name))
+	}
+	for _, t := range targets {
+		used = append(used, lookupMode(t.Mode))
+	}
+	if used == nil {
+		used = modes.All()
+	}
+	if err := checkModeFlags(fs, used, false, "no mode compared takes it"); err != nil {
 		return err
 	}
 	if len(targets) > 0 {
@@ -284,31 +296,28 @@ func isSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
-// modesValue is --modes: a comma list of modes, each once.
-type modesValue struct{ modes *[]compare.Mode }
+// modesValue is --modes: a comma list of modes, each once, by name or
+// alias, kept as names.
+type modesValue struct{ modes *[]string }
 
 func (v modesValue) String() string {
 	if v.modes == nil || *v.modes == nil {
 		return ""
 	}
-	var names []string
-	for _, m := range *v.modes {
-		names = append(names, string(m))
-	}
-	return strings.Join(names, ",")
+	return strings.Join(*v.modes, ",")
 }
 
 func (v modesValue) Set(s string) error {
-	var ms []compare.Mode
+	var ms []string
 	for _, name := range strings.Split(s, ",") {
-		m, err := compare.ParseMode(strings.TrimSpace(name))
+		m, err := modes.Lookup(strings.TrimSpace(name))
 		if err != nil {
-			return errors.New("want a comma list of " + strings.Join(compare.ModeNames(), ", "))
+			return errors.New("want a comma list of " + strings.Join(modes.Names(), ", "))
 		}
-		if slices.Contains(ms, m) {
-			return fmt.Errorf("%s is listed twice", m)
+		if slices.Contains(ms, m.Name) {
+			return fmt.Errorf("%s is listed twice", m.Name)
 		}
-		ms = append(ms, m)
+		ms = append(ms, m.Name)
 	}
 	*v.modes = ms
 	return nil
@@ -333,21 +342,21 @@ type targetValue struct{ targets *[]compare.Target }
 func (v targetValue) String() string { return "" }
 
 func (v targetValue) Set(s string) error {
-	want := "want MODE=ADDR,... with MODE one of " + strings.Join(compare.ModeNames(), ", ") +
-		", such as raw=127.0.0.1:6000,reliable=127.0.0.1:6001"
+	want := "want MODE=ADDR,... with MODE one of " + strings.Join(modes.Names(), ", ") +
+		", such as raw=127.0.0.1:6000,kcp=127.0.0.1:6001"
 	var ts []compare.Target
 	for _, item := range strings.Split(s, ",") {
 		key, addr, ok := strings.Cut(item, "=")
-		mode, err := compare.ParseMode(key)
-		if !ok || err != nil || checkAddr(addr) != nil {
+		m, err := modes.Lookup(key)
+		if !ok || err != nil || cliflag.CheckAddr(addr) != nil {
 			return errors.New(want)
 		}
 		for _, t := range ts {
-			if t.Mode == mode {
-				return fmt.Errorf("%s is given twice; %s", key, want)
+			if t.Mode == m.Name {
+				return fmt.Errorf("%s is given twice; %s", m.Name, want)
 			}
 		}
-		ts = append(ts, compare.Target{Mode: mode, Addr: addr})
+		ts = append(ts, compare.Target{Mode: m.Name, Addr: addr})
 	}
 	*v.targets = ts
 	return nil

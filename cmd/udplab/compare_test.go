@@ -34,17 +34,17 @@ func compareJSON(t *testing.T, args ...string) map[string]any {
 // TestCompareEndToEnd checks the figures the README promises for
 // loss=10%,delay=20ms (10% loss each way, a 40 ms round trip), read from
 // --format json: raw delivers about 0.9·0.9 = 81% at a median near 40 ms
-// and spends exactly its payload on the wire; both reliable modes deliver
+// and spends exactly its payload on the wire; kcp, kcp-fec and tcp deliver
 // all 1000 greetings, in order, once, for more bytes, with retransmissions
 // counted, and FEC repairs some losses.
 func TestCompareEndToEnd(t *testing.T) {
 	if testing.Short() {
-		t.Skip("three runs of 1000 round trips")
+		t.Skip("four runs of 1000 round trips")
 	}
 	doc := compareJSON(t, "--link", "loss=10%,delay=20ms", "--messages", "1000", "--interval", "2ms", "--quiet")
 	results := doc["results"].([]any)
-	if len(results) != 3 {
-		t.Fatalf("got %d results, want 3 (raw, reliable, reliable-fec)", len(results))
+	if len(results) != 4 {
+		t.Fatalf("got %d results, want 4 (raw, kcp, kcp-fec, tcp)", len(results))
 	}
 	byMode := map[string]map[string]any{}
 	for _, r := range results {
@@ -69,7 +69,7 @@ func TestCompareEndToEnd(t *testing.T) {
 	if num(r, "retransmissions") != 0 || num(r, "fec_recovered") != 0 {
 		t.Errorf("raw counted retransmissions %v, FEC %v; want 0", num(r, "retransmissions"), num(r, "fec_recovered"))
 	}
-	for _, mode := range []string{"reliable", "reliable-fec"} {
+	for _, mode := range []string{"kcp", "kcp-fec", "tcp"} {
 		m := byMode[mode]
 		if num(m, "sent") != 1000 || num(m, "delivered") != 1000 || num(m, "in_order") != 1000 || num(m, "duplicates") != 0 {
 			t.Errorf("%s: sent %v, delivered %v, in order %v, duplicates %v; want 1000, 1000, 1000, 0",
@@ -82,11 +82,28 @@ func TestCompareEndToEnd(t *testing.T) {
 			t.Errorf("%s: no retransmissions counted over 10%% loss", mode)
 		}
 	}
-	if got := num(byMode["reliable-fec"], "fec_recovered"); got == 0 {
-		t.Errorf("reliable-fec: no FEC recoveries over 10%% loss")
+	if got := num(byMode["kcp-fec"], "fec_recovered"); got == 0 {
+		t.Errorf("kcp-fec: no FEC recoveries over 10%% loss")
 	}
-	if got := num(byMode["reliable"], "fec_recovered"); got != 0 {
-		t.Errorf("reliable (no FEC): %v FEC recoveries, want 0", got)
+	if got := num(byMode["kcp"], "fec_recovered"); got != 0 {
+		t.Errorf("kcp (no FEC): %v FEC recoveries, want 0", got)
+	}
+	// TCP's every segment and ACK crosses the same link: it delivers all,
+	// in order, but a lost segment waits for a retransmission behind which
+	// the later ones queue, so its tail is longer than raw's.
+	tcp := byMode["tcp"]
+	if lat(tcp, "p99") <= lat(r, "p99") {
+		t.Errorf("tcp p99 %.1f ms, raw's %.1f ms: want tcp's above", lat(tcp, "p99"), lat(r, "p99"))
+	}
+	if per := num(tcp, "wire_bytes_with_headers") / num(tcp, "wire_packets"); per < 40 {
+		t.Errorf("tcp: %.1f bytes a packet with headers, want at least IP's and TCP's 40", per)
+	}
+	if h := num(tcp, "header_bytes"); h < 40 {
+		t.Errorf("tcp: header_bytes %v, want at least 40", h)
+	}
+	// The handshake is a round trip of the link, before the first request.
+	if c := num(tcp, "connect_ms"); c < 40 {
+		t.Errorf("tcp: connect_ms %.1f, want at least the link's 40 ms round trip", c)
 	}
 }
 
@@ -215,9 +232,9 @@ func TestCompareInterrupted(t *testing.T) {
 // figure; a target with no replies is named for the exit status.
 func TestWarnRuns(t *testing.T) {
 	rep := &compare.Report{Results: []compare.Result{
-		{Mode: compare.Raw, Link: "delay=20ms", Seed: 3, Delivered: 10, Noisy: true, TimingError: &compare.TimingError{P99: 12.5}},
-		{Mode: compare.Reliable, Link: "delay=20ms", Seed: 3, Delivered: 10},
-		{Mode: compare.Raw, Link: "127.0.0.1:9", Delivered: 0},
+		{Mode: "raw", Link: "delay=20ms", Seed: 3, Delivered: 10, Noisy: true, TimingError: &compare.TimingError{P99: 12.5}},
+		{Mode: "kcp", Link: "delay=20ms", Seed: 3, Delivered: 10},
+		{Mode: "raw", Link: "127.0.0.1:9", Delivered: 0},
 	}}
 	var b bytes.Buffer
 	silent := warnRuns(&b, rep, true)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/udplab/udplab/internal/cliflag"
 	"github.com/udplab/udplab/link"
 )
 
@@ -43,9 +44,9 @@ SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.`,
 			stats, idle                                   time.Duration
 			items                                         []string
 		)
-		addrVar(fs, &listen, "listen", "", false, "`ADDR` clients send to")
-		addrVar(fs, &to, "to", "", false, "the server's `ADDR`")
-		fs.Var(choiceValue{&preset, append([]string{""}, link.PresetNames()...)}, "preset",
+		cliflag.Addr(fs, &listen, "listen", "", false, "`ADDR` clients send to")
+		cliflag.Addr(fs, &to, "to", "", false, "the server's `ADDR`")
+		fs.Var(cliflag.ChoiceValue{V: &preset, Choices: append([]string{""}, link.PresetNames()...)}, "preset",
 			"start from the preset `NAME`: "+strings.Join(link.PresetNames(), ", "))
 		for _, k := range []struct{ key, usage string }{
 			{"loss", "random loss `P`, such as 10%"},

@@ -22,9 +22,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/udplab/udplab/compare"
+	"github.com/udplab/udplab/internal/cliflag"
 	"github.com/udplab/udplab/internal/conntest"
 	"github.com/udplab/udplab/internal/leakcheck"
 	"github.com/udplab/udplab/message"
+	"github.com/udplab/udplab/modes"
 	"github.com/udplab/udplab/raw"
 	"github.com/udplab/udplab/reliable"
 )
@@ -87,18 +89,26 @@ func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// cmdFreeport sets each named variable to a free loopback UDP address:
-// freeport [-6] NAME...
+// cmdFreeport sets each named variable to a loopback address whose port
+// was free for both UDP and TCP a moment ago: freeport [-6] NAME...
 func cmdFreeport(ts *testscript.TestScript, neg bool, args []string) {
-	network, addr := "udp4", "127.0.0.1:0"
+	network, addr := "4", "127.0.0.1:0"
 	if len(args) > 0 && args[0] == "-6" {
-		network, addr, args = "udp6", "[::1]:0", args[1:]
+		network, addr, args = "6", "[::1]:0", args[1:]
 	}
 	for _, name := range args {
-		pc, err := net.ListenPacket(network, addr)
-		ts.Check(err)
-		ts.Setenv(name, pc.LocalAddr().String())
-		pc.Close()
+		for {
+			pc, err := net.ListenPacket("udp"+network, addr)
+			ts.Check(err)
+			l, err := net.Listen("tcp"+network, pc.LocalAddr().String())
+			pc.Close()
+			if err != nil {
+				continue // taken for TCP: try another
+			}
+			ts.Setenv(name, l.Addr().String())
+			l.Close()
+			break
+		}
 	}
 }
 
@@ -109,21 +119,21 @@ func cmdFreeport(ts *testscript.TestScript, neg bool, args []string) {
 // one request and one session: waitready MODE ADDR [reliable flags]
 func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 2 {
-		ts.Fatalf("usage: waitready raw|reliable|reliable-fec ADDR [reliable flags]")
+		ts.Fatalf("usage: waitready MODE ADDR [mode flags]")
 	}
-	var cfg reliable.Config
+	var settings modes.Settings
 	fs := flag.NewFlagSet("waitready", flag.ContinueOnError)
-	reliableFlags(fs, &cfg, false)
+	modes.Flags(fs, &settings, modes.All(), false)
 	ts.Check(fs.Parse(args[2:]))
-	i := slices.IndexFunc(cliModes, func(m cliMode) bool { return m.name == args[0] })
-	if i < 0 {
-		ts.Fatalf("waitready: unknown mode %q", args[0])
-	}
-	c, err := cliModes[i].dial(args[1], &cfg)
+	m, err := modes.Lookup(args[0])
 	ts.Check(err)
-	defer c.Close()
+	tr, err := m.New(&settings)
+	ts.Check(err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	c, err := dialReady(ctx, tr, args[1])
+	ts.Check(err)
+	defer c.Close()
 	for {
 		_, err := message.RoundTrip(ctx, c, []byte("ready?"))
 		if !errors.Is(err, syscall.ECONNREFUSED) {
@@ -134,22 +144,51 @@ func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
+// dialReady dials addr until a connected mode's server is bound, pacing
+// the tries: a datagram mode's dial needs nothing bound.
+func dialReady(ctx context.Context, tr modes.Transport, addr string) (message.Conn, error) {
+	for {
+		c, err := tr.DialAddr(ctx, addr)
+		if !errors.Is(err, syscall.ECONNREFUSED) || ctx.Err() != nil {
+			return c, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// newTestTransport returns m's transport with default settings.
+func newTestTransport(t testing.TB, m *modes.Mode) modes.Transport {
+	t.Helper()
+	tr, err := m.New(&modes.Settings{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// dialTest opens a client of m to addr.
+func dialTest(t testing.TB, m *modes.Mode, addr string) message.Conn {
+	t.Helper()
+	c, err := newTestTransport(t, m).DialAddr(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
 
 // TestClientSession drives the tutorial client in every mode against real
 // servers on loopback.
 func TestClientSession(t *testing.T) {
-	for _, m := range cliModes {
-		t.Run(m.name, func(t *testing.T) {
+	for _, m := range modes.All() {
+		t.Run(m.Name, func(t *testing.T) {
 			addr := startServer(t, m, message.Greet)
-			c, err := m.dial(addr, &reliable.Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dialTest(t, m, addr)
 			var out bytes.Buffer
 			in := "Alice\n\n\r\nBob\r\nexit\nnever sent\n"
-			if err := greetLoop(context.Background(), c, m, 5*time.Second, &stdio{strings.NewReader(in), &out, io.Discard}); err != nil {
+			if err := greetLoop(context.Background(), c, m, newTestTransport(t, m).Traits(), 5*time.Second, &stdio{strings.NewReader(in), &out, io.Discard}); err != nil {
 				t.Fatal(err)
 			}
 			want := prompt + "Hello Alice!\n" + prompt + prompt + prompt + "Hello Bob!\n" + prompt +
@@ -162,15 +201,11 @@ func TestClientSession(t *testing.T) {
 }
 
 func TestClientEndOfInput(t *testing.T) {
-	rawMode := lookupMode(modeRaw)
+	rawMode := modes.Raw
 	addr := startServer(t, rawMode, message.Greet)
-	c, err := rawMode.dial(addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialTest(t, rawMode, addr)
 	var out bytes.Buffer
-	if err := greetLoop(context.Background(), c, rawMode, 5*time.Second, &stdio{strings.NewReader("Carol"), &out, io.Discard}); err != nil {
+	if err := greetLoop(context.Background(), c, rawMode, newTestTransport(t, rawMode).Traits(), 5*time.Second, &stdio{strings.NewReader("Carol"), &out, io.Discard}); err != nil {
 		t.Fatal(err)
 	}
 	if want := prompt + "Hello Carol!\n" + prompt + "\n"; out.String() != want {
@@ -186,17 +221,13 @@ func TestClientReportsLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	rawMode := lookupMode(modeRaw)
-	c, err := rawMode.dial(silent.LocalAddr().String(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	rawMode := modes.Raw
+	c := dialTest(t, rawMode, silent.LocalAddr().String())
 	var out bytes.Buffer
-	if err := greetLoop(context.Background(), c, rawMode, 50*time.Millisecond, &stdio{strings.NewReader("Dave\n"), &out, io.Discard}); err != nil {
+	if err := greetLoop(context.Background(), c, rawMode, newTestTransport(t, rawMode).Traits(), 50*time.Millisecond, &stdio{strings.NewReader("Dave\n"), &out, io.Discard}); err != nil {
 		t.Fatal(err)
 	}
-	want := prompt + "No reply within 50ms: the request or its reply was lost, and raw UDP does not retransmit.\n" + prompt + "\n"
+	want := prompt + "No reply within 50ms: the request or its reply was lost, and bare UDP does not retransmit.\n" + prompt + "\n"
 	if out.String() != want {
 		t.Errorf("output = %q, want %q", out.String(), want)
 	}
@@ -205,15 +236,16 @@ func TestClientReportsLoss(t *testing.T) {
 // TestChatRefusesLongLines: a line longer than the mode carries is refused
 // with a note, and the chat goes on with the next line.
 func TestChatRefusesLongLines(t *testing.T) {
-	m := lookupMode("raw")
+	m := modes.Raw
+	tr := newTestTransport(t, m).Traits()
 	a, b := chatPair(t, m)
 	var outA, outB syncBuffer
 	inA, feedA := io.Pipe()
 	doneA := make(chan error, 1)
-	go func() { doneA <- chat(context.Background(), a, m, 0, &stdio{inA, &outA, io.Discard}) }()
-	long := strings.Repeat("x", m.maxMessage+1)
+	go func() { doneA <- chat(context.Background(), a, m, tr, 0, &stdio{inA, &outA, io.Discard}) }()
+	long := strings.Repeat("x", tr.MaxMessage+1)
 	in := strings.NewReader(long + "\nafter\n")
-	if err := chat(context.Background(), b, m, 0, &stdio{in, &outB, io.Discard}); err != nil {
+	if err := chat(context.Background(), b, m, tr, 0, &stdio{in, &outB, io.Discard}); err != nil {
 		t.Fatal(err)
 	}
 	conntest.WaitFor(t, func() bool { return strings.Contains(outA.String(), "after") })
@@ -224,26 +256,27 @@ func TestChatRefusesLongLines(t *testing.T) {
 	if want := fmt.Sprintf(">>>%s: after\n", a.RemoteAddr()); outA.String() != want {
 		t.Errorf("A printed %q, want only %q", outA.String(), want)
 	}
-	if want := tooLong(m, len(long)) + "\n"; outB.String() != want {
+	if want := tooLong(m, tr, len(long)) + "\n"; outB.String() != want {
 		t.Errorf("B printed %q, want %q", outB.String(), want)
 	}
 }
 
 // TestChat has two chat peers talk in every mode.
 func TestChat(t *testing.T) {
-	for _, m := range cliModes {
-		t.Run(m.name, func(t *testing.T) {
+	for _, m := range modes.All() {
+		t.Run(m.Name, func(t *testing.T) {
+			tr := newTestTransport(t, m).Traits()
 			a, b := chatPair(t, m)
 			var outA, outB syncBuffer
 			doneA := make(chan error, 1)
 			inA, feedA := io.Pipe()
-			go func() { doneA <- chat(context.Background(), a, m, 0, &stdio{inA, &outA, io.Discard}) }()
+			go func() { doneA <- chat(context.Background(), a, m, tr, 0, &stdio{inA, &outA, io.Discard}) }()
 			// B says two lines and ends its input; A answers once B's
 			// lines have arrived, then ends too.
 			doneB := make(chan error, 1)
 			inB, feedB := io.Pipe()
 			go func() {
-				doneB <- chat(context.Background(), b, m, 100*time.Millisecond, &stdio{inB, &outB, io.Discard})
+				doneB <- chat(context.Background(), b, m, tr, 100*time.Millisecond, &stdio{inB, &outB, io.Discard})
 			}()
 			io.WriteString(feedB, "hello\n\nhow are you?\n")
 			conntest.WaitFor(t, func() bool { return strings.Count(outA.String(), "\n") == 2 })
@@ -267,28 +300,36 @@ func TestChat(t *testing.T) {
 	}
 }
 
-func chatPair(t *testing.T, m cliMode) (a, b message.Conn) {
+// chatPair opens both ends of a chat in mode m on loopback: for a
+// connected mode, a listening end that accepts the other's dial.
+func chatPair(t *testing.T, m *modes.Mode) (a, b message.Conn) {
 	t.Helper()
-	pa, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !m.kcp {
-		pb, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	tr := newTestTransport(t, m)
+	network := tr.Traits().Network
+	la, lb := freeAddr(t, network), freeAddr(t, network)
+	if !tr.Traits().Connected {
+		var err error
+		if a, err = tr.Chat(context.Background(), la, lb); err == nil {
+			b, err = tr.Chat(context.Background(), lb, la)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		return raw.NewConn(pa, pb.LocalAddr()), raw.NewConn(pb, pa.LocalAddr())
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a, b
 	}
 	accepted := make(chan message.Conn, 1)
 	go func() {
-		c, err := reliable.AcceptOne(context.Background(), pa, m.reliableConfig(nil))
+		c, err := tr.Chat(context.Background(), la, "")
 		if err != nil {
 			t.Error(err)
 		}
 		accepted <- c
 	}()
-	b, err = m.dial(pa.LocalAddr().String(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
+	defer cancel()
+	var err error
+	b, err = dialChat(ctx, tr, la)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,26 +341,51 @@ func chatPair(t *testing.T, m cliMode) (a, b message.Conn) {
 	if a == nil {
 		t.FailNow()
 	}
+	t.Cleanup(func() { a.Close(); b.Close() })
 	if got, err := a.Receive(context.Background()); err != nil || string(got) != "(joined)" {
 		t.Fatalf("first message = %q, %v", got, err)
 	}
 	return a, b
 }
 
-func startServer(t *testing.T, m cliMode, h message.Handler) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// dialChat dials a chat peer until its listener is bound.
+func dialChat(ctx context.Context, tr modes.Transport, addr string) (message.Conn, error) {
+	for {
+		c, err := tr.Chat(ctx, "", addr)
+		if !errors.Is(err, syscall.ECONNREFUSED) || ctx.Err() != nil {
+			return c, err
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	var s message.Server
-	if !m.kcp {
-		s = raw.NewServer(pc, h, &raw.ServerConfig{Logger: quiet})
-	} else {
-		s, err = reliable.NewServer(pc, h, m.reliableConfig(&reliable.Config{Logger: quiet}))
+}
+
+// freeAddr returns a loopback address free on network ("udp" or "tcp")
+// a moment ago.
+func freeAddr(t *testing.T, network string) string {
+	t.Helper()
+	if network == "udp" {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer pc.Close()
+		return pc.LocalAddr().String()
+	}
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startServer serves h in mode m on a loopback port, and returns its
+// address.
+func startServer(t *testing.T, m *modes.Mode, h message.Handler) string {
+	t.Helper()
+	s, err := newTestTransport(t, m).Listen("127.0.0.1:0", h)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s.Addr().String()
@@ -393,14 +459,14 @@ func TestNumericFlags(t *testing.T) {
 	)
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	intVar(fs, &n, "n", 5, 1, math.MaxInt, "`N`")
-	intVar(fs, &window, "window", 128, 1, 32768, "`N`")
-	uint64Var(fs, &seed, "seed", 1, "`SEED`")
+	cliflag.Int(fs, &n, "n", 5, 1, math.MaxInt, "`N`")
+	cliflag.Int(fs, &window, "window", 128, 1, 32768, "`N`")
+	cliflag.Uint64(fs, &seed, "seed", 1, "`SEED`")
 	var zero int
-	intVar(fs, &zero, "zero", 0, 0, 9, "`N`")
-	durationVar(fs, &d, "d", time.Second, 1, "`D`")
-	durationVar(fs, &nonNeg, "nonneg", time.Second, 0, "`D`")
-	boolVar(fs, &quiet, "quiet", false, "")
+	cliflag.Int(fs, &zero, "zero", 0, 0, 9, "`N`")
+	cliflag.Duration(fs, &d, "d", time.Second, 1, "`D`")
+	cliflag.Duration(fs, &nonNeg, "nonneg", time.Second, 0, "`D`")
+	cliflag.Bool(fs, &quiet, "quiet", false, "")
 	if n != 5 || window != 128 || seed != 1 || d != time.Second || quiet {
 		t.Errorf("defaults = %d, %d, %d, %v, %v; want 5, 128, 1, 1s, false", n, window, seed, d, quiet)
 	}
@@ -446,47 +512,6 @@ func TestNumericFlags(t *testing.T) {
 	}
 }
 
-// TestReliableRanges holds the CLI's ranges to what reliable.Config accepts.
-func TestReliableRanges(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		cfg  reliable.Config
-		ok   bool
-	}{
-		{"least MTU", reliable.Config{MTU: minMTU}, true},
-		{"most MTU", reliable.Config{MTU: maxMTU}, true},
-		{"MTU below", reliable.Config{MTU: minMTU - 1}, false},
-		{"MTU above", reliable.Config{MTU: maxMTU + 1}, false},
-		{"least windows", reliable.Config{SendWindow: 1, ReceiveWindow: 1}, true},
-		{"most windows", reliable.Config{SendWindow: maxWindow, ReceiveWindow: maxWindow}, true},
-		{"send window above", reliable.Config{SendWindow: maxWindow + 1}, false},
-		{"receive window above", reliable.Config{ReceiveWindow: maxWindow + 1}, false},
-	} {
-		if err := tt.cfg.Validate(); (err == nil) != tt.ok {
-			t.Errorf("%s: Validate() = %v, want ok %v", tt.name, err, tt.ok)
-		}
-	}
-}
-
-// TestModesMatchCompare: a mode name means the same thing on the command
-// line as in compare, in the same order.
-func TestModesMatchCompare(t *testing.T) {
-	var names []string
-	for _, m := range cliModes {
-		names = append(names, m.name)
-		if got := m.reliableConfig(nil).WithDefaults(); m.kcp && got.NoFEC == m.fec {
-			t.Errorf("%s runs KCP with NoFEC %v, want FEC %v", m.name, got.NoFEC, m.fec)
-		}
-	}
-	if want := compare.ModeNames(); !slices.Equal(names, want) {
-		t.Errorf("modes %v, want compare's %v", names, want)
-	}
-	fec := lookupMode(modeReliableFEC).reliableConfig(&reliable.Config{DataShards: 4, ParityShards: 2})
-	if got := fec.FECString(); got != "4,2" {
-		t.Errorf("reliable-fec with --fec 4,2 runs FEC %s", got)
-	}
-}
-
 // TestClientClosedPort points the raw client at a port nothing listens on:
 // it must say so and exit 1, not report a lost datagram.
 func TestClientClosedPort(t *testing.T) {
@@ -510,17 +535,17 @@ func TestClientRefusesLongLines(t *testing.T) {
 		mode string
 		size int
 	}{
-		{modeRaw, raw.MaxMessage + 1},
-		{modeReliable, 2 << 20},
-		{modeReliableFEC, reliable.MaxMessage + 1},
+		{"raw", raw.MaxMessage + 1},
+		{"kcp", 2 << 20},
+		{"kcp-fec", reliable.MaxMessage + 1},
 	} {
 		t.Run(tt.mode, func(t *testing.T) {
 			m := lookupMode(tt.mode)
 			addr := startServer(t, m, message.Greet)
 			in := strings.Repeat("a", tt.size) + "\r\nAlice\n"
-			code, out, errOut := runCmd(t, in, "client", "--mode", m.name, "--addr", addr, "--timeout", "10s")
+			code, out, errOut := runCmd(t, in, "client", "--mode", m.Name, "--addr", addr, "--timeout", "10s")
 			want := fmt.Sprintf("%sNot sent: that line is %d bytes, and %s carries at most %d bytes in one message.\n%sHello Alice!\n%s\n",
-				prompt, tt.size, m.name, m.maxMessage, prompt, prompt)
+				prompt, tt.size, m.Name, newTestTransport(t, m).Traits().MaxMessage, prompt, prompt)
 			if code != exitOK || out != want || errOut != "" {
 				t.Errorf("exit %d, stdout %q, stderr %q; want 0 and %q", code, out, errOut, want)
 			}
@@ -559,16 +584,18 @@ func TestModeFlags(t *testing.T) {
 		args []string
 		err  string
 	}{
-		{[]string{"client", "--fec", "4,2"}, "udplab client: --fec is a reliable flag: --mode raw takes none (use --mode reliable or reliable-fec)\n"},
-		{[]string{"client", "--key", "k"}, "udplab client: --key is a reliable flag: --mode raw takes none (use --mode reliable or reliable-fec)\n"},
-		{[]string{"client", "--mode", "reliable", "--fec", "4,2"}, "udplab client: --fec sets reliable-fec's shards: --mode reliable is KCP without FEC (use --mode reliable-fec for FEC)\n"},
-		{[]string{"client", "--mode", "reliable-fec", "--fec", "0,0"}, "udplab client: --fec 0,0 turns FEC off: use --mode reliable for KCP without FEC\n"},
-		{[]string{"chat", "--mode", "reliable", "--peer", "127.0.0.1:7000", "--fec", "4,2"}, "udplab chat: --fec sets reliable-fec's shards: --mode reliable is KCP without FEC (use --mode reliable-fec for FEC)\n"},
-		{[]string{"chat", "--mode", "reliable-fec", "--listen", "127.0.0.1:7000", "--peer", "127.0.0.1:7001"}, "udplab chat: reliable-fec chat takes --listen (to accept a peer) or --peer (to dial one), not both\n"},
-		{[]string{"serve", "--raw", "off", "--reliable", "off", "--reliable-fec", "off"}, "udplab serve: --raw, --reliable and --reliable-fec are all off: nothing to serve\n"},
-		{[]string{"serve", "--reliable", "off", "--reliable-fec", "off", "--mtu", "1400"}, "udplab serve: --mtu is a reliable flag, and --reliable and --reliable-fec are off\n"},
-		{[]string{"serve", "--reliable-fec", "off", "--fec", "4,2"}, "udplab serve: --fec sets reliable-fec's shards, and --reliable-fec is off\n"},
-		{[]string{"serve", "--fec", "0,0"}, "udplab serve: --fec 0,0 turns FEC off: --reliable serves KCP without FEC; give --reliable-fec shards such as 10,3, or --reliable-fec off\n"},
+		{[]string{"client", "--fec", "4,2"}, "udplab client: --fec applies to kcp-fec, and --mode is raw\n"},
+		{[]string{"client", "--key", "k"}, "udplab client: --key applies to kcp and kcp-fec, and --mode is raw\n"},
+		{[]string{"client", "--mode", "reliable", "--fec", "4,2"}, "udplab client: --fec applies to kcp-fec, and --mode is kcp\n"},
+		{[]string{"client", "--mode", "tcp", "--profile", "fast"}, "udplab client: --profile applies to kcp and kcp-fec, and --mode is tcp\n"},
+		{[]string{"client", "--mode", "reliable-fec", "--fec", "0,0"}, "udplab client: kcp-fec: fec 0,0 leaves kcp-fec without FEC: give shards such as 10,3, or use kcp (KCP without FEC)\n"},
+		{[]string{"chat", "--mode", "kcp", "--peer", "127.0.0.1:7000", "--fec", "4,2"}, "udplab chat: --fec applies to kcp-fec, and --mode is kcp\n"},
+		{[]string{"chat", "--mode", "kcp-fec", "--listen", "127.0.0.1:7000", "--peer", "127.0.0.1:7001"}, "udplab chat: kcp-fec chat takes --listen (to accept a peer) or --peer (to dial one), not both\n"},
+		{[]string{"chat", "--mode", "tcp", "--listen", "127.0.0.1:7000", "--peer", "127.0.0.1:7001"}, "udplab chat: tcp chat takes --listen (to accept a peer) or --peer (to dial one), not both\n"},
+		{[]string{"serve", "--raw", "off", "--reliable", "off", "--reliable-fec", "off", "--tcp", "off"}, "udplab serve: every listener is off (--raw, --kcp, --kcp-fec, --tcp): nothing to serve\n"},
+		{[]string{"serve", "--reliable", "off", "--kcp-fec", "off", "--mtu", "1400"}, "udplab serve: --mtu applies to kcp and kcp-fec, and those listeners are off\n"},
+		{[]string{"serve", "--kcp-fec", "off", "--fec", "4,2"}, "udplab serve: --fec applies to kcp-fec, and those listeners are off\n"},
+		{[]string{"serve", "--fec", "0,0"}, "udplab serve: kcp-fec: fec 0,0 leaves kcp-fec without FEC: give shards such as 10,3, or use kcp (KCP without FEC)\n"},
 	} {
 		code, out, errOut := runCmd(t, "", tt.args...)
 		want := tt.err + "run 'udplab " + tt.args[0] + " --help' for usage\n"
@@ -580,17 +607,18 @@ func TestModeFlags(t *testing.T) {
 
 // dropServer is a server whose socket drop count is given.
 type dropServer struct {
-	message.Server
+	modes.Server
 	drops uint64
 	known bool
 }
 
 func (d dropServer) SocketDrops() (uint64, bool) { return d.drops, d.known }
+func (d dropServer) Stats() message.ServerStats  { return message.ServerStats{Requests: 3} }
+func (d dropServer) Summary() []any              { return []any{"sessions", 1} }
 
 // TestSummarySocketDrops: serve's summary gives the socket's drop count,
 // and "unknown", never 0, where the kernel does not say.
 func TestSummarySocketDrops(t *testing.T) {
-	stats := func() []any { return []any{"requests", 3} }
 	for _, tt := range []struct {
 		srv  dropServer
 		want any
@@ -599,8 +627,10 @@ func TestSummarySocketDrops(t *testing.T) {
 		{dropServer{drops: 0, known: true}, uint64(0)},
 		{dropServer{known: false}, "unknown"},
 	} {
-		got := listener{modeRaw, tt.srv, stats}.summary()
-		if want := []any{"mode", modeRaw, "requests", 3, "socket_drops", tt.want}; !slices.Equal(got, want) {
+		got := listener{"raw", tt.srv}.summary()
+		want := []any{"mode", "raw", "requests", uint64(3), "replies", uint64(0), "bad_requests", uint64(0),
+			"oversized", uint64(0), "errors", uint64(0), "sessions", 1, "socket_drops", tt.want}
+		if !slices.Equal(got, want) {
 			t.Errorf("summary with SocketDrops %d, %v = %v; want %v", tt.srv.drops, tt.srv.known, got, want)
 		}
 	}

@@ -1,0 +1,80 @@
+package modes
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/udplab/udplab/message"
+	"github.com/udplab/udplab/raw"
+)
+
+// Raw is bare UDP: one message, one datagram; no acknowledgement,
+// retransmission or ordering. It has the tutorials' port.
+var Raw = &Mode{
+	Name:        "raw",
+	What:        "bare UDP",
+	DefaultAddr: "127.0.0.1:6000",
+	build:       func(s *Settings) (Transport, error) { return rawTransport{s.logger()}, nil },
+}
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type rawTransport struct{ log *slog.Logger }
+
+func (rawTransport) Traits() Traits {
+	return Traits{
+		Delivery:   Unreliable,
+		Congestion: "none: the application's pace",
+		MaxMessage: raw.MaxMessage,
+		Stack:      "kernel UDP",
+		Network:    "udp",
+	}
+}
+
+func (t rawTransport) Serve(pc net.PacketConn, h message.Handler) (Server, error) {
+	return rawServer{raw.NewServer(pc, h, &raw.ServerConfig{Logger: t.log})}, nil
+}
+
+func (rawTransport) Dial(_ context.Context, pc net.PacketConn, remote net.Addr) (message.Conn, error) {
+	return raw.NewConn(pc, remote), nil
+}
+
+func (t rawTransport) Listen(addr string, h message.Handler) (Server, error) {
+	s, err := raw.Listen(addr, h, &raw.ServerConfig{Logger: t.log})
+	if err != nil {
+		return nil, err
+	}
+	return rawServer{s}, nil
+}
+
+func (rawTransport) DialAddr(_ context.Context, addr string) (message.Conn, error) {
+	return raw.Dial(addr)
+}
+
+// Chat sends from listen to peer: raw has no connection, so it needs both.
+func (rawTransport) Chat(_ context.Context, listen, peer string) (message.Conn, error) {
+	if listen == "" || peer == "" {
+		return nil, errors.New("raw: chat needs both a listening address and a peer")
+	}
+	paddr, err := net.ResolveUDPAddr("udp", peer)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := net.ListenPacket("udp", listen)
+	if err != nil {
+		return nil, err
+	}
+	return raw.NewConn(pc, paddr), nil
+}
+
+func (rawTransport) RetryWait(int) time.Duration { return 0 }
+func (rawTransport) Counters() Counters          { return Counters{} }
+
+type rawServer struct{ *raw.Server }
+
+func (rawServer) Describe() []any { return []any{"delivery", Unreliable} }
+func (rawServer) Summary() []any  { return nil }

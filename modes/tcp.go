@@ -1,0 +1,171 @@
+package modes
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/udplab/udplab/internal/netstack"
+	"github.com/udplab/udplab/internal/tcpinfo"
+	"github.com/udplab/udplab/message"
+	"github.com/udplab/udplab/tcp"
+)
+
+// TCP is TCP with udplab's framing: the kernel's over a real address, and
+// over a PacketConn (the simulated link) a user-space TCP/IP stack, gVisor's
+// netstack, one IP packet per datagram.
+var TCP = &Mode{
+	Name:        "tcp",
+	What:        "TCP: the kernel's on an address, gVisor netstack over the simulated link",
+	DefaultAddr: "127.0.0.1:6002",
+	flags: func(fs *flag.FlagSet, s *Settings, server bool) {
+		if server {
+			sessionFlags(fs, s)
+		}
+	},
+	build: func(s *Settings) (Transport, error) {
+		return &tcpTransport{cfg: tcp.ServerConfig{Logger: s.logger(), Idle: s.Idle, MaxConns: s.MaxSessions}}, nil
+	},
+}
+
+// tcpMinRTO is netstack's (and Linux's) smallest retransmission timeout;
+// each further try doubles it.
+const tcpMinRTO = 200 * time.Millisecond
+
+type tcpTransport struct {
+	cfg tcp.ServerConfig
+
+	mu    sync.Mutex
+	hosts []interface{ Stats() netstack.Stats } // every netstack host made, for Counters
+}
+
+func (t *tcpTransport) Traits() Traits {
+	stack := netstack.Describe()
+	return Traits{
+		Delivery:      ReliableOrdered,
+		Connected:     true,
+		HandshakeRTTs: 1,
+		HeaderBytes:   40,
+		IPPackets:     true,
+		Congestion:    "CUBIC with SACK and RACK (netstack); receive window",
+		MaxMessage:    tcp.MaxMessage,
+		Stack:         "kernel TCP on an address; over the simulated link " + stack,
+		Network:       "tcp",
+		Summary:       []string{"TCP over " + stack},
+		Settings:      map[string]any{"stack": stack},
+	}
+}
+
+func (t *tcpTransport) track(h interface{ Stats() netstack.Stats }) {
+	t.mu.Lock()
+	t.hosts = append(t.hosts, h)
+	t.mu.Unlock()
+}
+
+func (t *tcpTransport) Serve(pc net.PacketConn, h message.Handler) (Server, error) {
+	l, err := netstack.Listen(pc, nil)
+	if err != nil {
+		return nil, err
+	}
+	t.track(l)
+	return tcpServer{tcp.NewServer(l, h, &t.cfg)}, nil
+}
+
+func (t *tcpTransport) Dial(ctx context.Context, pc net.PacketConn, remote net.Addr) (message.Conn, error) {
+	c, err := netstack.Dial(ctx, pc, remote, nil)
+	if err != nil {
+		return nil, err
+	}
+	t.track(c)
+	return tcp.NewConn(c), nil
+}
+
+func (t *tcpTransport) Listen(addr string, h message.Handler) (Server, error) {
+	s, err := tcp.Listen(addr, h, &t.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return tcpServer{s}, nil
+}
+
+func (t *tcpTransport) DialAddr(ctx context.Context, addr string) (message.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return kernelConn{tcp.NewConn(c), c.(*net.TCPConn)}, nil
+}
+
+// Chat accepts the first peer at listen, or dials peer.
+func (t *tcpTransport) Chat(ctx context.Context, listen, peer string) (message.Conn, error) {
+	if (listen == "") == (peer == "") {
+		return nil, errors.New("tcp: chat takes a listening address or a peer, not both")
+	}
+	if peer != "" {
+		return t.DialAddr(ctx, peer)
+	}
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, err
+	}
+	return tcp.AcceptOne(ctx, l)
+}
+
+// RetryWait is the smallest timeout's tries with backoff: netstack starts
+// at a second before it has measured a round trip, but by the end of a run
+// it has, and waits about its floor of 200 ms.
+func (t *tcpTransport) RetryWait(retries int) time.Duration {
+	var total time.Duration
+	for i := range retries {
+		total += tcpMinRTO << i
+	}
+	return total
+}
+
+func (t *tcpTransport) Counters() Counters {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var c Counters
+	for _, h := range t.hosts {
+		s := h.Stats()
+		c.Retransmissions += s.Retransmissions
+		c.HeaderBytes += s.HeaderBytesSent
+	}
+	return c
+}
+
+// kernelConn is a kernel TCP conversation that counts its wire from the
+// kernel's TCP_INFO.
+type kernelConn struct {
+	*tcp.Conn
+	tc *net.TCPConn
+}
+
+func (c kernelConn) Wire() (Wire, bool) {
+	info, ok := tcpinfo.Read(c.tc)
+	if !ok {
+		return Wire{}, false
+	}
+	packets := info.SegmentsOut + info.SegmentsIn
+	headers := packets * info.HeaderBytes
+	return Wire{Packets: packets, Bytes: info.BytesSent + info.BytesReceived + headers, HeaderBytes: headers,
+		Retransmissions: info.Retransmissions}, true
+}
+
+type tcpServer struct{ *tcp.Server }
+
+func (s tcpServer) Stats() message.ServerStats  { return s.Server.Stats().ServerStats }
+func (s tcpServer) SocketDrops() (uint64, bool) { return 0, false }
+
+func (s tcpServer) Describe() []any {
+	return []any{"delivery", ReliableOrdered, "framing", "4-byte length, or text lines"}
+}
+
+func (s tcpServer) Summary() []any {
+	st := s.Server.Stats()
+	return []any{"connections", st.Accepted, "refused", st.Refused, "reaped", st.Reaped, "text", st.Text}
+}
