@@ -50,11 +50,11 @@ func (t *tcpTransport) Traits() Traits {
 		HandshakeRTTs: 1,
 		HeaderBytes:   40,
 		IPPackets:     true,
-		Congestion:    "CUBIC with SACK and RACK (netstack); receive window",
+		Congestion:    "simulated links: netstack's CUBIC, SACK, RACK; on an address: the kernel's; receive window",
 		MaxMessage:    tcp.MaxMessage,
 		Stack:         "kernel TCP on an address; over the simulated link " + stack,
 		Network:       "tcp",
-		Summary:       []string{"TCP over " + stack},
+		Summary:       []string{"TCP: gVisor netstack (CUBIC, SACK, RACK) on simulated links, the kernel's on an address"},
 		Settings:      map[string]any{"stack": stack},
 	}
 }
