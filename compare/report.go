@@ -523,7 +523,7 @@ func (r *Report) tradeoff() *table {
 	})
 	row("header size", func(x *Result, t TransportInfo) string {
 		if t.IPPackets {
-			return fmt.Sprintf("%d B a packet (IP+TCP, measured)", x.HeaderBytes)
+			return fmt.Sprintf("%d B a packet (IP+TCP)", x.HeaderBytes)
 		}
 		return fmt.Sprintf("%d+%d B a datagram", link.HeaderBytes, x.HeaderBytes-link.HeaderBytes)
 	})

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -195,7 +197,7 @@ type Result struct {
 	WirePackets          uint64   `json:"wire_packets"`
 	WireBytesWithHeaders uint64   `json:"wire_bytes_with_headers"`
 	Overhead             *float64 `json:"overhead"`
-	HeaderBytes          int      `json:"header_bytes"`    // the transport's own header in each datagram, below UDP
+	HeaderBytes          int      `json:"header_bytes"`    // every header in a packet below the message: IP, UDP and the transport's, or IP and TCP (measured average)
 	LinkDrops            *uint64  `json:"link_drops"`      // nil for targets: nothing simulated
 	LinkDuplicates       *uint64  `json:"link_duplicates"` // nil for targets
 	SocketDrops          *uint64  `json:"socket_drops"`
@@ -378,7 +380,7 @@ func (c *Config) runLocal(ctx context.Context, name string, lk Link) (Result, er
 		res.Lost.InLink = &inLink
 	}
 	res.timing(lk.Spec, up, down)
-	res.finish(traits, tr.Counters())
+	res.finish(traits, tr.Counters(), ipv4Header)
 	return res, err
 }
 
@@ -493,7 +495,7 @@ func (c *Config) runTarget(ctx context.Context, t Target) (Result, error) {
 	counters := tr.Counters()
 	counters.HeaderBytes += wire.headers
 	counters.Retransmissions += wire.retrans
-	res.finish(traits, counters)
+	res.finish(traits, counters, ipHeader(t.Addr))
 	return res, err
 }
 
@@ -537,34 +539,52 @@ func (r *Result) fill(w Workload, rec *Recorder, o outcome) {
 	}
 }
 
-// finish takes the transport's counters and derives the byte figures.
-// Bytes with headers are whole IP datagrams: a UDP mode's payloads plus
-// the IP and UDP headers, or, for a mode whose datagrams are IP packets,
-// those packets. Wire bytes leave out what lies below the transport's own
-// header: IP and UDP, or IP alone, so that KCP's header and TCP's both
-// count as the transport's cost.
-func (r *Result) finish(t modes.Traits, d modes.Counters) {
+// finish takes the transport's counters and derives the byte figures;
+// ip is the size of the IP header the run's packets carry (20 on IPv4, 40
+// on IPv6). Bytes with headers are whole IP datagrams: a UDP mode's
+// payloads plus the IP and UDP headers, or, for a mode whose datagrams are
+// IP packets, those packets. Wire bytes leave out what lies below the
+// transport's own header: IP and UDP, or IP alone, so that KCP's header and
+// TCP's both count as the transport's cost. With no packets counted (a
+// platform that does not say) there is no overhead to give.
+func (r *Result) finish(t modes.Traits, d modes.Counters, ip int) {
 	r.Retransmissions = d.Retransmissions
 	r.FECRecovered = d.FECRecovered
-	r.HeaderBytes = link.HeaderBytes + t.HeaderBytes
+	udp := uint64(ip + udpHeader)
 	if t.IPPackets {
+		r.HeaderBytes = t.HeaderBytes
 		r.WireBytesWithHeaders = r.WireBytes
-		r.WireBytes -= min(ipv4Header*r.WirePackets, r.WireBytes)
+		r.WireBytes -= min(uint64(ip)*r.WirePackets, r.WireBytes)
 		if r.WirePackets > 0 {
 			r.HeaderBytes = int((d.HeaderBytes + r.WirePackets/2) / r.WirePackets)
 		}
 	} else {
-		r.WireBytesWithHeaders = r.WireBytes + link.HeaderBytes*r.WirePackets
+		r.HeaderBytes = int(udp) + t.HeaderBytes
+		r.WireBytesWithHeaders = r.WireBytes + udp*r.WirePackets
 	}
-	if r.PayloadBytes > 0 {
+	if r.PayloadBytes > 0 && r.WirePackets > 0 {
 		o := float64(r.WireBytes) / float64(r.PayloadBytes)
 		r.Overhead = &o
 	}
 }
 
-// ipv4Header is the IP header of every packet a user-space stack sends
-// over the simulated link: IPv4, no options.
-const ipv4Header = 20
+// The headers below a transport's own: IPv4's and IPv6's without options,
+// and UDP's. The simulated link runs on IPv4 loopback.
+const (
+	ipv4Header = 20
+	ipv6Header = 40
+	udpHeader  = 8
+)
+
+// ipHeader is the IP header of packets to addr (host:port): IPv6's for an
+// IPv6 literal, IPv4's otherwise.
+func ipHeader(addr string) int {
+	host, _, err := net.SplitHostPort(addr)
+	if ip, perr := netip.ParseAddr(host); err == nil && perr == nil && ip.Is6() && !ip.Is4In6() {
+		return ipv6Header
+	}
+	return ipv4Header
+}
 
 func drops(s link.Stats) uint64 { return s.Lost + s.QueueDrops + s.MTUDrops + s.OutageDrops }
 

@@ -33,8 +33,10 @@ func dialTarget(ctx context.Context, tr modes.Transport, addr string) (message.C
 		if err != nil {
 			return nil, nil, err
 		}
-		w.after = func() {}
-		w.beforeClose = func() {
+		// A stream's wire is read once the run is over: the Conn took its
+		// last reading as it closed, whenever that was.
+		w.beforeClose = func() {}
+		w.after = func() {
 			if wc, ok := conn.(modes.WireCounter); ok {
 				if n, ok := wc.Wire(); ok {
 					w.packets, w.bytes, w.headers = n.Packets, n.Bytes, n.HeaderBytes // whole IP packets, as over the link

@@ -127,7 +127,7 @@ func (t *kcpTransport) DialAddr(_ context.Context, addr string) (message.Conn, e
 // Chat accepts the first session at listen, or dials peer.
 func (t *kcpTransport) Chat(ctx context.Context, listen, peer string) (message.Conn, error) {
 	if (listen == "") == (peer == "") {
-		return nil, errors.New("reliable: chat takes a listening address or a peer, not both")
+		return nil, errors.New("kcp: chat takes a listening address or a peer, not both")
 	}
 	if peer != "" {
 		return reliable.Dial(peer, &t.cfg)

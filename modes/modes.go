@@ -139,8 +139,9 @@ type Traits struct {
 // WireCounter is a Conn over a real address that counts its own wire,
 // where no PacketConn of udplab's sees the packets (the kernel's TCP).
 type WireCounter interface {
-	// Wire is what the conversation has sent and received so far; ok is
-	// false where the platform does not say.
+	// Wire is what the conversation has sent and received so far, or,
+	// once it is closed, until it closed; ok is false where the platform
+	// does not say.
 	Wire() (w Wire, ok bool)
 }
 
@@ -257,7 +258,8 @@ func Index(name string) int {
 
 // Flags registers on fs the flags of every mode in ms, each once, filling
 // s; with server, serve's flags too. Modes that share a flag (kcp and
-// kcp-fec share KCP's) fill the same setting.
+// kcp-fec share KCP's) must fill the same setting: the first mode's
+// registration is the one kept.
 func Flags(fs *flag.FlagSet, s *Settings, ms []*Mode, server bool) {
 	for _, m := range ms {
 		if m.flags == nil {

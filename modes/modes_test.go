@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"net"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -163,5 +164,32 @@ func TestConformanceOverPacketConn(t *testing.T) {
 				MaxMessage: tr.Traits().MaxMessage,
 			})
 		})
+	}
+}
+
+// TestKernelTCPWireAfterClose: a tcp target's wire is the kernel's count,
+// and the Conn keeps its last reading once closed, when the kernel has
+// forgotten the connection.
+func TestKernelTCPWireAfterClose(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("TCP_INFO is read on Linux only")
+	}
+	tr, _ := TCP.New(nil)
+	s, err := tr.Listen("127.0.0.1:0", message.Greet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := tr.DialAddr(context.Background(), s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := conntest.RoundTrip(t, c, "Alice"); got != "Hello Alice!\n" {
+		t.Fatalf("reply %q", got)
+	}
+	c.Close()
+	w, ok := c.(WireCounter).Wire()
+	if !ok || w.Packets < 2 || w.Bytes < w.HeaderBytes+9+17 || w.HeaderBytes < 40*w.Packets {
+		t.Errorf("wire after close = %+v, %v; want the exchange's segments, bytes and headers", w, ok)
 	}
 }

@@ -97,7 +97,7 @@ func (t *tcpTransport) DialAddr(ctx context.Context, addr string) (message.Conn,
 	if err != nil {
 		return nil, err
 	}
-	return kernelConn{tcp.NewConn(c), c.(*net.TCPConn)}, nil
+	return &kernelConn{Conn: tcp.NewConn(c), tc: c.(*net.TCPConn)}, nil
 }
 
 // Chat accepts the first peer at listen, or dials peer.
@@ -139,13 +139,29 @@ func (t *tcpTransport) Counters() Counters {
 }
 
 // kernelConn is a kernel TCP conversation that counts its wire from the
-// kernel's TCP_INFO.
+// kernel's TCP_INFO. The kernel forgets a connection once it is closed, so
+// Close takes a last reading, which Wire returns from then on.
 type kernelConn struct {
 	*tcp.Conn
 	tc *net.TCPConn
+
+	mu     sync.Mutex
+	closed bool
+	last   Wire
+	lastOK bool
 }
 
-func (c kernelConn) Wire() (Wire, bool) {
+func (c *kernelConn) Wire() (Wire, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.last, c.lastOK
+	}
+	return c.read()
+}
+
+// read is what the kernel says now.
+func (c *kernelConn) read() (Wire, bool) {
 	info, ok := tcpinfo.Read(c.tc)
 	if !ok {
 		return Wire{}, false
@@ -154,6 +170,16 @@ func (c kernelConn) Wire() (Wire, bool) {
 	headers := packets * info.HeaderBytes
 	return Wire{Packets: packets, Bytes: info.BytesSent + info.BytesReceived + headers, HeaderBytes: headers,
 		Retransmissions: info.Retransmissions}, true
+}
+
+func (c *kernelConn) Close() error {
+	c.mu.Lock()
+	if !c.closed {
+		c.last, c.lastOK = c.read()
+		c.closed = true
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
 }
 
 type tcpServer struct{ *tcp.Server }

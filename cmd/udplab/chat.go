@@ -64,6 +64,9 @@ also ends on SIGINT or SIGTERM.`,
 				fmt.Fprintf(st.err, "waiting for a peer on %s\n", listen)
 			}
 			c, err := openChat(ctx, tr, listen, peer, st)
+			if err != nil && ctx.Err() != nil {
+				return nil // interrupted while waiting: nothing was said, nothing is lost
+			}
 			if err != nil {
 				return err
 			}
