@@ -121,7 +121,7 @@ func (r *Report) cdfPlots() ([][]*plot.Plot, error) {
 			for i := range ms {
 				xys = append(xys, plotter.XY{X: ms[i], Y: frac[i]})
 			}
-			if err := addLine(p, x.Mode, xys, modeIndex(x.Mode)); err != nil {
+			if err := addLine(p, x.Mode, xys, modes.Index(x.Mode)); err != nil {
 				return nil, err
 			}
 			all = append(all, xys...)
@@ -228,10 +228,10 @@ func (r *Report) sweepPlots() ([][]*plot.Plot, error) {
 		if len(del) == 0 {
 			continue
 		}
-		if err := addLinePoints(delivery, string(m), del, modeIndex(m)); err != nil {
+		if err := addLinePoints(delivery, m, del, modes.Index(m)); err != nil {
 			return nil, err
 		}
-		if err := addLinePoints(p99, string(m), lat, modeIndex(m)); err != nil {
+		if err := addLinePoints(p99, m, lat, modes.Index(m)); err != nil {
 			return nil, err
 		}
 	}
@@ -313,9 +313,6 @@ func style(s *draw.LineStyle, i int) {
 	s.Dashes = plotutil.Dashes(i)
 	s.Width = vg.Points(1.5)
 }
-
-// modeIndex gives each mode the same colour and dashes in every chart.
-func modeIndex(m string) int { return modes.Index(m) }
 
 // byLink groups the results by link, in order; runs against targets are
 // one group.

@@ -87,7 +87,7 @@ func (c *Config) Validate() error {
 	if c.Modes != nil && len(c.Modes) == 0 {
 		return errors.New("modes: want at least one of " + strings.Join(modes.Names(), ", "))
 	}
-	for _, name := range c.usedModes() {
+	for _, name := range c.UsedModes() {
 		m, err := modes.Lookup(name)
 		if err != nil {
 			return err
@@ -110,8 +110,9 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// usedModes lists the names of the modes the runs use, as given.
-func (c *Config) usedModes() []string {
+// UsedModes lists the names (or aliases, as given) of the modes the runs
+// use: the targets', or Modes, or DefaultModes.
+func (c *Config) UsedModes() []string {
 	if len(c.Targets) == 0 {
 		return c.modeNames()
 	}

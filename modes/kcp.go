@@ -126,17 +126,15 @@ func (t *kcpTransport) DialAddr(_ context.Context, addr string) (message.Conn, e
 
 // Chat accepts the first session at listen, or dials peer.
 func (t *kcpTransport) Chat(ctx context.Context, listen, peer string) (message.Conn, error) {
-	if (listen == "") == (peer == "") {
-		return nil, errors.New("kcp: chat takes a listening address or a peer, not both")
-	}
-	if peer != "" {
-		return reliable.Dial(peer, &t.cfg)
-	}
-	pc, err := net.ListenPacket("udp", listen)
-	if err != nil {
-		return nil, err
-	}
-	return reliable.AcceptOne(ctx, pc, &t.cfg)
+	return connectedChat("kcp", listen, peer,
+		func() (message.Conn, error) { return reliable.Dial(peer, &t.cfg) },
+		func() (message.Conn, error) {
+			pc, err := net.ListenPacket("udp", listen)
+			if err != nil {
+				return nil, err
+			}
+			return reliable.AcceptOne(ctx, pc, &t.cfg)
+		})
 }
 
 func (t *kcpTransport) RetryWait(retries int) time.Duration { return t.cfg.RetryWait(retries) }

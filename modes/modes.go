@@ -217,16 +217,6 @@ func (c Counters) Sub(before Counters) Counters {
 	}
 }
 
-// Add returns c plus d.
-func (c Counters) Add(d Counters) Counters {
-	return Counters{
-		Retransmissions: c.Retransmissions + d.Retransmissions,
-		FECRecovered:    c.FECRecovered + d.FECRecovered,
-		AuthFailures:    c.AuthFailures + d.AuthFailures,
-		HeaderBytes:     c.HeaderBytes + d.HeaderBytes,
-	}
-}
-
 // All returns every mode, in the order reports show them.
 func All() []*Mode { return slices.Clone(all) }
 
@@ -275,15 +265,6 @@ func Flags(fs *flag.FlagSet, s *Settings, ms []*Mode, server bool) {
 	}
 }
 
-// FlagNames returns the names of every flag the modes in ms register.
-func FlagNames(ms []*Mode, server bool) []string {
-	fs := flag.NewFlagSet("", flag.ContinueOnError)
-	Flags(fs, &Settings{}, ms, server)
-	var names []string
-	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	return names
-}
-
 // Owners returns the names of the modes that take the flag called name.
 func Owners(name string, server bool) []string {
 	var owners []string
@@ -293,4 +274,16 @@ func Owners(name string, server bool) []string {
 		}
 	}
 	return owners
+}
+
+// connectedChat opens one end of a connected mode's chat: it waits at
+// listen for the first peer (accept), or dials peer (dial), never both.
+func connectedChat(name, listen, peer string, dial, accept func() (message.Conn, error)) (message.Conn, error) {
+	switch {
+	case (listen == "") == (peer == ""):
+		return nil, fmt.Errorf("%s: chat takes a listening address or a peer, not both", name)
+	case peer != "":
+		return dial()
+	}
+	return accept()
 }

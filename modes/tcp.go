@@ -2,7 +2,6 @@ package modes
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"net"
 	"sync"
@@ -102,17 +101,15 @@ func (t *tcpTransport) DialAddr(ctx context.Context, addr string) (message.Conn,
 
 // Chat accepts the first peer at listen, or dials peer.
 func (t *tcpTransport) Chat(ctx context.Context, listen, peer string) (message.Conn, error) {
-	if (listen == "") == (peer == "") {
-		return nil, errors.New("tcp: chat takes a listening address or a peer, not both")
-	}
-	if peer != "" {
-		return t.DialAddr(ctx, peer)
-	}
-	l, err := net.Listen("tcp", listen)
-	if err != nil {
-		return nil, err
-	}
-	return tcp.AcceptOne(ctx, l)
+	return connectedChat("tcp", listen, peer,
+		func() (message.Conn, error) { return t.DialAddr(ctx, peer) },
+		func() (message.Conn, error) {
+			l, err := net.Listen("tcp", listen)
+			if err != nil {
+				return nil, err
+			}
+			return tcp.AcceptOne(ctx, l)
+		})
 }
 
 // RetryWait is the smallest timeout's tries with backoff: netstack starts

@@ -78,13 +78,22 @@ also ends on SIGINT or SIGTERM.`,
 // openChat opens this side of the chat. A dialer of a connected mode waits
 // for the listener to come up, as a KCP dialer can start first too.
 func openChat(ctx context.Context, tr modes.Transport, listen, peer string, st *stdio) (message.Conn, error) {
-	for waiting := false; ; waiting = true {
-		c, err := tr.Chat(ctx, listen, peer)
+	return untilListening(ctx, func() (message.Conn, error) { return tr.Chat(ctx, listen, peer) }, func() {
+		fmt.Fprintf(st.err, "waiting for the peer at %s\n", peer)
+	})
+}
+
+// untilListening calls dial until it is not refused (nothing listens there
+// yet) or ctx ends, pacing the tries; waiting, if not nil, is called once,
+// at the first refusal.
+func untilListening(ctx context.Context, dial func() (message.Conn, error), waiting func()) (message.Conn, error) {
+	for tries := 0; ; tries++ {
+		c, err := dial()
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			return c, err
 		}
-		if !waiting {
-			fmt.Fprintf(st.err, "waiting for the peer at %s\n", peer)
+		if tries == 0 && waiting != nil {
+			waiting()
 		}
 		select {
 		case <-ctx.Done():

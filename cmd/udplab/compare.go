@@ -103,15 +103,10 @@ a terminal and the comparison runs longer than a couple of seconds.`,
 // buildCompare fills cfg's links or targets from the flags and checks the
 // whole configuration; every mistake is a usage error.
 func buildCompare(cfg *compare.Config, links []string, sweep string, targets []compare.Target, fs *flag.FlagSet) error {
+	cfg.Targets = targets
 	var used []*modes.Mode
-	for _, name := range cfg.Modes {
+	for _, name := range cfg.UsedModes() {
 		used = append(used, lookupMode(name))
-	}
-	for _, t := range targets {
-		used = append(used, lookupMode(t.Mode))
-	}
-	if used == nil {
-		used = modes.All()
 	}
 	if err := checkModeFlags(fs, used, false, "no mode compared takes it"); err != nil {
 		return err
@@ -122,7 +117,6 @@ func buildCompare(cfg *compare.Config, links []string, sweep string, targets []c
 				return usagef("--target measures running servers: --%s does not apply", name)
 			}
 		}
-		cfg.Targets = targets
 	} else {
 		switch {
 		case sweep != "":

@@ -131,7 +131,7 @@ func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := dialReady(ctx, tr, args[1])
+	c, err := untilListening(ctx, func() (message.Conn, error) { return tr.DialAddr(ctx, args[1]) }, nil)
 	ts.Check(err)
 	defer c.Close()
 	for {
@@ -141,18 +141,6 @@ func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond) // not bound yet; pace the retries
-	}
-}
-
-// dialReady dials addr until a connected mode's server is bound, pacing
-// the tries: a datagram mode's dial needs nothing bound.
-func dialReady(ctx context.Context, tr modes.Transport, addr string) (message.Conn, error) {
-	for {
-		c, err := tr.DialAddr(ctx, addr)
-		if !errors.Is(err, syscall.ECONNREFUSED) || ctx.Err() != nil {
-			return c, err
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -329,7 +317,7 @@ func chatPair(t *testing.T, m *modes.Mode) (a, b message.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
 	defer cancel()
 	var err error
-	b, err = dialChat(ctx, tr, la)
+	b, err = openChat(ctx, tr, "", la, &stdio{strings.NewReader(""), io.Discard, io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,17 +334,6 @@ func chatPair(t *testing.T, m *modes.Mode) (a, b message.Conn) {
 		t.Fatalf("first message = %q, %v", got, err)
 	}
 	return a, b
-}
-
-// dialChat dials a chat peer until its listener is bound.
-func dialChat(ctx context.Context, tr modes.Transport, addr string) (message.Conn, error) {
-	for {
-		c, err := tr.Chat(ctx, "", addr)
-		if !errors.Is(err, syscall.ECONNREFUSED) || ctx.Err() != nil {
-			return c, err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // freeAddr returns a loopback address free on network ("udp" or "tcp")
