@@ -3,8 +3,10 @@ package compare
 import (
 	"bytes"
 	"fmt"
+	"image/color"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,15 +64,22 @@ func (r *Report) WriteChart(path string) error {
 		return err
 	}
 	rows, cols := len(plots), len(plots[0])
-	w, h := panelW*vg.Length(cols), panelH*vg.Length(rows)
+	w := panelW * vg.Length(cols)
+	legend, legendH := r.legend(w, r.Config.Sweep != "")
+	h := panelH*vg.Length(rows) + legendH
+	paint := func(dc draw.Canvas) {
+		top, bottom := splitBottom(dc, legendH)
+		drawTiles(plots, top)
+		legend(bottom)
+	}
 	var buf bytes.Buffer
 	if strings.ToLower(filepath.Ext(path)) == ".svg" {
 		c := vgsvg.New(w, h)
-		drawTiles(plots, draw.New(c))
+		paint(draw.New(c))
 		_, err = c.WriteTo(&buf)
 	} else {
 		c := vgimg.New(w, h)
-		drawTiles(plots, draw.New(c))
+		paint(draw.New(c))
 		_, err = vgimg.PngCanvas{Canvas: c}.WriteTo(&buf)
 	}
 	if err != nil {
@@ -108,7 +117,6 @@ func (r *Report) cdfPlots() ([][]*plot.Plot, error) {
 		p.Y.Label.Text = "fraction of greetings sent"
 		p.Y.Min, p.Y.Max = 0, 1
 		p.Add(plotter.NewGrid())
-		var all plotter.XYs
 		for _, x := range runs {
 			ms, frac := x.CDF()
 			if len(ms) == 0 {
@@ -121,12 +129,10 @@ func (r *Report) cdfPlots() ([][]*plot.Plot, error) {
 			for i := range ms {
 				xys = append(xys, plotter.XY{X: ms[i], Y: frac[i]})
 			}
-			if err := addLine(p, x.Mode, xys, modes.Index(x.Mode)); err != nil {
+			if err := addLine(p, xys, modes.Index(x.Mode)); err != nil {
 				return nil, err
 			}
-			all = append(all, xys...)
 		}
-		placeCDFLegend(p, all)
 		panels = append(panels, p)
 	}
 	if len(panels) == 0 {
@@ -148,36 +154,6 @@ func (r *Report) cdfPlots() ([][]*plot.Plot, error) {
 	return grid, nil
 }
 
-// placeCDFLegend puts the legend in whichever corner a CDF leaves empty:
-// top left (above a late rise) or bottom right (below an early one).
-func placeCDFLegend(p *plot.Plot, pts plotter.XYs) {
-	if len(pts) == 0 {
-		return
-	}
-	lo, hi := pts[0].X, pts[0].X
-	for _, q := range pts {
-		lo, hi = min(lo, q.X), max(hi, q.X)
-	}
-	// The legend box: about a third of the width and of the height.
-	w := (hi - lo) * 0.4
-	var topLeft, bottomRight int
-	for _, q := range pts {
-		if q.X <= lo+w && q.Y >= 0.65 {
-			topLeft++
-		}
-		if q.X >= hi-w && q.Y <= 0.35 {
-			bottomRight++
-		}
-	}
-	p.Legend.Top, p.Legend.Left = topLeft <= bottomRight, topLeft <= bottomRight
-	p.Legend.XOffs, p.Legend.YOffs = vg.Points(6), vg.Points(6)
-	if p.Legend.Top {
-		p.Legend.XOffs, p.Legend.YOffs = vg.Points(6), -vg.Points(6)
-	} else {
-		p.Legend.XOffs = -vg.Points(6)
-	}
-}
-
 // sweepPlots returns delivery % and p99 latency against the swept value.
 func (r *Report) sweepPlots() ([][]*plot.Plot, error) {
 	var values []string
@@ -193,14 +169,6 @@ func (r *Report) sweepPlots() ([][]*plot.Plot, error) {
 	delivery.Title.Text, p99.Title.Text = "delivered", "p99 round trip"
 	delivery.Y.Label.Text, p99.Y.Label.Text = "% of greetings", "ms"
 	delivery.Y.Min, delivery.Y.Max = 0, 100
-	// Delivery falls from the top left and latency rises to the top right:
-	// each legend goes where its lines are not.
-	delivery.Legend.Top, delivery.Legend.Left = false, true
-	p99.Legend.Top, p99.Legend.Left = true, true
-	for _, p := range []*plot.Plot{delivery, p99} {
-		p.Legend.XOffs, p.Legend.YOffs = vg.Points(6), vg.Points(6)
-	}
-	p99.Legend.YOffs = -vg.Points(6)
 	for _, p := range []*plot.Plot{delivery, p99} {
 		p.X.Label.Text = label
 		p.Add(plotter.NewGrid())
@@ -228,10 +196,10 @@ func (r *Report) sweepPlots() ([][]*plot.Plot, error) {
 		if len(del) == 0 {
 			continue
 		}
-		if err := addLinePoints(delivery, m, del, modes.Index(m)); err != nil {
+		if err := addLinePoints(delivery, del, modes.Index(m)); err != nil {
 			return nil, err
 		}
-		if err := addLinePoints(p99, m, lat, modes.Index(m)); err != nil {
+		if err := addLinePoints(p99, lat, modes.Index(m)); err != nil {
 			return nil, err
 		}
 	}
@@ -284,34 +252,119 @@ func sweepAxis(values []string) (xs []float64, unit string, numeric bool) {
 	return xs, "", false
 }
 
-func addLine(p *plot.Plot, name string, xys plotter.XYs, i int) error {
+func addLine(p *plot.Plot, xys plotter.XYs, i int) error {
 	l, err := plotter.NewLine(xys)
 	if err != nil {
 		return fmt.Errorf("chart: %w", err)
 	}
-	style(&l.LineStyle, i)
+	l.LineStyle = lineStyle(i)
 	p.Add(l)
-	p.Legend.Add(name, l)
 	return nil
 }
 
-func addLinePoints(p *plot.Plot, name string, xys plotter.XYs, i int) error {
+func addLinePoints(p *plot.Plot, xys plotter.XYs, i int) error {
+	if len(xys) == 0 {
+		return nil
+	}
 	l, pts, err := plotter.NewLinePoints(xys)
 	if err != nil {
 		return fmt.Errorf("chart: %w", err)
 	}
-	style(&l.LineStyle, i)
-	pts.Color = l.Color
-	pts.Shape = plotutil.Shape(i)
+	l.LineStyle = lineStyle(i)
+	pts.GlyphStyle = glyphStyle(i)
 	p.Add(l, pts)
-	p.Legend.Add(name, l, pts)
 	return nil
 }
 
-func style(s *draw.LineStyle, i int) {
-	s.Color = plotutil.Color(i)
-	s.Dashes = plotutil.Dashes(i)
-	s.Width = vg.Points(1.5)
+// palette is Okabe and Ito's colour-blind-safe set, darkest first, one
+// colour per mode; with dashes and glyphs of their own, six lines stay
+// apart in print and in grey.
+var palette = []color.RGBA{
+	{0, 114, 178, 255},   // blue
+	{213, 94, 0, 255},    // vermillion
+	{0, 158, 115, 255},   // bluish green
+	{204, 121, 167, 255}, // reddish purple
+	{230, 159, 0, 255},   // orange
+	{0, 0, 0, 255},       // black
+	{86, 180, 233, 255},  // sky blue
+}
+
+var dashes = [][]vg.Length{
+	nil,
+	{vg.Points(6), vg.Points(2)},
+	{vg.Points(2), vg.Points(2)},
+	{vg.Points(8), vg.Points(2), vg.Points(2), vg.Points(2)},
+	{vg.Points(4), vg.Points(4)},
+	{vg.Points(1), vg.Points(2)},
+	{vg.Points(10), vg.Points(3)},
+}
+
+func lineStyle(i int) draw.LineStyle {
+	i = max(i, 0)
+	return draw.LineStyle{Color: palette[i%len(palette)], Dashes: dashes[i%len(dashes)], Width: vg.Points(1.5)}
+}
+
+func glyphStyle(i int) draw.GlyphStyle {
+	i = max(i, 0)
+	return draw.GlyphStyle{Color: palette[i%len(palette)], Shape: plotutil.Shape(i), Radius: vg.Points(2.5)}
+}
+
+// One entry of the shared legend: wide enough for "kcp-fec" and its
+// line.
+const (
+	legendRowH  = 16
+	legendCellW = 1.2 * vg.Inch
+)
+
+// legend returns a function that draws one legend for every panel, in a
+// strip below them where no line can run under it, and the strip's height:
+// one entry per mode the report ran, in the modes' order, as many to a row
+// as the width holds.
+func (r *Report) legend(width vg.Length, points bool) (func(draw.Canvas), vg.Length) {
+	names := r.chartModes()
+	perRow := max(1, min(len(names), int((width-2*chartPad)/legendCellW)))
+	rows := (len(names) + perRow - 1) / perRow
+	height := vg.Points(legendRowH)*vg.Length(rows) + chartPad
+	return func(c draw.Canvas) {
+		left := c.Min.X + (c.Max.X-c.Min.X-legendCellW*vg.Length(perRow))/2 // the row centred
+		for k, name := range names {
+			l := plot.NewLegend()
+			l.Left, l.Top = true, true
+			i := modes.Index(name)
+			line := &plotter.Line{LineStyle: lineStyle(i)}
+			if points {
+				l.Add(name, line, &plotter.Scatter{GlyphStyle: glyphStyle(i)})
+			} else {
+				l.Add(name, line)
+			}
+			x := left + legendCellW*vg.Length(k%perRow)
+			y := c.Max.Y - vg.Points(legendRowH)*vg.Length(k/perRow)
+			cell := draw.Crop(c, 0, 0, 0, 0)
+			cell.Rectangle = vg.Rectangle{Min: vg.Point{X: x, Y: y - vg.Points(legendRowH)}, Max: vg.Point{X: x + legendCellW, Y: y}}
+			l.Draw(cell)
+		}
+	}, height
+}
+
+// chartModes are the modes the report's charted runs used, in the modes'
+// order.
+func (r *Report) chartModes() []string {
+	var names []string
+	for _, x := range r.firstRuns() {
+		if !slices.Contains(names, x.Mode) {
+			names = append(names, x.Mode)
+		}
+	}
+	slices.SortStableFunc(names, func(a, b string) int { return modes.Index(a) - modes.Index(b) })
+	return names
+}
+
+// splitBottom cuts height off the bottom of c.
+func splitBottom(c draw.Canvas, height vg.Length) (top, bottom draw.Canvas) {
+	top, bottom = c, c
+	top.Min.Y = c.Min.Y + height
+	bottom.Max.Y = c.Min.Y + height
+	return top, bottom
 }
 
 // byLink groups the results by link, in order; runs against targets are
