@@ -180,7 +180,7 @@ func kcpFlags(fec bool) func(fs *flag.FlagSet, s *Settings, server bool) {
 	return func(fs *flag.FlagSet, s *Settings, server bool) {
 		cfg := &s.KCP
 		if fec {
-			fs.Var(fecValue{cfg}, "fec", "kcp-fec: Reed-Solomon FEC as `D,P`, data and parity shards")
+			fecFlag(fs, s)
 		}
 		cliflag.Choice(fs, &cfg.Profile, "profile", reliable.DefaultProfile, reliable.ProfileNames,
 			"KCP: profile as kcptun names it")
@@ -207,6 +207,11 @@ func sessionFlags(fs *flag.FlagSet, s *Settings) {
 		"KCP and TCP: forget a session, or close a connection, silent for `D`")
 	cliflag.Int(fs, &s.MaxSessions, "max-sessions", reliable.DefaultMaxSessions, 1, math.MaxInt,
 		"KCP and TCP: at most `N` sessions or connections at once; new clients beyond them are refused")
+}
+
+// fecFlag registers --fec, which fec and kcp-fec share.
+func fecFlag(fs *flag.FlagSet, s *Settings) {
+	fs.Var(fecValue{&s.KCP}, "fec", "fec and kcp-fec: Reed-Solomon FEC as `D,P`, data and parity shards")
 }
 
 // fecValue sets a reliable.Config's FEC from "D,P".

@@ -71,9 +71,15 @@ func (m *Mode) TakesFlag(name string, server bool) bool {
 // Settings are every mode's settings, as flags or code set them. The zero
 // value means every transport's defaults.
 type Settings struct {
-	// KCP configures kcp and kcp-fec; kcp-fec takes its FEC shards from it,
-	// kcp turns FEC off.
+	// KCP configures kcp and kcp-fec; kcp-fec and fec take their FEC
+	// shards from it, kcp turns FEC off.
 	KCP reliable.Config
+	// FECFlush is how long fec holds a group's parity for more messages;
+	// zero means the fec package's default.
+	FECFlush time.Duration
+	// QUIC is quic's TLS: certificate files for a server, a pin for a
+	// client.
+	QUIC QUICSettings
 	// Idle is how long a server keeps a session or connection that sends
 	// nothing; zero means the transport's default.
 	Idle time.Duration
@@ -92,13 +98,20 @@ func (s *Settings) logger() *slog.Logger {
 	return s.Logger
 }
 
+// QUICSettings are quic's TLS settings.
+type QUICSettings struct {
+	Cert, Key string // the server's certificate and key files; empty: self-signed
+	Pin       string // the SHA-256 fingerprint a client accepts
+}
+
 // Delivery is what a mode promises about the messages it carries.
 type Delivery string
 
 // The delivery classes.
 const (
-	Unreliable      Delivery = "unreliable-unordered" // each message arrives once, or never, in any order
-	ReliableOrdered Delivery = "reliable-ordered"     // every message arrives, once, in the order sent
+	Unreliable        Delivery = "unreliable-unordered" // each message arrives once, or never, in any order
+	ReliableOrdered   Delivery = "reliable-ordered"     // every message arrives, once, in the order sent
+	ReliableUnordered Delivery = "reliable-unordered"   // every message arrives, once, in any order
 )
 
 // Traits are what the report says about a mode, as configured.

@@ -2,7 +2,7 @@ package modes
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -57,8 +57,16 @@ func (rawTransport) DialAddr(_ context.Context, addr string) (message.Conn, erro
 
 // Chat sends from listen to peer: raw has no connection, so it needs both.
 func (rawTransport) Chat(_ context.Context, listen, peer string) (message.Conn, error) {
+	return datagramChat("raw", listen, peer, func(pc net.PacketConn, peer net.Addr) (message.Conn, error) {
+		return raw.NewConn(pc, peer), nil
+	})
+}
+
+// datagramChat opens one end of a connectionless mode's chat: a socket at
+// listen, sending to peer. It needs both.
+func datagramChat(name, listen, peer string, open func(pc net.PacketConn, peer net.Addr) (message.Conn, error)) (message.Conn, error) {
 	if listen == "" || peer == "" {
-		return nil, errors.New("raw: chat needs both a listening address and a peer")
+		return nil, fmt.Errorf("%s: chat needs both a listening address and a peer", name)
 	}
 	paddr, err := net.ResolveUDPAddr("udp", peer)
 	if err != nil {
@@ -68,7 +76,7 @@ func (rawTransport) Chat(_ context.Context, listen, peer string) (message.Conn, 
 	if err != nil {
 		return nil, err
 	}
-	return raw.NewConn(pc, paddr), nil
+	return open(pc, paddr)
 }
 
 func (rawTransport) RetryWait(int) time.Duration { return 0 }
