@@ -196,7 +196,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 var csvHeader = []string{
 	"mode", "link", "link_spec", "sweep_value", "seed", "repeat",
 	"sent", "delivered", "in_order", "duplicates", "bad_replies",
-	"lost_link", "lost_socket", "lost_late", "lost_refused", "lost_in_link", "lost_unseen", "lost_unfinished",
+	"lost_link", "lost_socket", "lost_late", "lost_refused", "lost_in_link", "lost_unseen", "lost_unfinished", "lost_unrepaired",
 	"latency_ms_mean", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_max",
 	"jitter_ms", "first_reply_ms", "connect_ms",
 	"payload_bytes", "wire_bytes", "wire_packets", "wire_bytes_with_headers", "overhead", "header_bytes",
@@ -225,7 +225,7 @@ func (x *Result) csvRow() []string {
 	row := []string{
 		x.Mode, x.Link, x.LinkSpec, x.SweepValue, u(x.Seed), i(x.Repeat),
 		i(x.Sent), i(x.Delivered), i(x.InOrder), i(x.Duplicates), i(x.BadReplies),
-		optU(x.Lost.Link), optU(x.Lost.Socket), i(x.Lost.Late), optU(x.Lost.Refused), optU(x.Lost.InLink), optI(x.Lost.Unseen), optI(x.Lost.Unfinished),
+		optU(x.Lost.Link), optU(x.Lost.Socket), i(x.Lost.Late), optU(x.Lost.Refused), optU(x.Lost.InLink), optI(x.Lost.Unseen), optI(x.Lost.Unfinished), optI(x.Lost.Unrepaired),
 	}
 	if l := x.Latency; l != nil {
 		row = append(row, f(l.Mean), f(l.P50), f(l.P90), f(l.P99), f(l.Max))
@@ -398,10 +398,13 @@ func (l Lost) cell() string {
 		return fmt.Sprintf("%d unfinished", *l.Unfinished)
 	}
 	var parts []string
+	if l.Unrepaired != nil && *l.Unrepaired > 0 {
+		parts = append(parts, fmt.Sprintf("%d not rebuilt", *l.Unrepaired))
+	}
 	if l.Link != nil && *l.Link > 0 {
 		parts = append(parts, fmt.Sprintf("%d link", *l.Link))
 	}
-	if l.Socket == nil {
+	if l.Socket == nil && l.Unrepaired == nil {
 		parts = append(parts, "? sock")
 	} else if *l.Socket > 0 {
 		parts = append(parts, fmt.Sprintf("%d sock", *l.Socket))
@@ -519,7 +522,11 @@ func (r *Report) tradeoff() *table {
 		if x.Delivered == 0 {
 			return "nothing delivered"
 		}
-		return fmt.Sprintf("%.1f%% in order, %d dup", x.InOrderPct(), x.Duplicates)
+		s := fmt.Sprintf("%.1f%% in order, %d dup", x.InOrderPct(), x.Duplicates)
+		if t.Delivery == string(modes.ReliableUnordered) {
+			s += " (order not promised)"
+		}
+		return s
 	})
 	row("header size", func(x *Result, t TransportInfo) string {
 		if t.IPPackets {

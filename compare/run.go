@@ -235,6 +235,7 @@ type Lost struct {
 	Refused    *uint64 `json:"refused"`    // raw: requests the server refused (the link corrupted the name), so never answered
 	InLink     *uint64 `json:"in_link"`    // raw: datagrams still inside the link when the run ended (a delay tail past the settling wait)
 	Unseen     *int    `json:"unseen"`     // raw targets: greetings lost out of the client's sight (the network, the server's socket, the server)
+	Unrepaired *int    `json:"unrepaired"` // fec: greetings whose request or reply the link or a socket lost and parity did not rebuild`
 	Unfinished *int    `json:"unfinished"` // reliable modes: greetings still undelivered at the end
 }
 
@@ -377,8 +378,15 @@ func (c *Config) runLocal(ctx context.Context, name string, lk Link) (Result, er
 	if traits.Delivery == modes.Unreliable {
 		refused := srv.Stats().BadRequests
 		res.Lost.Refused = &refused
-		inLink := uint64(up.Queued + down.Queued)
-		res.Lost.InLink = &inLink
+		if traits.FEC {
+			// A lost datagram may have been rebuilt, so the link's drops
+			// are not greetings lost: what is left over is.
+			unrepaired := res.Sent - res.Delivered - o.late - int(refused)
+			res.Lost.Unrepaired = &unrepaired
+		} else {
+			inLink := uint64(up.Queued + down.Queued)
+			res.Lost.InLink = &inLink
+		}
 	}
 	res.timing(lk.Spec, up, down)
 	res.finish(traits, tr.Counters(), ipv4Header)
@@ -421,6 +429,9 @@ func (r *Result) account(t modes.Traits, rec *Recorder, o outcome, writeErrors u
 		unfinished := r.Sent - r.Delivered
 		r.Lost.Unfinished = &unfinished
 		return
+	}
+	if t.FEC {
+		return // runLocal counts what parity did not rebuild
 	}
 	onLink := *r.LinkDrops + writeErrors
 	r.Lost.Link = &onLink
