@@ -147,7 +147,12 @@ func (c *Config) canonical() {
 func (c *Config) transport(name string) (*modes.Mode, modes.Transport) {
 	m, _ := modes.Lookup(name)
 	s := c.Settings
-	s.Logger = discard
+	if s.Logger == nil || len(c.Targets) == 0 {
+		// In-process runs are measured, not watched: only a client facing
+		// a real server has something to warn about (an unverified
+		// certificate).
+		s.Logger = discard
+	}
 	t, _ := m.New(&s)
 	return m, t
 }

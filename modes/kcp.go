@@ -204,9 +204,9 @@ func kcpFlags(fec bool) func(fs *flag.FlagSet, s *Settings, server bool) {
 // shares: how long a silent client is kept, and how many at once.
 func sessionFlags(fs *flag.FlagSet, s *Settings) {
 	cliflag.Duration(fs, &s.Idle, "idle", reliable.DefaultIdle, 1,
-		"KCP and TCP: forget a session, or close a connection, silent for `D`")
+		"servers with per-client state (every mode but raw): forget a client, or close its connection, silent for `D`")
 	cliflag.Int(fs, &s.MaxSessions, "max-sessions", reliable.DefaultMaxSessions, 1, math.MaxInt,
-		"KCP and TCP: at most `N` sessions or connections at once; new clients beyond them are refused")
+		"servers with per-client state: at most `N` clients at once; new clients beyond them are refused")
 }
 
 // fecFlag registers --fec, which fec and kcp-fec share.

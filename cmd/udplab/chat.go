@@ -49,6 +49,7 @@ also ends on SIGINT or SIGTERM.`,
 			if err := checkModeFlags(fs, []*modes.Mode{m}, false, "--mode is "+m.Name); err != nil {
 				return err
 			}
+			settings.Logger = newLogger(st, "info") // a listener's certificate; warnings
 			tr, err := newTransport(m, &settings)
 			if err != nil {
 				return err

@@ -49,6 +49,7 @@ settings. tcp connects first, and fails at once if nothing listens.`,
 			if err := checkModeFlags(fs, []*modes.Mode{m}, false, "--mode is "+m.Name); err != nil {
 				return err
 			}
+			settings.Logger = newLogger(st, "warn") // such as an unverified certificate
 			tr, err := newTransport(m, &settings)
 			if err != nil {
 				return err

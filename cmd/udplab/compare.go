@@ -88,6 +88,7 @@ a terminal and the comparison runs longer than a couple of seconds.`,
 			if err := buildCompare(&cfg, links, sweep, targets, fs); err != nil {
 				return err
 			}
+			cfg.Settings.Logger = newLogger(st, "warn") // a target's unverified certificate
 			// Find out now, not after the whole comparison, that the
 			// results have nowhere to go.
 			for _, f := range []struct{ flag, path string }{{"out", out}, {"chart", chart}} {
