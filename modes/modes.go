@@ -68,6 +68,18 @@ func (m *Mode) TakesFlag(name string, server bool) bool {
 	return fs.Lookup(name) != nil
 }
 
+// ListenFlag is the name of serve's flag for the mode's listening
+// address: the mode's name, or NAME-addr where a setting already has that
+// name (fec's shards are --fec, so the fec listener is --fec-addr).
+func (m *Mode) ListenFlag() string {
+	for _, o := range all {
+		if o.TakesFlag(m.Name, true) {
+			return m.Name + "-addr"
+		}
+	}
+	return m.Name
+}
+
 // Settings are every mode's settings, as flags or code set them. The zero
 // value means every transport's defaults.
 type Settings struct {

@@ -202,7 +202,7 @@ func noReply(m *modes.Mode, t modes.Traits, timeout time.Duration, addr net.Addr
 	if len(m.Agree) > 0 {
 		same = " with the same " + andList(m.Agree, "--")
 	}
-	return fmt.Sprintf("No reply within %v: is a udplab serve --%s server running at %s%s?", timeout, m.Name, addr, same)
+	return fmt.Sprintf("No reply within %v: is a udplab serve --%s server running at %s%s?", timeout, m.ListenFlag(), addr, same)
 }
 
 func request(ctx context.Context, c message.Conn, msg []byte, timeout time.Duration) ([]byte, error) {

@@ -43,10 +43,10 @@ or for tcp, which has no such drops).`,
 			settings     modes.Settings
 		)
 		for i, m := range all {
-			cliflag.Addr(fs, &addrs[i], m.Name, m.DefaultAddr, true,
+			cliflag.Addr(fs, &addrs[i], m.ListenFlag(), m.DefaultAddr, true,
 				fmt.Sprintf("`ADDR` the %s server (%s) listens on, or off", m.Name, m.What))
 			for _, a := range m.Aliases {
-				fs.Var(fs.Lookup(m.Name).Value, a, "`ADDR`: the older name of --"+m.Name)
+				fs.Var(fs.Lookup(m.ListenFlag()).Value, a, "`ADDR`: the older name of --"+m.ListenFlag())
 			}
 		}
 		replyVar(fs, &reply)
@@ -86,9 +86,18 @@ func listeners(fs *flag.FlagSet, all []*modes.Mode, addrs []string) ([]*modes.Mo
 		}
 	}
 	if len(on) == 0 {
-		return nil, usagef("every listener is off (--%s): nothing to serve", strings.Join(modes.Names(), ", --"))
+		return nil, usagef("every listener is off (%s): nothing to serve", listenFlags(all))
 	}
 	return on, checkModeFlags(fs, on, true, "those listeners are off")
+}
+
+// listenFlags lists the modes' listener flags, as "--raw, --kcp, ...".
+func listenFlags(ms []*modes.Mode) string {
+	names := make([]string, len(ms))
+	for i, m := range ms {
+		names[i] = "--" + m.ListenFlag()
+	}
+	return strings.Join(names, ", ")
 }
 
 // listener is one running server.
@@ -110,7 +119,7 @@ func serve(ctx context.Context, log *slog.Logger, on []*modes.Mode, trs []modes.
 		addr := addrs[slices.Index(modes.All(), m)]
 		s, err := trs[i].Listen(addr, h)
 		if err != nil {
-			return fmt.Errorf("--%s %s: %w", m.Name, addr, err)
+			return fmt.Errorf("--%s %s: %w", m.ListenFlag(), addr, err)
 		}
 		log.Info("serving", append([]any{"mode", m.Name, "addr", s.Addr(), "reply", reply}, s.Describe()...)...)
 		ls = append(ls, listener{m.Name, s})
