@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // codec is an encoder and a decoder joined by a slice of datagrams, with
@@ -278,5 +279,38 @@ func TestParityFor(t *testing.T) {
 		if got := parityFor(tt.k, tt.d, tt.p); got != tt.want {
 			t.Errorf("parityFor(%d, %d, %d) = %d, want %d", tt.k, tt.d, tt.p, got, tt.want)
 		}
+	}
+}
+
+// TestCodingAllocatesNothing locks in an allocation-free path for small
+// messages, once the receiver's window has been round: a full group
+// encoded, parity included, and decoded.
+func TestCodingAllocatesNothing(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("measures allocations")
+	}
+	cfg := Config{}.WithDefaults()
+	codes := newCodecs(10, 3)
+	dec := newDecoder(&cfg, codes, new(counters), func([]byte) {})
+	enc := newEncoder(&cfg, codes, newFlusher(DefaultFlush), new(counters), func(b []byte) error {
+		if h, shard, ok := parse(b, 10, 3); ok {
+			dec.handle(h, shard)
+		}
+		return nil
+	})
+	msg := []byte("Alice")
+	far := time.Now().Add(time.Hour)
+	group := func() {
+		for range 10 {
+			enc.send(msg)
+		}
+		enc.flush.fire(far)
+	}
+	for range window {
+		group() // each window slot makes its list of shards once
+	}
+	allocs := testing.AllocsPerRun(window, group)
+	if allocs != 0 {
+		t.Errorf("a group of 10 greetings allocated %v times, want 0", allocs)
 	}
 }
