@@ -91,6 +91,19 @@ func Request(c message.Conn, req []byte, timeout time.Duration) ([]byte, error) 
 // message.Echo, over a transport that loses nothing.
 func EchoInOrder(t testing.TB, c message.Conn, msgs [][]byte) {
 	t.Helper()
+	echo(t, c, msgs, true)
+}
+
+// EchoUnordered is EchoInOrder for a transport that keeps every message but
+// not their order, such as QUIC's stream per message: every message must
+// come back whole, exactly once, in any order.
+func EchoUnordered(t testing.TB, c message.Conn, msgs [][]byte) {
+	t.Helper()
+	echo(t, c, msgs, false)
+}
+
+func echo(t testing.TB, c message.Conn, msgs [][]byte, ordered bool) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	errc := make(chan error, 1)
@@ -103,18 +116,27 @@ func EchoInOrder(t testing.TB, c message.Conn, msgs [][]byte) {
 		}
 		errc <- nil
 	}()
+	fail := func(format string, args ...any) {
+		t.Helper()
+		cancel()
+		<-errc
+		t.Fatalf(format, args...)
+	}
+	missing := make(map[string]int) // unordered: what has not come back yet
+	for _, m := range msgs {
+		missing[string(m)]++
+	}
 	for i, want := range msgs {
 		got, err := c.Receive(ctx)
-		if err != nil {
-			cancel()
-			<-errc
-			t.Fatalf("message %d (%d bytes): %v", i, len(want), err)
+		switch {
+		case err != nil:
+			fail("message %d (%d bytes): %v", i, len(want), err)
+		case ordered && !bytes.Equal(got, want):
+			fail("message %d: got %d bytes %.16q, want %d bytes %.16q", i, len(got), got, len(want), want)
+		case !ordered && missing[string(got)] == 0:
+			fail("message %d: got %d bytes %.16q, which was not sent or came back already", i, len(got), got)
 		}
-		if !bytes.Equal(got, want) {
-			cancel()
-			<-errc
-			t.Fatalf("message %d: got %d bytes %.16q, want %d bytes %.16q", i, len(got), got, len(want), want)
-		}
+		missing[string(got)]--
 	}
 	if err := <-errc; err != nil {
 		t.Fatal(err)
