@@ -268,3 +268,31 @@ func TestCloseStopsEverything(t *testing.T) {
 		t.Errorf("after Close: wire %+v, handshake %v", c.Wire(), c.HandshakeRTT())
 	}
 }
+
+// TestRefusalsCountOnce: the Initial packets of one attempt count once;
+// the same address a window later, or another address, count again.
+func TestRefusalsCountOnce(t *testing.T) {
+	var r refusals
+	t0 := time.Unix(1000, 0)
+	for _, tt := range []struct {
+		addr string
+		at   time.Duration
+		want bool
+	}{
+		{"192.0.2.1:5000", 0, true},
+		{"192.0.2.1:5000", time.Millisecond, false}, // the second Initial
+		{"192.0.2.2:5000", time.Millisecond, true},
+		{"192.0.2.1:5000", refusalWindow, true}, // a retry
+	} {
+		if got := r.isNew(tt.addr, t0.Add(tt.at)); got != tt.want {
+			t.Errorf("isNew(%s, +%v) = %v, want %v", tt.addr, tt.at, got, tt.want)
+		}
+	}
+	// Past 16 other addresses, the ring forgets: memory stays bounded.
+	for i := range 16 {
+		r.isNew(fmt.Sprintf("198.51.100.%d:1", i), t0.Add(refusalWindow+time.Millisecond))
+	}
+	if !r.isNew("192.0.2.1:5000", t0.Add(refusalWindow+time.Millisecond)) {
+		t.Error("an address pushed out of the ring is not counted again")
+	}
+}
