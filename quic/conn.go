@@ -295,6 +295,8 @@ func (c *Conn) sendRequest(ctx context.Context, msg []byte) error {
 		return c.opErr(ctx, "send to", ctx.Err())
 	case <-c.closing:
 		return c.opErr(ctx, "send to", net.ErrClosed)
+	case <-c.qc.Context().Done():
+		return c.opErr(ctx, "send to", context.Cause(c.qc.Context()))
 	}
 	str, err := c.qc.OpenStreamSync(ctx)
 	if err == nil {

@@ -52,11 +52,7 @@ func TestRefusedAndEmpty(t *testing.T) {
 	c := dialTo(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
 	defer cancel()
-	for range MaxStreams + 1 {
-		if err := c.Send(ctx, []byte("refuse")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendMany(t, ctx, c, MaxStreams+1, "refuse")
 	for _, m := range []string{"", "after"} {
 		if err := c.Send(ctx, []byte(m)); err != nil {
 			t.Fatal(err)
@@ -69,6 +65,16 @@ func TestRefusedAndEmpty(t *testing.T) {
 	conntest.WaitFor(t, func() bool { return s.Stats().BadRequests == MaxStreams+1 })
 	if st := s.Stats(); st.Replies != 2 || st.Requests != MaxStreams+3 {
 		t.Errorf("stats = %+v, want 2 replies", st)
+	}
+}
+
+// sendMany sends msg n times on c.
+func sendMany(t *testing.T, ctx context.Context, c *Conn, n int, msg string) {
+	t.Helper()
+	for range n {
+		if err := c.Send(ctx, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -155,11 +161,7 @@ func TestSendWaitsForReceive(t *testing.T) {
 	c := dialTo(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
 	defer cancel()
-	for range MaxStreams {
-		if err := c.Send(ctx, []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendMany(t, ctx, c, MaxStreams, "x")
 	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancelShort()
 	if err := c.Send(short, []byte("one too many")); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -294,5 +296,29 @@ func TestRefusalsCountOnce(t *testing.T) {
 	}
 	if !r.isNew("192.0.2.1:5000", t0.Add(refusalWindow+time.Millisecond)) {
 		t.Error("an address pushed out of the ring is not counted again")
+	}
+}
+
+// TestSendAfterPeerGone: with MaxStreams replies waiting for Receive and
+// the server gone, Send says so at once instead of waiting for a token.
+func TestSendAfterPeerGone(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", message.Echo, nil)
+	c := dialTo(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
+	defer cancel()
+	sendMany(t, ctx, c, MaxStreams, "x")
+	conntest.WaitFor(t, func() bool { return len(c.inbox) == MaxStreams })
+	s.Close()
+	if err := c.Send(ctx, []byte("y")); !errors.Is(err, io.EOF) {
+		t.Errorf("Send once the server closed = %v, want io.EOF", err)
+	}
+	// What had arrived is still received, then the end.
+	for range MaxStreams {
+		if got, err := c.Receive(ctx); err != nil || string(got) != "x" {
+			t.Fatalf("Receive = %q, %v", got, err)
+		}
+	}
+	if _, err := c.Receive(ctx); !errors.Is(err, io.EOF) {
+		t.Errorf("Receive after the replies = %v, want io.EOF", err)
 	}
 }
