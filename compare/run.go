@@ -92,8 +92,13 @@ func (c *Config) Validate() error {
 		if err != nil {
 			return err
 		}
-		if _, err := m.New(&c.Settings); err != nil {
+		t, err := m.New(&c.Settings)
+		if err != nil {
 			return err
+		}
+		size := c.Workload.withDefaults().Size
+		if most := t.Traits().MaxMessage - greetingExtra; size > most {
+			return fmt.Errorf("size %d: want at most %d bytes, so the greeting fits one %s message", size, most, m.Name)
 		}
 	}
 	if c.Repeat < 0 {

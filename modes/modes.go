@@ -1,5 +1,5 @@
 // Package modes is udplab's one list of transport modes. A mode is a
-// transport in one configuration (raw, kcp, kcp-fec, tcp), defined once:
+// transport in one configuration (raw, fec, kcp, kcp-fec, tcp, quic), defined once:
 // its name, how it serves and dials over a net.PacketConn (the seam the
 // simulated link plugs into) and over a real address, its traits for the
 // report, its counters for a run, and its flags. serve, client, chat and
@@ -18,6 +18,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/udplab/udplab/message"
@@ -242,10 +243,44 @@ func (c Counters) Sub(before Counters) Counters {
 	}
 }
 
+// plus returns c and d added.
+func (c Counters) plus(d Counters) Counters {
+	return Counters{
+		Retransmissions: c.Retransmissions + d.Retransmissions,
+		FECRecovered:    c.FECRecovered + d.FECRecovered,
+		AuthFailures:    c.AuthFailures + d.AuthFailures,
+		HeaderBytes:     c.HeaderBytes + d.HeaderBytes,
+	}
+}
+
+// tally sums what every server and conversation a transport made has done,
+// for transports whose counters live in each of them rather than in one
+// place: each adds a reading of its own.
+type tally struct {
+	mu    sync.Mutex
+	reads []func() Counters
+}
+
+func (t *tally) add(read func() Counters) {
+	t.mu.Lock()
+	t.reads = append(t.reads, read)
+	t.mu.Unlock()
+}
+
+func (t *tally) sum() Counters {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var c Counters
+	for _, read := range t.reads {
+		c = c.plus(read())
+	}
+	return c
+}
+
 // All returns every mode, in the order reports show them.
 func All() []*Mode { return slices.Clone(all) }
 
-var all = []*Mode{Raw, KCP, KCPFEC, TCP}
+var all = []*Mode{Raw, FEC, KCP, KCPFEC, TCP, QUIC}
 
 // Lookup returns the mode called name, or one of its aliases.
 func Lookup(name string) (*Mode, error) {

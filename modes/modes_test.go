@@ -3,9 +3,11 @@ package modes
 import (
 	"context"
 	"flag"
+	"io"
 	"net"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/udplab/udplab/internal/conntest"
@@ -20,7 +22,7 @@ func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 func TestLookup(t *testing.T) {
 	for _, tt := range []struct{ name, want string }{
 		{"raw", "raw"}, {"kcp", "kcp"}, {"reliable", "kcp"},
-		{"kcp-fec", "kcp-fec"}, {"reliable-fec", "kcp-fec"}, {"tcp", "tcp"},
+		{"kcp-fec", "kcp-fec"}, {"reliable-fec", "kcp-fec"}, {"tcp", "tcp"}, {"fec", "fec"}, {"quic", "quic"},
 	} {
 		m, err := Lookup(tt.name)
 		if err != nil || m.Name != tt.want {
@@ -30,7 +32,7 @@ func TestLookup(t *testing.T) {
 	if _, err := Lookup("sctp"); err == nil {
 		t.Error("Lookup(sctp) found a mode")
 	}
-	if got, want := Names(), []string{"raw", "kcp", "kcp-fec", "tcp"}; !slices.Equal(got, want) {
+	if got, want := Names(), []string{"raw", "fec", "kcp", "kcp-fec", "tcp", "quic"}; !slices.Equal(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
 }
@@ -54,8 +56,8 @@ func TestEveryModeIsComplete(t *testing.T) {
 	}
 }
 
-// TestFECRuleIsTheModes: kcp never has FEC, kcp-fec always does, with the
-// shards --fec gives.
+// TestFECRuleIsTheModes: kcp never has FEC; kcp-fec and fec always do,
+// with the shards --fec gives.
 func TestFECRuleIsTheModes(t *testing.T) {
 	s := &Settings{}
 	fs := flag.NewFlagSet("", flag.ContinueOnError)
@@ -71,8 +73,14 @@ func TestFECRuleIsTheModes(t *testing.T) {
 	if got := fec.Traits().Settings["fec"]; got != "4,2" {
 		t.Errorf("kcp-fec with --fec 4,2 runs FEC %v", got)
 	}
-	if _, err := KCPFEC.New(&Settings{KCP: reliable.Config{NoFEC: true}}); err == nil {
-		t.Error("kcp-fec with FEC off was made")
+	only, _ := FEC.New(s)
+	if got := only.Traits().Settings["fec"]; got != "4,2" {
+		t.Errorf("fec with --fec 4,2 runs FEC %v", got)
+	}
+	for _, m := range []*Mode{KCPFEC, FEC} {
+		if _, err := m.New(&Settings{KCP: reliable.Config{NoFEC: true}}); err == nil {
+			t.Errorf("%s with FEC off was made", m.Name)
+		}
 	}
 }
 
@@ -88,14 +96,28 @@ func TestFlagsOnceEach(t *testing.T) {
 	if s.Idle.String() != "5s" || s.KCP.Profile != "fast" {
 		t.Errorf("settings = %+v", s)
 	}
-	if got := Owners("idle", true); !slices.Equal(got, []string{"kcp", "kcp-fec", "tcp"}) {
+	if got := Owners("idle", true); !slices.Equal(got, []string{"fec", "kcp", "kcp-fec", "tcp", "quic"}) {
 		t.Errorf("Owners(idle) = %v", got)
 	}
 	if got := Owners("idle", false); got != nil {
 		t.Errorf("Owners(idle) off the server = %v, want none", got)
 	}
-	if got := Owners("fec", false); !slices.Equal(got, []string{"kcp-fec"}) {
+	if got := Owners("fec", false); !slices.Equal(got, []string{"fec", "kcp-fec"}) {
 		t.Errorf("Owners(fec) = %v", got)
+	}
+}
+
+// TestListenFlag: serve's flag for a mode's address is its name, unless a
+// setting took the name first.
+func TestListenFlag(t *testing.T) {
+	for _, m := range All() {
+		want := m.Name
+		if m == FEC {
+			want = "fec-addr" // --fec is the shards
+		}
+		if got := m.ListenFlag(); got != want {
+			t.Errorf("%s.ListenFlag() = %q, want %q", m.Name, got, want)
+		}
 	}
 }
 
@@ -191,5 +213,30 @@ func TestKernelTCPWireAfterClose(t *testing.T) {
 	w, ok := c.(WireCounter).Wire()
 	if !ok || w.Packets < 2 || w.Bytes < w.HeaderBytes+9+17 || w.HeaderBytes < 40*w.Packets {
 		t.Errorf("wire after close = %+v, %v; want the exchange's segments, bytes and headers", w, ok)
+	}
+}
+
+// TestQUICSettings: certificate files go in pairs, and a pin is 64 hex
+// digits, colons and case ignored.
+func TestQUICSettings(t *testing.T) {
+	if _, err := QUIC.New(&Settings{QUIC: QUICSettings{Cert: "c.pem"}}); err == nil || !strings.Contains(err.Error(), "--tls-key") {
+		t.Errorf("--cert alone: %v, want an error naming --tls-key", err)
+	}
+	if _, err := QUIC.New(&Settings{QUIC: QUICSettings{Cert: "nonexistent.pem", Key: "nonexistent-key.pem"}}); err == nil ||
+		!strings.Contains(err.Error(), "nonexistent") {
+		t.Errorf("missing files: %v, want an error naming them", err)
+	}
+	s := &Settings{}
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	Flags(fs, s, []*Mode{QUIC}, false)
+	pin := strings.Repeat("AB:", 31) + "AB"
+	if err := fs.Parse([]string{"--pin", pin}); err != nil || s.QUIC.Pin != strings.Repeat("ab", 32) {
+		t.Errorf("--pin %s: %v, pin %q", pin, err, s.QUIC.Pin)
+	}
+	for _, bad := range []string{"ab", strings.Repeat("zz", 32), strings.Repeat("ab", 33)} {
+		if err := fs.Parse([]string{"--pin", bad}); err == nil {
+			t.Errorf("--pin %s accepted", bad)
+		}
 	}
 }

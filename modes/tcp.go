@@ -35,10 +35,8 @@ var TCP = &Mode{
 const tcpMinRTO = 200 * time.Millisecond
 
 type tcpTransport struct {
-	cfg tcp.ServerConfig
-
-	mu    sync.Mutex
-	hosts []interface{ Stats() netstack.Stats } // every netstack host made, for Counters
+	cfg   tcp.ServerConfig
+	tally tally // every netstack host made
 }
 
 func (t *tcpTransport) Traits() Traits {
@@ -58,10 +56,12 @@ func (t *tcpTransport) Traits() Traits {
 	}
 }
 
+// track counts a netstack host's retransmissions and header bytes.
 func (t *tcpTransport) track(h interface{ Stats() netstack.Stats }) {
-	t.mu.Lock()
-	t.hosts = append(t.hosts, h)
-	t.mu.Unlock()
+	t.tally.add(func() Counters {
+		s := h.Stats()
+		return Counters{Retransmissions: s.Retransmissions, HeaderBytes: s.HeaderBytesSent}
+	})
 }
 
 func (t *tcpTransport) Serve(pc net.PacketConn, h message.Handler) (Server, error) {
@@ -123,17 +123,7 @@ func (t *tcpTransport) RetryWait(retries int) time.Duration {
 	return total
 }
 
-func (t *tcpTransport) Counters() Counters {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var c Counters
-	for _, h := range t.hosts {
-		s := h.Stats()
-		c.Retransmissions += s.Retransmissions
-		c.HeaderBytes += s.HeaderBytesSent
-	}
-	return c
-}
+func (t *tcpTransport) Counters() Counters { return t.tally.sum() }
 
 // kernelConn is a kernel TCP conversation that counts its wire from the
 // kernel's TCP_INFO. The kernel forgets a connection once it is closed, so

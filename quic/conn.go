@@ -193,10 +193,12 @@ func newConn(tr *quicgo.Transport, pc net.PacketConn, qc *quicgo.Conn, chat bool
 	return c
 }
 
-// acceptPeerStreams reads each unidirectional stream the peer opens, one
-// goroutine each, for as long as the connection lives. It takes a token
-// before it accepts one, so at most maxPeerMessages are read or waiting
-// for Receive; past that, the peer's streams wait in quic-go.
+// acceptPeerStreams reads each unidirectional stream the peer opens, in the
+// order the peer opened them and one after another, for as long as the
+// connection lives: a peer's messages (chat lines) arrive in the order
+// sent, as a chat's reader expects. It takes a token before it accepts
+// one, so at most maxPeerMessages are read or waiting for Receive; past
+// that, the peer's streams wait in quic-go.
 func (c *Conn) acceptPeerStreams() {
 	defer c.wg.Done()
 	done := c.qc.Context().Done()
@@ -211,8 +213,8 @@ func (c *Conn) acceptPeerStreams() {
 			<-c.peerMsgs
 			return
 		}
-		c.wg.Add(1) // safe: this goroutine's own count keeps wg above zero
-		go c.deliver(str, c.peerMsgs)
+		c.wg.Add(1) // deliver's Done; safe: this goroutine's own count keeps wg above zero
+		c.deliver(str, c.peerMsgs)
 	}
 }
 

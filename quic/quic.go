@@ -34,7 +34,9 @@
 //   - Chat (two peers, see DialPeer and AcceptPeer): each message is one
 //     unidirectional stream from sender to receiver, closed (FIN) after the
 //     message, at most MaxMessage bytes. Neither peer opens bidirectional
-//     streams; each allows the other 64 unidirectional ones at once.
+//     streams; each allows the other 64 unidirectional ones at once. A
+//     receiver reads them in stream order, so lines arrive in the order
+//     sent (a lost packet holds back the lines after it, as in TCP).
 //   - Closing: a connection is closed with application error code
 //     CodeNormal (0). A client that gives up on a request resets its stream
 //     with CodeCancelled.

@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	quicgo "github.com/quic-go/quic-go"
 	"github.com/rogpeppe/go-internal/testscript"
 	"go.uber.org/goleak"
 
@@ -59,6 +64,7 @@ func TestScripts(t *testing.T) {
 			"status":    cmdStatus,
 			"freeport":  cmdFreeport,
 			"waitready": cmdWaitReady,
+			"quicgreet": cmdQUICGreet,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "ipv6" {
@@ -141,6 +147,43 @@ func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond) // not bound yet; pace the retries
+	}
+}
+
+// cmdQUICGreet greets a QUIC server with plain quic-go, following only the
+// README's protocol: ALPN udplab, one bidirectional stream per request, FIN
+// after it, the reply read to the stream's end. It accepts only a server
+// certificate with the given SHA-256, and prints each reply quoted:
+// quicgreet ADDR SHA256 NAME...
+func cmdQUICGreet(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 3 {
+		ts.Fatalf("usage: quicgreet ADDR SHA256 NAME...")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tlsConf := &tls.Config{
+		NextProtos:         []string{"udplab"},
+		InsecureSkipVerify: true, // the pin below is the verification
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			sum := sha256.Sum256(raw[0])
+			if got := hex.EncodeToString(sum[:]); got != args[1] {
+				return fmt.Errorf("certificate sha256 %s, want %s", got, args[1])
+			}
+			return nil
+		},
+	}
+	conn, err := quicgo.DialAddr(ctx, args[0], tlsConf, nil)
+	ts.Check(err)
+	defer conn.CloseWithError(0, "")
+	for _, name := range args[2:] {
+		s, err := conn.OpenStreamSync(ctx)
+		ts.Check(err)
+		_, err = s.Write([]byte(name))
+		ts.Check(err)
+		ts.Check(s.Close()) // FIN: the request is complete
+		reply, err := io.ReadAll(s)
+		ts.Check(err)
+		fmt.Fprintf(ts.Stdout(), "%q\n", reply)
 	}
 }
 
@@ -561,18 +604,21 @@ func TestModeFlags(t *testing.T) {
 		args []string
 		err  string
 	}{
-		{[]string{"client", "--fec", "4,2"}, "udplab client: --fec applies to kcp-fec, and --mode is raw\n"},
+		{[]string{"client", "--fec", "4,2"}, "udplab client: --fec applies to fec and kcp-fec, and --mode is raw\n"},
 		{[]string{"client", "--key", "k"}, "udplab client: --key applies to kcp and kcp-fec, and --mode is raw\n"},
-		{[]string{"client", "--mode", "reliable", "--fec", "4,2"}, "udplab client: --fec applies to kcp-fec, and --mode is kcp\n"},
+		{[]string{"client", "--mode", "reliable", "--fec", "4,2"}, "udplab client: --fec applies to fec and kcp-fec, and --mode is kcp\n"},
 		{[]string{"client", "--mode", "tcp", "--profile", "fast"}, "udplab client: --profile applies to kcp and kcp-fec, and --mode is tcp\n"},
 		{[]string{"client", "--mode", "reliable-fec", "--fec", "0,0"}, "udplab client: kcp-fec: fec 0,0 leaves kcp-fec without FEC: give shards such as 10,3, or use kcp (KCP without FEC)\n"},
-		{[]string{"chat", "--mode", "kcp", "--peer", "127.0.0.1:7000", "--fec", "4,2"}, "udplab chat: --fec applies to kcp-fec, and --mode is kcp\n"},
+		{[]string{"chat", "--mode", "kcp", "--peer", "127.0.0.1:7000", "--fec", "4,2"}, "udplab chat: --fec applies to fec and kcp-fec, and --mode is kcp\n"},
 		{[]string{"chat", "--mode", "kcp-fec", "--listen", "127.0.0.1:7000", "--peer", "127.0.0.1:7001"}, "udplab chat: kcp-fec chat takes --listen (to accept a peer) or --peer (to dial one), not both\n"},
 		{[]string{"chat", "--mode", "tcp", "--listen", "127.0.0.1:7000", "--peer", "127.0.0.1:7001"}, "udplab chat: tcp chat takes --listen (to accept a peer) or --peer (to dial one), not both\n"},
-		{[]string{"serve", "--raw", "off", "--reliable", "off", "--reliable-fec", "off", "--tcp", "off"}, "udplab serve: every listener is off (--raw, --kcp, --kcp-fec, --tcp): nothing to serve\n"},
+		{[]string{"serve", "--raw", "off", "--fec-addr", "off", "--reliable", "off", "--reliable-fec", "off", "--tcp", "off", "--quic", "off"}, "udplab serve: every listener is off (--raw, --fec-addr, --kcp, --kcp-fec, --tcp, --quic): nothing to serve\n"},
 		{[]string{"serve", "--reliable", "off", "--kcp-fec", "off", "--mtu", "1400"}, "udplab serve: --mtu applies to kcp and kcp-fec, and those listeners are off\n"},
-		{[]string{"serve", "--kcp-fec", "off", "--fec", "4,2"}, "udplab serve: --fec applies to kcp-fec, and those listeners are off\n"},
-		{[]string{"serve", "--fec", "0,0"}, "udplab serve: kcp-fec: fec 0,0 leaves kcp-fec without FEC: give shards such as 10,3, or use kcp (KCP without FEC)\n"},
+		{[]string{"serve", "--kcp-fec", "off", "--fec-addr", "off", "--fec", "4,2"}, "udplab serve: --fec applies to fec and kcp-fec, and those listeners are off\n"},
+		{[]string{"serve", "--fec-addr", "off", "--fec", "0,0"}, "udplab serve: kcp-fec: fec 0,0 leaves kcp-fec without FEC: give shards such as 10,3, or use kcp (KCP without FEC)\n"},
+		{[]string{"serve", "--fec", "0,0"}, "udplab serve: fec: fec 0,0 leaves fec without parity: give shards such as 10,3, or use raw\n"},
+		{[]string{"chat", "--mode", "quic", "--listen", "127.0.0.1:7000", "--peer", "127.0.0.1:7001"}, "udplab chat: quic chat takes --listen (to accept a peer) or --peer (to dial one), not both\n"},
+		{[]string{"chat", "--mode", "fec", "--listen", "127.0.0.1:7000"}, "udplab chat: fec chat needs both --listen and --peer\n"},
 	} {
 		code, out, errOut := runCmd(t, "", tt.args...)
 		want := tt.err + "run 'udplab " + tt.args[0] + " --help' for usage\n"
