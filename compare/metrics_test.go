@@ -171,3 +171,27 @@ func TestVersionsNameTheCommit(t *testing.T) {
 		t.Errorf("versionsOf without VCS = %q; want it to say the commit is unknown", v.Udplab)
 	}
 }
+
+// TestLostCell: the lost column names each cause it knows; an FEC mode's
+// count of greetings parity did not rebuild stands for the link's and the
+// sockets' losses.
+func TestLostCell(t *testing.T) {
+	u := func(n uint64) *uint64 { return &n }
+	i := func(n int) *int { return &n }
+	for _, tt := range []struct {
+		lost Lost
+		want string
+	}{
+		{Lost{Link: u(3), Socket: u(0)}, "3 link"},
+		{Lost{Link: u(3)}, "3 link + ? sock"},
+		{Lost{Link: u(3), Socket: u(1), Late: 2, Refused: u(1)}, "3 link + 1 sock + 2 late + 1 refused"},
+		{Lost{Unrepaired: i(7), Refused: u(0)}, "7 not rebuilt"},
+		{Lost{Unrepaired: i(0), Refused: u(0)}, "0"},
+		{Lost{Unrepaired: i(2), Late: 1, Refused: u(1)}, "2 not rebuilt + 1 late + 1 refused"},
+		{Lost{Unfinished: i(4)}, "4 unfinished"},
+	} {
+		if got := tt.lost.cell(); got != tt.want {
+			t.Errorf("cell() = %q, want %q", got, tt.want)
+		}
+	}
+}

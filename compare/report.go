@@ -404,8 +404,10 @@ func (l Lost) cell() string {
 	if l.Link != nil && *l.Link > 0 {
 		parts = append(parts, fmt.Sprintf("%d link", *l.Link))
 	}
-	if l.Socket == nil && l.Unrepaired == nil {
-		parts = append(parts, "? sock")
+	if l.Socket == nil {
+		if l.Unrepaired == nil { // fec's count includes the sockets' losses
+			parts = append(parts, "? sock")
+		}
 	} else if *l.Socket > 0 {
 		parts = append(parts, fmt.Sprintf("%d sock", *l.Socket))
 	}
