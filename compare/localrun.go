@@ -86,7 +86,11 @@ func (e *localRun) start(ctx context.Context, tr modes.Transport, h message.Hand
 // and every greeting's fate is in a counter. It must hold on two polls in
 // a row, with the same totals, so a datagram between two counters is not
 // missed.
-func (e *localRun) settled(srv modes.Server) func() bool {
+//
+// With parity (fec), datagrams are not greetings, so the counters cannot
+// be matched one for one: settled is then the link holding nothing twice
+// in a row.
+func (e *localRun) settled(srv modes.Server, parity bool) func() bool {
 	var last [2]uint64
 	return func() bool {
 		up, down := e.link.Stats(link.Up), e.link.Stats(link.Down)
@@ -97,6 +101,9 @@ func (e *localRun) settled(srv modes.Server) func() bool {
 		now := [2]uint64{up.Offered + st.Requests, down.Offered + e.client.reads.Load()}
 		steady := now == last
 		last = now
+		if parity {
+			return steady && drained(up) && drained(down)
+		}
 		return steady && drained(up) && drained(down) &&
 			st.Requests+sd == up.Delivered &&
 			st.Requests == st.Replies+st.BadRequests+st.Oversized+st.Errors &&

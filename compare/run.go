@@ -373,7 +373,7 @@ func (c *Config) runLocal(ctx context.Context, name string, lk Link) (Result, er
 		beforeClose: e.readDrops,
 	}
 	if traits.Delivery == modes.Unreliable {
-		opts.settle, opts.settleMax = e.settled(srv), settleMax(lk.Spec)
+		opts.settle, opts.settleMax = e.settled(srv, traits.FEC), settleMax(lk.Spec)
 	}
 	rec, o, err := c.measure(ctx, tr, conn, &res, opts, srv.Close)
 	e.link.Close() // what it still holds now stays there: counted as in_link
