@@ -155,15 +155,17 @@ func TestCDF(t *testing.T) {
 func TestVersionsNameTheCommit(t *testing.T) {
 	bi := &debug.BuildInfo{
 		Main: debug.Module{Path: "github.com/udplab/udplab", Version: "v0.0.0-20261121020506-c8bbe5facef6+dirty"},
-		Deps: []*debug.Module{{Path: "github.com/xtaci/kcp-go/v5", Version: "v5.6.72"}},
+		Deps: []*debug.Module{{Path: "github.com/xtaci/kcp-go/v5", Version: "v5.6.72"},
+			{Path: "github.com/quic-go/quic-go", Version: "v0.65.0"}, {Path: "github.com/klauspost/reedsolomon", Version: "v1.14.2"}},
 		Settings: []debug.BuildSetting{
 			{Key: "vcs.revision", Value: "c8bbe5facef6e774c08e8ecbabf41934e39248b7"},
 			{Key: "vcs.modified", Value: "true"},
 		},
 	}
 	v := versionsOf(bi)
-	if v.Udplab != "commit c8bbe5facef6e774c08e8ecbabf41934e39248b7-dirty" || v.KCPGo != "v5.6.72" {
-		t.Errorf("versionsOf = %+v; want the full commit, marked dirty, and kcp-go v5.6.72", v)
+	if v.Udplab != "commit c8bbe5facef6e774c08e8ecbabf41934e39248b7-dirty" || v.KCPGo != "v5.6.72" ||
+		v.QUICGo != "v0.65.0" || v.ReedSolomon != "v1.14.2" {
+		t.Errorf("versionsOf = %+v; want the full commit, marked dirty, kcp-go v5.6.72, quic-go v0.65.0, reedsolomon v1.14.2", v)
 	}
 	bi.Settings = nil
 	bi.Main.Version = "(devel)"

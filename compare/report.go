@@ -136,27 +136,31 @@ type Versions struct {
 	// had changes), or, without VCS stamping (go run, go test, or
 	// -buildvcs=false), the module version with "commit unknown".
 	Udplab string `json:"udplab"`
-	KCPGo  string `json:"kcp_go"`
-	Go     string `json:"go"`
+	// The libraries that implement transports: kcp and kcp-fec, quic, fec
+	// (and kcp-go's FEC).
+	KCPGo       string `json:"kcp_go"`
+	QUICGo      string `json:"quic_go"`
+	ReedSolomon string `json:"reedsolomon"`
+	Go          string `json:"go"`
 }
 
 // String is the one line udplab --version prints.
 func (v Versions) String() string {
-	return fmt.Sprintf("udplab %s (kcp-go %s, %s)", v.Udplab, v.KCPGo, v.Go)
+	return fmt.Sprintf("udplab %s (kcp-go %s, quic-go %s, reedsolomon %s, %s)", v.Udplab, v.KCPGo, v.QUICGo, v.ReedSolomon, v.Go)
 }
 
-// BuildVersions reads udplab's commit and kcp-go's version from the
-// binary's build information.
+// BuildVersions reads udplab's commit and its transport libraries'
+// versions from the binary's build information.
 func BuildVersions() Versions {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return Versions{Udplab: "unknown", KCPGo: "unknown", Go: runtime.Version()}
+		bi = &debug.BuildInfo{}
 	}
 	return versionsOf(bi)
 }
 
 func versionsOf(bi *debug.BuildInfo) Versions {
-	v := Versions{Udplab: "unknown", KCPGo: "unknown", Go: runtime.Version()}
+	v := Versions{Udplab: "unknown", KCPGo: "unknown", QUICGo: "unknown", ReedSolomon: "unknown", Go: runtime.Version()}
 	var rev string
 	dirty := false
 	for _, s := range bi.Settings {
@@ -176,9 +180,14 @@ func versionsOf(bi *debug.BuildInfo) Versions {
 	case bi.Main.Version != "":
 		v.Udplab = bi.Main.Version + ", commit unknown (build with go build -buildvcs=true to record it)"
 	}
+	libs := map[string]*string{
+		"github.com/xtaci/kcp-go/v5":       &v.KCPGo,
+		"github.com/quic-go/quic-go":       &v.QUICGo,
+		"github.com/klauspost/reedsolomon": &v.ReedSolomon,
+	}
 	for _, dep := range bi.Deps {
-		if dep.Path == "github.com/xtaci/kcp-go/v5" {
-			v.KCPGo = dep.Version
+		if p, ok := libs[dep.Path]; ok {
+			*p = dep.Version
 		}
 	}
 	return v

@@ -24,7 +24,7 @@ var FEC = &Mode{
 	flags: func(fs *flag.FlagSet, s *Settings, server bool) {
 		fecFlag(fs, s)
 		cliflag.Duration(fs, &s.FECFlush, "fec-flush", fec.DefaultFlush, time.Microsecond,
-			"fec: send a group's parity after `D` even if it has fewer than D messages")
+			"fec: send a group's parity `AFTER` its first message even if the group is not full")
 		if server {
 			sessionFlags(fs, s)
 		}
@@ -132,5 +132,5 @@ func (s fecServer) Describe() []any {
 func (s fecServer) Summary() []any {
 	st := s.Server.Stats()
 	return []any{"peers", st.Peers, "refused", st.Refused, "reaped", st.Reaped,
-		"recovered", st.FEC.Recovered, "lost", st.FEC.Lost, "malformed", st.FEC.Malformed}
+		"recovered", st.FEC.Recovered, "lost", st.FEC.Lost, "malformed", st.FEC.Malformed, "withheld", st.Withheld}
 }

@@ -25,10 +25,12 @@ message received as ">>>ADDR: text". "byebye" from either side ends the
 chat on both, as in the tutorials' TCP chat.
 
 The modes are serve's and compare's: ` + modeList() + `;
-both sides use the same one. In raw mode each side needs --listen (its own
-address) and --peer (the other's). In the connected modes (KCP, tcp) one
-side listens with --listen and accepts the first peer, the other dials
-with --peer.
+both sides use the same one. In raw and fec each side needs --listen (its
+own address) and --peer (the other's). In the connected modes (kcp,
+kcp-fec, tcp, quic) one side listens with --listen and accepts the first
+peer, the other dials with --peer. A quic listener logs its certificate's
+SHA-256 for the dialer's --pin; a quic dialer gives up after 5s when
+nothing answers, so start the listener first.
 
 At the end of input chat keeps receiving for --linger, so messages in flight
 still print and KCP can finish delivering what was sent; then it exits. It

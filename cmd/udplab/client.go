@@ -31,9 +31,13 @@ The modes are serve's and compare's: ` + modeList() + `.
 In raw mode a reply that does not come within --timeout is reported as lost
 and the prompt goes on: raw UDP does not retransmit; but a port nothing
 listens on (the kernel reports the port closed) ends the client with exit
-status 1. KCP retransmits, so in the KCP modes a missing reply means the
-server is unreachable or does not share the --fec, --crypt and --key
-settings. tcp connects first, and fails at once if nothing listens.`,
+status 1. fec does not retransmit either: parity rebuilds some losses, and
+the server must share --fec. KCP retransmits, so in the KCP modes a
+missing reply means the server is unreachable or does not share the
+--fec, --crypt and --key settings. tcp connects first, and fails at once
+if nothing listens. quic connects first too (TLS 1.3): it verifies the
+server's certificate by --pin, or, on a loopback address without --pin,
+accepts it with a warning; it gives up after 5s when nothing answers.`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
 		var (
 			mode, addr string
@@ -196,7 +200,7 @@ func appendCapped(buf, b []byte, capacity int) []byte {
 // noReply says what a reply missing for timeout means in mode m.
 func noReply(m *modes.Mode, t modes.Traits, timeout time.Duration, addr net.Addr) string {
 	if t.Delivery == modes.Unreliable {
-		return fmt.Sprintf("No reply within %v: the request or its reply was lost, and %s does not retransmit.", timeout, m.What)
+		return fmt.Sprintf("No reply within %v: the request or its reply was lost, and %s does not retransmit.", timeout, m.Name)
 	}
 	same := ""
 	if len(m.Agree) > 0 {

@@ -61,10 +61,11 @@ var commands = []*command{compareCmd, serveCmd, clientCmd, chatCmd, linkCmd, ver
 
 var versionCmd = &command{
 	name:  "version",
-	short: "print udplab's commit and the kcp-go and Go versions",
+	short: "print udplab's commit and its transport libraries' and Go's versions",
 	long: `Version prints one line: the commit udplab was built from ("-dirty" when the
 tree had changes, "commit unknown" when the binary carries no VCS stamp, as
-under go run), then the kcp-go and Go versions. compare records the same in
+under go run), then the versions of kcp-go, quic-go and reedsolomon, and of
+Go. compare records the same in
 its JSON as versions.`,
 	setFlags: func(*flag.FlagSet) func(context.Context, *stdio) error {
 		return func(_ context.Context, st *stdio) error {

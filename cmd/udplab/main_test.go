@@ -258,7 +258,7 @@ func TestClientReportsLoss(t *testing.T) {
 	if err := greetLoop(context.Background(), c, rawMode, newTestTransport(t, rawMode).Traits(), 50*time.Millisecond, &stdio{strings.NewReader("Dave\n"), &out, io.Discard}); err != nil {
 		t.Fatal(err)
 	}
-	want := prompt + "No reply within 50ms: the request or its reply was lost, and bare UDP does not retransmit.\n" + prompt + "\n"
+	want := prompt + "No reply within 50ms: the request or its reply was lost, and raw does not retransmit.\n" + prompt + "\n"
 	if out.String() != want {
 		t.Errorf("output = %q, want %q", out.String(), want)
 	}
