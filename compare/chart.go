@@ -276,8 +276,7 @@ func addLinePoints(p *plot.Plot, xys plotter.XYs, i int) error {
 	return nil
 }
 
-// palette is Okabe and Ito's colour-blind-safe set, darkest first, one
-// colour per mode; with dashes and glyphs of their own, six lines stay
+// palette is Okabe and Ito's colour-blind-safe set, one colour per mode; with dashes and glyphs of their own, six lines stay
 // apart in print and in grey.
 var palette = []color.RGBA{
 	{0, 114, 178, 255},   // blue

@@ -245,7 +245,7 @@ type Lost struct {
 	Refused    *uint64 `json:"refused"`    // raw: requests the server refused (the link corrupted the name), so never answered
 	InLink     *uint64 `json:"in_link"`    // raw: datagrams still inside the link when the run ended (a delay tail past the settling wait)
 	Unseen     *int    `json:"unseen"`     // raw targets: greetings lost out of the client's sight (the network, the server's socket, the server)
-	Unrepaired *int    `json:"unrepaired"` // fec: greetings whose request or reply the link or a socket lost and parity did not rebuild`
+	Unrepaired *int    `json:"unrepaired"` // fec: greetings whose request or reply the link or a socket lost and parity did not rebuild
 	Unfinished *int    `json:"unfinished"` // reliable modes: greetings still undelivered at the end
 }
 

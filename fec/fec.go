@@ -112,10 +112,12 @@ const (
 	DefaultParityShards = 3
 	// DefaultFlush is the longest a message waits for its group's parity,
 	// and so the longest repair delay a partial group adds. It is shorter
-	// than the 5 ms between the comparison's messages, so at that pace each
-	// message closes its own group (one parity shard, 1 ms before the next
-	// message) instead of racing the next message for a place in it; a
-	// faster sender fills groups and never waits for it.
+	// than the 5 ms between the comparison's messages, so at that pace a
+	// message mostly closes its own group (one parity shard, 1 ms before
+	// the next message); a send late by more than the 1 ms margin shares
+	// the group instead, so which messages share a group, and so the
+	// datagrams' order, depends on timing. A faster sender fills groups
+	// and never waits for it.
 	DefaultFlush = 4 * time.Millisecond
 	// DefaultIdle: fec has no connection to end, so a server forgets a peer
 	// after this long without a datagram from it, as reliable.DefaultIdle

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/udplab/udplab/fec"
@@ -46,7 +47,7 @@ func newFEC(s *Settings) (Transport, error) {
 	cfg := fec.Config{DataShards: kc.DataShards, ParityShards: kc.ParityShards, Flush: s.FECFlush,
 		Idle: s.Idle, MaxPeers: s.MaxSessions, Logger: s.logger()}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "fec: ")) // New adds the mode's name
 	}
 	return &fecTransport{cfg: cfg}, nil
 }

@@ -3,7 +3,6 @@ package modes
 import (
 	"context"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"net"
@@ -62,7 +61,7 @@ func newQUIC(s *Settings) (Transport, error) {
 	}
 	cert, err := serverCert(s.QUIC)
 	if err != nil {
-		return nil, err
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "quic: ")) // New adds the mode's name
 	}
 	t.server.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	t.own, t.ownAddrs = quic.Fingerprint(cert), map[string]bool{}
@@ -202,8 +201,8 @@ func (v pinValue) String() string {
 }
 
 func (v pinValue) Set(s string) error {
-	pin := strings.ToLower(strings.ReplaceAll(s, ":", ""))
-	if b, err := hex.DecodeString(pin); err != nil || len(b) != 32 {
+	pin, err := quic.ParsePin(s)
+	if err != nil {
 		return errors.New("want a SHA-256 fingerprint: 64 hex digits, colons allowed, as serve logs it")
 	}
 	*v.p = pin

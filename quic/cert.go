@@ -111,9 +111,9 @@ func (e *PinError) Error() string {
 	return fmt.Sprintf("quic: server certificate fingerprint %s does not match the pin %s", e.Got, e.Want)
 }
 
-// parsePin returns pin as Fingerprint spells it: colons dropped, lower
+// ParsePin returns pin as Fingerprint spells it: colons dropped, lower
 // case. It must be 64 hex digits.
-func parsePin(pin string) (string, error) {
+func ParsePin(pin string) (string, error) {
 	p := strings.ToLower(strings.ReplaceAll(pin, ":", ""))
 	if _, err := hex.DecodeString(p); err != nil || len(p) != 2*sha256.Size {
 		return "", fmt.Errorf("quic: pin %q is not a SHA-256 fingerprint: want %d hex digits, colons allowed", pin, 2*sha256.Size)
@@ -170,7 +170,7 @@ func clientTLS(cfg *ClientConfig, host string, log *slog.Logger) (*tls.Config, e
 	}
 	switch chooseTrust(cfg.Pin, t.RootCAs != nil, host) {
 	case trustPin:
-		want, err := parsePin(cfg.Pin)
+		want, err := ParsePin(cfg.Pin)
 		if err != nil {
 			return nil, err
 		}

@@ -199,12 +199,16 @@ func appendCapped(buf, b []byte, capacity int) []byte {
 
 // noReply says what a reply missing for timeout means in mode m.
 func noReply(m *modes.Mode, t modes.Traits, timeout time.Duration, addr net.Addr) string {
-	if t.Delivery == modes.Unreliable {
-		return fmt.Sprintf("No reply within %v: the request or its reply was lost, and %s does not retransmit.", timeout, m.Name)
-	}
 	same := ""
 	if len(m.Agree) > 0 {
 		same = " with the same " + andList(m.Agree, "--")
+	}
+	if t.Delivery == modes.Unreliable {
+		msg := fmt.Sprintf("No reply within %v: the request or its reply was lost, and %s does not retransmit.", timeout, m.Name)
+		if same != "" {
+			msg += fmt.Sprintf(" (Or the server at %s does not run%s.)", addr, same)
+		}
+		return msg
 	}
 	return fmt.Sprintf("No reply within %v: is a udplab serve --%s server running at %s%s?", timeout, m.ListenFlag(), addr, same)
 }
