@@ -172,9 +172,7 @@ func (s *Server) serve() {
 				return
 			}
 			s.counters.Error()
-			wait := retry.Next()
-			s.log.Warn("fec: read failed", "err", err, "retry_in", wait)
-			if !backoff.Wait(wait, s.closing) {
+			if !retry.Retry(s.log, "fec: read failed", err, s.closing) {
 				return
 			}
 			continue

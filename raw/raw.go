@@ -259,9 +259,7 @@ func (s *Server) serve() {
 				return
 			}
 			s.counters.Error()
-			wait := retry.Next()
-			s.log.Warn("raw: read failed", "err", err, "retry_in", wait)
-			if !backoff.Wait(wait, s.closing) {
+			if !retry.Retry(s.log, "raw: read failed", err, s.closing) {
 				return
 			}
 			continue

@@ -193,9 +193,7 @@ func (s *Server) acceptLoop() {
 			}
 			// Out of file descriptors, say.
 			s.counters.Error()
-			wait := retry.Next()
-			s.log.Warn("tcp: accept failed", "addr", s.Addr(), "err", err, "retry_in", wait)
-			if !backoff.Wait(wait, s.closing) {
+			if !retry.Retry(s.log, "tcp: accept failed", err, s.closing, "addr", s.Addr()) {
 				return
 			}
 			continue

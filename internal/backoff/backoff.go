@@ -3,7 +3,10 @@
 // out of file descriptors) cannot spin a core.
 package backoff
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // The first wait and the longest, net/http's.
 const (
@@ -35,4 +38,13 @@ func Wait(d time.Duration, done <-chan struct{}) bool {
 	case <-done:
 		return false
 	}
+}
+
+// Retry paces a serving loop after its socket call failed with err: it
+// logs msg at warn level with the error and the wait, then waits. It
+// reports whether the loop should try again: false once done is closed.
+func (b *Backoff) Retry(log *slog.Logger, msg string, err error, done <-chan struct{}, attrs ...any) bool {
+	wait := b.Next()
+	log.Warn(msg, append(attrs, "err", err, "retry_in", wait)...)
+	return Wait(wait, done)
 }

@@ -1,6 +1,10 @@
 package backoff
 
 import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,5 +35,21 @@ func TestWait(t *testing.T) {
 	close(done)
 	if Wait(time.Hour, done) {
 		t.Error("Wait with done closed = true")
+	}
+}
+
+// TestRetry: a failure is logged with its wait, and a closed done ends the
+// loop instead of waiting.
+func TestRetry(t *testing.T) {
+	var logged bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	done := make(chan struct{})
+	close(done)
+	var b Backoff
+	if b.Retry(log, "x: read failed", errors.New("boom"), done, "addr", "a") {
+		t.Error("Retry went on after done closed")
+	}
+	if got := logged.String(); !strings.Contains(got, `msg="x: read failed" addr=a err=boom retry_in=5ms`) {
+		t.Errorf("logged %q", got)
 	}
 }
