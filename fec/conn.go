@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,12 +21,10 @@ import (
 // connected socket (see Dial), otherwise by Receive, which counts them (see
 // Foreign).
 type Conn struct {
-	pc        net.PacketConn
-	udp       *net.UDPConn // pc, when it is one: the allocation-free calls
-	connected bool         // udp is connected to remote: send with Write
-	remote    net.Addr
-	rAP       netip.AddrPort // remote, unmapped, for cheap source checks
-	d, p      int
+	pc     net.PacketConn
+	remote net.Addr
+	to     udpsock.Remote // pc, sending to remote
+	d, p   int
 
 	st    counters
 	enc   *encoder
@@ -72,19 +69,18 @@ func Dial(addr string, cfg *Config) (*Conn, error) {
 // Close closes pc, and so does NewConn when cfg is invalid. This is the seam
 // for an impaired socket. A nil cfg is the zero Config.
 func NewConn(pc net.PacketConn, remote net.Addr, cfg *Config) (*Conn, error) {
-	c, udp, err := takeOver(pc, cfg)
+	c, err := takeOver(pc, cfg)
 	if err != nil {
 		return nil, err
 	}
 	conn := &Conn{
-		pc: pc, udp: udp, connected: udp != nil && udp.RemoteAddr() != nil,
-		remote: remote, rAP: udpsock.AddrPort(remote), d: c.DataShards, p: c.ParityShards,
+		pc: pc, remote: remote, to: udpsock.NewRemote(pc, remote), d: c.DataShards, p: c.ParityShards,
 		buf: make([]byte, readBufferSize), flush: newFlusher(c.Flush),
 		setRead: pc.SetReadDeadline, setWrite: pc.SetWriteDeadline,
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	codes := newCodecs(c.DataShards, c.ParityShards)
-	conn.enc = newEncoder(&c, codes, conn.flush, &conn.st, conn.write)
+	conn.enc = newEncoder(&c, codes, conn.flush, &conn.st, conn.to.Write)
 	conn.dec = newDecoder(&c, codes, &conn.st, conn.inbox.push)
 	go func() {
 		defer close(conn.done)
@@ -94,16 +90,13 @@ func NewConn(pc net.PacketConn, remote net.Addr, cfg *Config) (*Conn, error) {
 }
 
 // takeOver is a constructor's first step with a PacketConn it took over:
-// it returns cfg with defaults filled in, and pc as a *net.UDPConn when it
-// is one; if cfg is refused it closes pc.
-func takeOver(pc net.PacketConn, cfg *Config) (Config, *net.UDPConn, error) {
+// it returns cfg with defaults filled in; if cfg is refused it closes pc.
+func takeOver(pc net.PacketConn, cfg *Config) (Config, error) {
 	c, err := cfg.populate()
 	if err != nil {
 		pc.Close()
-		return c, nil, err
 	}
-	udp, _ := pc.(*net.UDPConn)
-	return c, udp, nil
+	return c, err
 }
 
 // Send sends msg at once as one data shard, and its group's parity if msg
@@ -128,20 +121,6 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	return nil
 }
 
-// write sends one datagram to the remote address.
-func (c *Conn) write(b []byte) error {
-	var err error
-	switch {
-	case c.connected:
-		_, err = c.udp.Write(b)
-	case c.udp != nil && c.rAP.IsValid():
-		_, err = c.udp.WriteToUDPAddrPort(b, c.rAP)
-	default:
-		_, err = c.pc.WriteTo(b, c.remote)
-	}
-	return err
-}
-
 // Receive returns the next message delivered: one whose data shard arrived
 // or one rebuilt from parity, in no particular order. The slice is valid
 // until the next Receive.
@@ -155,11 +134,11 @@ func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
 	stop := deadline.Watch(ctx, c.setRead)
 	defer stop()
 	for {
-		n, from, err := c.read()
+		n, ok, err := c.to.Read(c.buf)
 		if err != nil {
 			return nil, fmt.Errorf("fec: receive from %s: %w", c.remote, deadline.Err(ctx, err))
 		}
-		if c.rAP.IsValid() && from != c.rAP {
+		if !ok {
 			c.foreign.Add(1)
 			continue
 		}
@@ -173,17 +152,6 @@ func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
 			return msg, nil
 		}
 	}
-}
-
-// read reads one datagram into c.buf; on a *net.UDPConn without
-// allocating.
-func (c *Conn) read() (int, netip.AddrPort, error) {
-	if c.udp != nil {
-		n, from, err := c.udp.ReadFromUDPAddrPort(c.buf)
-		return n, udpsock.Unmap(from), err
-	}
-	n, a, err := c.pc.ReadFrom(c.buf)
-	return n, udpsock.AddrPort(a), err
 }
 
 // Stats returns what the Conn's FEC has done so far.

@@ -35,7 +35,6 @@ import (
 // groups that do not fill within Flush and forgets idle peers.
 type Server struct {
 	pc    net.PacketConn
-	udp   *net.UDPConn // pc, when it is one: the allocation-free calls
 	h     message.Handler
 	cfg   Config
 	log   *slog.Logger
@@ -109,12 +108,12 @@ func Listen(addr string, h message.Handler, cfg *Config) (*Server, error) {
 // NewServer serves h on pc until Close. The server takes pc over: Close
 // closes it, and so does NewServer when cfg is invalid.
 func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, error) {
-	c, udp, err := takeOver(pc, cfg)
+	c, err := takeOver(pc, cfg)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
-		pc: pc, udp: udp, h: h, cfg: c, log: c.Logger,
+		pc: pc, h: h, cfg: c, log: c.Logger,
 		codes: newCodecs(c.DataShards, c.ParityShards), flush: newFlusher(c.Flush),
 		drops: sockstat.NewCounter(pc), peers: make(map[peerKey]*peer),
 		closing: make(chan struct{}),
@@ -166,7 +165,7 @@ func (s *Server) serve() {
 	buf := make([]byte, readBufferSize)
 	var retry backoff.Backoff
 	for {
-		n, from, ap, err := s.read(buf)
+		n, from, ap, err := udpsock.ReadFrom(s.pc, buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -188,17 +187,6 @@ func (s *Server) serve() {
 			p.dec.handle(h, shard)
 		}
 	}
-}
-
-// read reads one datagram; on a *net.UDPConn without allocating, giving
-// only ap.
-func (s *Server) read(buf []byte) (n int, from net.Addr, ap netip.AddrPort, err error) {
-	if s.udp != nil {
-		n, ap, err = s.udp.ReadFromUDPAddrPort(buf)
-		return n, nil, ap, err
-	}
-	n, from, err = s.pc.ReadFrom(buf)
-	return n, from, udpsock.AddrPort(from), err
 }
 
 // peer returns the peer at from (or ap), adding it if there is room, and
@@ -237,16 +225,7 @@ func (s *Server) refuse() {
 // newPeer makes the state for a new source address.
 func (s *Server) newPeer(from net.Addr, ap netip.AddrPort) *peer {
 	p := new(peer)
-	send := func(b []byte) error {
-		_, err := s.pc.WriteTo(b, from)
-		return err
-	}
-	if s.udp != nil {
-		send = func(b []byte) error {
-			_, err := s.udp.WriteToUDPAddrPort(b, ap)
-			return err
-		}
-	}
+	send := func(b []byte) error { return udpsock.WriteTo(s.pc, b, from, ap) }
 	write := func(b []byte) error {
 		if !p.spend(b) {
 			s.withheld.Add(1)

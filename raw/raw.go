@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,11 +35,9 @@ const readBufferSize = 64 << 10
 // server's are dropped: by the kernel on a connected socket (see Dial),
 // otherwise by Receive, which counts them (see Foreign).
 type Conn struct {
-	pc        net.PacketConn
-	udp       *net.UDPConn // pc, when it is one: the allocation-free calls
-	connected bool         // udp is connected to remote: send with Write
-	remote    net.Addr
-	rAP       netip.AddrPort // remote, unmapped, for cheap source checks
+	pc     net.PacketConn
+	remote net.Addr
+	to     udpsock.Remote // pc, sending to remote
 
 	buf     []byte // owned by Receive; one receiver at a time
 	foreign atomic.Uint64
@@ -72,10 +69,8 @@ func Dial(addr string) (*Conn, error) {
 // Close closes pc. This is the seam for an impaired socket. A *net.UDPConn
 // connected to remote (as net.DialUDP makes) is sent on with Write.
 func NewConn(pc net.PacketConn, remote net.Addr) *Conn {
-	udp, _ := pc.(*net.UDPConn)
 	return &Conn{
-		pc: pc, udp: udp, connected: udp != nil && udp.RemoteAddr() != nil,
-		remote: remote, rAP: udpsock.AddrPort(remote), buf: make([]byte, readBufferSize),
+		pc: pc, remote: remote, to: udpsock.NewRemote(pc, remote), buf: make([]byte, readBufferSize),
 		setRead: pc.SetReadDeadline, setWrite: pc.SetWriteDeadline,
 	}
 }
@@ -90,15 +85,7 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 		return fmt.Errorf("raw: send: %w", context.Cause(ctx))
 	}
 	stop := deadline.Watch(ctx, c.setWrite)
-	var err error
-	switch {
-	case c.connected:
-		_, err = c.udp.Write(msg)
-	case c.udp != nil && c.rAP.IsValid():
-		_, err = c.udp.WriteToUDPAddrPort(msg, c.rAP)
-	default:
-		_, err = c.pc.WriteTo(msg, c.remote)
-	}
+	err := c.to.Write(msg)
 	stop()
 	if err != nil {
 		return fmt.Errorf("raw: send to %s: %w", c.remote, deadline.Err(ctx, err))
@@ -112,24 +99,11 @@ func (c *Conn) Receive(ctx context.Context) ([]byte, error) {
 	stop := deadline.Watch(ctx, c.setRead)
 	defer stop()
 	for {
-		// On a *net.UDPConn the AddrPort calls allocate nothing.
-		var (
-			n    int
-			from netip.AddrPort
-			err  error
-		)
-		if c.udp != nil {
-			n, from, err = c.udp.ReadFromUDPAddrPort(c.buf)
-			from = udpsock.Unmap(from)
-		} else {
-			var a net.Addr
-			n, a, err = c.pc.ReadFrom(c.buf)
-			from = udpsock.AddrPort(a)
-		}
+		n, ok, err := c.to.Read(c.buf)
 		if err != nil {
 			return nil, fmt.Errorf("raw: receive from %s: %w", c.remote, deadline.Err(ctx, err))
 		}
-		if c.rAP.IsValid() && from != c.rAP {
+		if !ok {
 			c.foreign.Add(1)
 			continue
 		}
@@ -239,21 +213,10 @@ func (s *Server) serve() {
 	defer close(s.done)
 	buf := make([]byte, readBufferSize)
 	reply := make([]byte, 0, readBufferSize)
-	udp, _ := s.pc.(*net.UDPConn)
 	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
 	var retry backoff.Backoff
 	for {
-		var (
-			n    int
-			from net.Addr
-			ap   netip.AddrPort
-			err  error
-		)
-		if udp != nil {
-			n, ap, err = udp.ReadFromUDPAddrPort(buf)
-		} else {
-			n, from, err = s.pc.ReadFrom(buf)
-		}
+		n, from, ap, err := udpsock.ReadFrom(s.pc, buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -269,7 +232,7 @@ func (s *Server) serve() {
 		reply, ok = s.counters.Reply(s.h, reply[:0], buf[:n], MaxMessage)
 		if debug {
 			src := any(from)
-			if udp != nil {
+			if from == nil {
 				src = ap
 			}
 			s.log.Debug("raw: request", "from", src, "bytes", n, "answered", ok)
@@ -277,12 +240,7 @@ func (s *Server) serve() {
 		if !ok {
 			continue
 		}
-		if udp != nil {
-			_, err = udp.WriteToUDPAddrPort(reply, ap)
-		} else {
-			_, err = s.pc.WriteTo(reply, from)
-		}
-		if err != nil {
+		if err := udpsock.WriteTo(s.pc, reply, from, ap); err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
