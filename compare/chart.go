@@ -55,9 +55,12 @@ func (r *Report) WriteChart(path string) error {
 	}
 	var plots [][]*plot.Plot
 	var err error
-	if r.Config.Sweep != "" {
+	switch {
+	case r.Config.Workload.Kind == KindBulk:
+		plots, err = r.bulkPlots()
+	case r.Config.Sweep != "":
 		plots, err = r.sweepPlots()
-	} else {
+	default:
 		plots, err = r.cdfPlots()
 	}
 	if err != nil {
@@ -135,6 +138,11 @@ func (r *Report) cdfPlots() ([][]*plot.Plot, error) {
 		}
 		panels = append(panels, p)
 	}
+	return grid(panels)
+}
+
+// grid lays panels out two a row, an empty tile filling the last row.
+func grid(panels []*plot.Plot) ([][]*plot.Plot, error) {
 	if len(panels) == 0 {
 		return nil, fmt.Errorf("chart: no runs to draw")
 	}
@@ -321,6 +329,14 @@ const (
 // as the width holds.
 func (r *Report) legend(width vg.Length, points bool) (func(draw.Canvas), vg.Length) {
 	names := r.chartModes()
+	styles := make([]int, len(names))
+	for k, name := range names {
+		styles[k] = modes.Index(name)
+	}
+	if other := r.sameModeCompetitor(); other != "" {
+		names = append(names, "other "+other)
+		styles = append(styles, len(modes.Names()))
+	}
 	perRow := max(1, min(len(names), int((width-2*chartPad)/legendCellW)))
 	rows := (len(names) + perRow - 1) / perRow
 	height := vg.Points(legendRowH)*vg.Length(rows) + chartPad
@@ -329,7 +345,7 @@ func (r *Report) legend(width vg.Length, points bool) (func(draw.Canvas), vg.Len
 		for k, name := range names {
 			l := plot.NewLegend()
 			l.Left, l.Top = true, true
-			i := modes.Index(name)
+			i := styles[k]
 			line := &plotter.Line{LineStyle: lineStyle(i)}
 			if points {
 				l.Add(name, line, &plotter.Scatter{GlyphStyle: glyphStyle(i)})
@@ -353,9 +369,24 @@ func (r *Report) chartModes() []string {
 		if !slices.Contains(names, x.Mode) {
 			names = append(names, x.Mode)
 		}
+		if x.Competing != nil && !slices.Contains(names, x.Competing.Mode) {
+			names = append(names, x.Competing.Mode)
+		}
 	}
 	slices.SortStableFunc(names, func(a, b string) int { return modes.Index(a) - modes.Index(b) })
 	return names
+}
+
+// sameModeCompetitor is the competing flow's mode when it also ran as a
+// measured mode: its line then needs a style and a legend entry of its
+// own.
+func (r *Report) sameModeCompetitor() string {
+	for _, x := range r.firstRuns() {
+		if x.Competing != nil && x.Competing.Mode == x.Mode {
+			return x.Mode
+		}
+	}
+	return ""
 }
 
 // splitBottom cuts height off the bottom of c.

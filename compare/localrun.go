@@ -15,15 +15,21 @@ import (
 // with small ones, so that the kernel's drops can be provoked and counted.
 var testReadBuffer int
 
-// localRun is one simulated run's plumbing: the link, the server's and the
-// client's loopback sockets, and what the kernel knows about them.
+// localRun is one simulated run's plumbing: the link, and the server's and
+// the client's loopback sockets.
 type localRun struct {
-	link         *link.Link
+	link *link.Link
+	*sockets
+	client *countingConn // the client's link-wrapped socket, counting what it reads
+}
+
+// sockets are a server's and a client's loopback sockets, and what the
+// kernel knows about them.
+type sockets struct {
 	spc, cpc     *net.UDPConn
 	ssock, csock sockstat.Socket
 	scount       *sockstat.Counter // the server socket's drops, read as it closes too
 	ccount       *sockstat.Counter // the client socket's
-	client       *countingConn     // the client's link-wrapped socket, counting what it reads
 
 	drops struct {
 		server, client uint64
@@ -31,15 +37,26 @@ type localRun struct {
 	}
 }
 
-// newLocalRun starts a link with spec and binds the two sockets, each with
-// large receive buffers, so that the kernel drops as little as it can; what
-// it still drops is read from its counters.
+// newLocalRun starts a link with spec and binds the two sockets.
 func newLocalRun(spec link.Spec) (*localRun, error) {
 	l, err := link.New(spec, nil)
 	if err != nil {
 		return nil, err
 	}
-	e := &localRun{link: l}
+	s, err := newSockets()
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	return &localRun{link: l, sockets: s}, nil
+}
+
+// newSockets binds a server's and a client's sockets on loopback, each
+// with large receive buffers, so that the kernel drops as little as it
+// can; what it still drops is read from its counters.
+func newSockets() (*sockets, error) {
+	e := &sockets{}
+	var err error
 	loopback := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
 	if e.spc, err = net.ListenUDP("udp4", loopback); err == nil {
 		e.cpc, err = net.ListenUDP("udp4", loopback)
@@ -60,13 +77,21 @@ func newLocalRun(spec link.Spec) (*localRun, error) {
 	return e, nil
 }
 
+// wrap returns the server's and the client's sockets with their egress
+// through the link's down and up directions, counting what each offers.
+func (e *sockets) wrap(l *link.Link) (server, client *countingConn) {
+	server = &countingConn{PacketConn: l.Wrap(countedClose{e.spc, e.scount}, link.Down)}
+	client = &countingConn{PacketConn: l.Wrap(countedClose{e.cpc, e.ccount}, link.Up)}
+	return server, client
+}
+
 // start serves h with tr on the server socket and opens the client's
 // conversation, each through its direction of the link. The server and
 // the Conn take their sockets over.
 // It also returns how long the Conn took to open, in ms: a handshake's.
 func (e *localRun) start(ctx context.Context, tr modes.Transport, h message.Handler) (modes.Server, message.Conn, float64, error) {
-	sw := e.link.Wrap(countedClose{e.spc, e.scount}, link.Down)
-	e.client = &countingConn{PacketConn: e.link.Wrap(countedClose{e.cpc, e.ccount}, link.Up)}
+	sw, cw := e.wrap(e.link)
+	e.client = cw
 	srv, err := tr.Serve(sw, h)
 	if err != nil {
 		return nil, nil, 0, err
@@ -106,7 +131,7 @@ func (e *localRun) settled(srv modes.Server, parity bool) func() bool {
 		}
 		return steady && drained(up) && drained(down) &&
 			st.Requests+sd == up.Delivered &&
-			st.Requests == st.Replies+st.BadRequests+st.Oversized+st.Errors &&
+			st.Requests == st.Replies+st.BadRequests+st.Oversized+st.Errors+st.Consumed &&
 			st.Replies == down.Offered &&
 			e.client.reads.Load()+cd == down.Delivered
 	}
@@ -120,7 +145,7 @@ func drained(s link.Stats) bool {
 
 // readDrops reads both sockets' kernel drop counters: now, or as each
 // socket closed, when an interrupted run closed it early.
-func (e *localRun) readDrops() {
+func (e *sockets) readDrops() {
 	sd, sok := e.scount.Drops()
 	cd, cok := e.ccount.Drops()
 	e.drops.server, e.drops.client, e.drops.known = sd, cd, sok && cok
@@ -139,7 +164,7 @@ func (c countedClose) Close() error {
 }
 
 // socketDrops is both sockets' drops, or nil when unknown.
-func (e *localRun) socketDrops() *uint64 {
+func (e *sockets) socketDrops() *uint64 {
 	if !e.drops.known {
 		return nil
 	}
@@ -151,6 +176,10 @@ func (e *localRun) socketDrops() *uint64 {
 // their sockets themselves, and closing twice is harmless.
 func (e *localRun) close() {
 	e.link.Close()
+	e.sockets.close()
+}
+
+func (e *sockets) close() {
 	if e.spc != nil {
 		e.spc.Close()
 	}

@@ -57,10 +57,17 @@ type TargetInfo struct {
 
 // WorkloadInfo is the workload with its defaults filled in.
 type WorkloadInfo struct {
-	Messages   int     `json:"messages"`
+	Kind       string  `json:"kind"`
+	Messages   int     `json:"messages,omitempty"`
 	IntervalMS float64 `json:"interval_ms"`
-	Size       int     `json:"size"`
+	Size       int     `json:"size"`    // bulk: 0 is each mode's own
 	WaitMS     float64 `json:"wait_ms"` // 0: automatic
+	// Bulk: bytes to send, and the competing flow's mode.
+	Bytes     int64  `json:"bytes,omitempty"`
+	Competing string `json:"competing,omitempty"`
+	// Sessions: conversations held, and for how long.
+	Sessions  int     `json:"sessions,omitempty"`
+	IdleHoldS float64 `json:"idle_hold_s,omitempty"`
 }
 
 // TransportInfo is one mode as it ran: its traits and settings.
@@ -80,16 +87,11 @@ type TransportInfo struct {
 
 func (c *Config) describe() ReportConfig {
 	d := ReportConfig{
-		Seed:   c.Seed,
-		Modes:  c.modeNames(),
-		Sweep:  c.Sweep,
-		Repeat: c.repeat(),
-		Workload: WorkloadInfo{
-			Messages:   c.Workload.Messages,
-			IntervalMS: ms(c.Workload.Interval),
-			Size:       c.Workload.Size,
-			WaitMS:     ms(c.Workload.Wait),
-		},
+		Seed:     c.Seed,
+		Modes:    c.modeNames(),
+		Sweep:    c.Sweep,
+		Repeat:   c.repeat(),
+		Workload: c.workloadInfo(),
 		Versions: BuildVersions(),
 	}
 	if len(c.Targets) > 0 {
@@ -118,6 +120,20 @@ func (c *Config) describe() ReportConfig {
 		d.Links = append(d.Links, LinkInfo{Name: l.Name, Spec: l.Spec.String(), SweepValue: l.SweepValue})
 	}
 	return d
+}
+
+func (c *Config) workloadInfo() WorkloadInfo {
+	w := c.Workload
+	info := WorkloadInfo{Kind: w.Kind, Size: w.Size}
+	switch w.Kind {
+	case KindBulk:
+		info.Bytes, info.Competing = w.Bytes, c.Competing
+	case KindSessions:
+		info.Sessions, info.IdleHoldS = w.Sessions, w.IdleHold.Seconds()
+	default:
+		info.Messages, info.IntervalMS, info.WaitMS = w.Messages, ms(w.Interval), ms(w.Wait)
+	}
+	return info
 }
 
 // transportInfo returns what the report knows of mode name.
@@ -213,6 +229,11 @@ var csvHeader = []string{
 	"retransmissions", "fec_recovered",
 	"timing_error_ms_p50", "timing_error_ms_p99", "timing_error_ms_max", "noisy",
 	"goodput_bps", "duration_s", "cpu_s", "stalled", "interrupted",
+	"connect_first_reply_ms", "connect_rtts", "connect_bytes", "connect_packets", "queue_drops", "queue_high",
+	"bulk_bytes", "bulk_message_size", "bulk_sent_bytes", "bulk_delivered_bytes", "bulk_complete", "bulk_completion_s",
+	"bulk_goodput_bps", "bulk_link_share", "bulk_shared_goodput_bps",
+	"competing_mode", "competing_delivered_bytes", "competing_goodput_bps", "competing_shared_goodput_bps",
+	"fairness", "counters_shared",
 }
 
 // WriteCSV writes one row per run under a header of csvHeader. A figure
@@ -250,8 +271,27 @@ func (x *Result) csvRow() []string {
 	} else {
 		row = append(row, "", "", "")
 	}
-	return append(row, strconv.FormatBool(x.Noisy),
+	row = append(row, strconv.FormatBool(x.Noisy),
 		f(x.GoodputBPS), f(x.DurationS), f(x.CPUS), strconv.FormatBool(x.Stalled), strconv.FormatBool(x.Interrupted))
+	if c := x.Connect; c != nil {
+		row = append(row, f(c.FirstReplyMS), optF(c.RTTs), u(c.Bytes), u(c.Packets))
+	} else {
+		row = append(row, "", "", "", "")
+	}
+	row = append(row, optU(x.QueueDrops), optI(x.QueueHigh))
+	if b := x.Bulk; b != nil {
+		row = append(row, strconv.FormatInt(b.Bytes, 10), i(b.MessageSize), strconv.FormatInt(b.SentBytes, 10),
+			strconv.FormatInt(b.DeliveredBytes, 10), strconv.FormatBool(b.Complete), f(b.CompletionS),
+			f(b.GoodputBPS), optF(b.LinkShare), optF(b.SharedGoodputBPS))
+	} else {
+		row = append(row, "", "", "", "", "", "", "", "", "")
+	}
+	if c := x.Competing; c != nil {
+		row = append(row, c.Mode, strconv.FormatInt(c.DeliveredBytes, 10), f(c.GoodputBPS), optF(c.SharedGoodputBPS))
+	} else {
+		row = append(row, "", "", "", "")
+	}
+	return append(row, optF(x.Fairness), strconv.FormatBool(x.CountersShared))
 }
 
 func optF(v *float64) string {
@@ -301,6 +341,9 @@ func (r *Report) writeTables(w io.Writer, markdown bool) error {
 // there is one, the trade-off.
 func (r *Report) tables() []*table {
 	ts := r.resultsTables()
+	if r.Config.Workload.Kind == KindBulk {
+		ts = r.bulkTables()
+	}
 	if len(r.Summaries) > 0 {
 		ts = []*table{r.summaryTable()}
 	}
@@ -326,6 +369,13 @@ func (r *Report) summary() string {
 	}
 	line := fmt.Sprintf("udplab compare: %s of %d B per run, %s; %s",
 		plural(c.Workload.Messages, "greeting"), c.Workload.Size, pace, where)
+	if c.Workload.Kind == KindBulk {
+		line = fmt.Sprintf("udplab compare: bulk, %s one way per run in %s, as fast as each mode allows; %s",
+			byteCount(c.Workload.Bytes), bulkSizeText(c.Workload.Size), where)
+		if c.Workload.Competing != "" {
+			line += "; beside a competing " + c.Workload.Competing + " flow on the same link"
+		}
+	}
 	var seen []string
 	for _, t := range c.Transports {
 		for _, part := range t.summary {
@@ -507,24 +557,19 @@ func (r *Report) tradeoff() *table {
 		}
 		t.rows = append(t.rows, cells)
 	}
-	row("connection", func(x *Result, t TransportInfo) string {
-		first := "1st reply " + optMS(x.FirstMS) + " ms"
-		switch {
-		case t.HandshakeRTTs > 0:
-			return "handshake " + optMS(x.ConnectMS) + " ms; " + first
-		case t.Delivery == string(modes.Unreliable):
-			return "none; " + first
-		}
-		return "session, no handshake; " + first
-	})
+	bulk := r.Config.Workload.Kind == KindBulk
+	row("connection", connectionCell)
 	row("reliability", func(x *Result, t TransportInfo) string {
 		s := fmt.Sprintf("%.1f%% delivered", x.DeliveredPct())
+		if bulk {
+			s = fmt.Sprintf("%.1f%% of bytes delivered", 100*float64(x.Bulk.DeliveredBytes)/float64(x.Bulk.Bytes))
+		}
 		switch {
 		case t.fec:
 			s += fmt.Sprintf(" (%d resent, %d by FEC)", x.Retransmissions, x.FECRecovered)
 		case t.Delivery != string(modes.Unreliable):
 			s += fmt.Sprintf(" (%d resent)", x.Retransmissions)
-		case x.Lost.cell() != "0":
+		case !bulk && x.Lost.cell() != "0":
 			s += " (lost: " + x.Lost.cell() + ")"
 		}
 		return s
@@ -546,6 +591,9 @@ func (r *Report) tradeoff() *table {
 		return fmt.Sprintf("%d+%d B a datagram", link.HeaderBytes, x.HeaderBytes-link.HeaderBytes)
 	})
 	row("speed", func(x *Result, t TransportInfo) string {
+		if bulk {
+			return fmt.Sprintf("%s Mbit/s goodput, %s s", mbit(x.GoodputBPS), secondsCell(*x))
+		}
 		if x.Latency == nil {
 			return "no replies"
 		}
@@ -556,13 +604,59 @@ func (r *Report) tradeoff() *table {
 		if x.Sent > 0 {
 			per = float64(x.WirePackets) / float64(x.Sent)
 		}
+		if bulk {
+			perMB := float64(x.WirePackets) / (float64(x.PayloadBytes) / 1e6)
+			return fmt.Sprintf("%.0f packets a MB sent; %.0f ms CPU", perMB, x.CPUS*1e3)
+		}
 		return fmt.Sprintf("%.1f packets a greeting; %.0f ms CPU", per, x.CPUS*1e3)
 	})
-	row("flow and congestion control", func(x *Result, t TransportInfo) string {
-		return orDash(t.Congestion)
-	})
+	row("flow and congestion control", congestionCell)
 	t.left = len(t.header)
 	return t
+}
+
+// connectionCell is the trade-off's connection row: what opens the
+// conversation, and the first reply's cost measured by the probe.
+func connectionCell(x *Result, t TransportInfo) string {
+	kind := "session, no handshake"
+	switch {
+	case t.HandshakeRTTs > 0:
+		kind = "handshake"
+	case t.Delivery == string(modes.Unreliable):
+		kind = "none"
+	}
+	c := x.Connect
+	if c == nil { // a target: what the run itself saw
+		if t.HandshakeRTTs > 0 {
+			kind += " " + optMS(x.ConnectMS) + " ms"
+		}
+		return kind + "; 1st reply " + optMS(x.FirstMS) + " ms"
+	}
+	first := msCell(c.FirstReplyMS) + " ms"
+	if c.RTTs != nil {
+		first = fmt.Sprintf("%.1f RTT", *c.RTTs)
+	}
+	return fmt.Sprintf("%s; 1st reply %s, %d B", kind, first, c.Bytes)
+}
+
+// congestionCell is the trade-off's flow and congestion row: what the
+// mode has, and on a rate-limited link what it did to the link's queue.
+func congestionCell(x *Result, t TransportInfo) string {
+	s := orDash(t.Congestion)
+	var measured string
+	if x.Bulk != nil && x.Bulk.LinkShare != nil {
+		measured = fmt.Sprintf("%s of the rate", shareCell(x.Bulk.LinkShare))
+	}
+	if x.QueueDrops != nil && (*x.QueueDrops > 0 || measured != "") {
+		if measured != "" {
+			measured += ", "
+		}
+		measured += fmt.Sprintf("%d queue drops", *x.QueueDrops)
+	}
+	if measured == "" {
+		return s
+	}
+	return measured + "; " + s
 }
 
 // lossiest returns the first runs of the link whose datagrams the link

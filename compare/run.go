@@ -50,15 +50,34 @@ type Config struct {
 	// Repeat runs every (link, mode) cell this many times, with the link's
 	// seed, seed+1, ..., and summarizes each cell. Zero means once.
 	Repeat int
-	// Progress, if not nil, is called with each batch of messages sent,
-	// from the goroutine that sends them; one run at a time.
-	Progress func(sent int)
+	// Competing, with the bulk workload, runs a second bulk flow of this
+	// mode on the same link beside each run's.
+	Competing string
+	// Progress, if not nil, is called as work is done, in the units Work
+	// counts, from the goroutine that does it; one run at a time.
+	Progress func(done int)
+}
+
+// Work is how much a whole comparison has to do, in Progress's units:
+// messages for greetings, kilobytes for bulk, sessions for sessions.
+func (c *Config) Work() int {
+	w := c.Workload.withDefaults()
+	switch w.Kind {
+	case KindBulk:
+		return c.Runs() * int((w.Bytes+progressBytes-1)/progressBytes)
+	case KindSessions:
+		return c.Runs() * w.Sessions
+	}
+	return c.Runs() * w.Messages
 }
 
 // Runs returns how many runs c makes.
 func (c *Config) Runs() int {
 	if len(c.Targets) > 0 {
 		return len(c.Targets) * c.repeat()
+	}
+	if c.Workload.withDefaults().Kind == KindSessions {
+		return len(c.modeNames()) * c.repeat()
 	}
 	return len(c.modeNames()) * len(c.links()) * c.repeat()
 }
@@ -96,10 +115,12 @@ func (c *Config) Validate() error {
 		if err != nil {
 			return err
 		}
-		size := c.Workload.withDefaults().Size
-		if most := t.Traits().MaxMessage - greetingExtra; size > most {
-			return fmt.Errorf("size %d: want at most %d bytes, so the greeting fits one %s message", size, most, m.Name)
+		if err := c.checkSize(m.Name, t.Traits()); err != nil {
+			return err
 		}
+	}
+	if err := c.checkKind(); err != nil {
+		return err
 	}
 	if c.Repeat < 0 {
 		return fmt.Errorf("repeat %d: want 1 or more", c.Repeat)
@@ -113,6 +134,43 @@ func (c *Config) Validate() error {
 		return c.checkWait()
 	}
 	return nil
+}
+
+// checkSize refuses a message size mode cannot carry as one message.
+func (c *Config) checkSize(mode string, t modes.Traits) error {
+	w := c.Workload.withDefaults()
+	switch w.Kind {
+	case KindGreet:
+		if most := t.MaxMessage - greetingExtra; w.Size > most {
+			return fmt.Errorf("size %d: want at most %d bytes, so the greeting fits one %s message", w.Size, most, mode)
+		}
+	case KindBulk:
+		if w.Size > t.MaxMessage {
+			return fmt.Errorf("size %d: want at most %d bytes, the most one %s message carries", w.Size, t.MaxMessage, mode)
+		}
+	}
+	return nil
+}
+
+// checkKind refuses what the workload cannot do: bulk and sessions need
+// servers of their own; only bulk has a competing flow.
+func (c *Config) checkKind() error {
+	kind := c.Workload.withDefaults().Kind
+	if kind != KindGreet && len(c.Targets) > 0 {
+		return errNoBulkTargets
+	}
+	if c.Competing == "" {
+		return nil
+	}
+	if kind != KindBulk {
+		return fmt.Errorf("competing %s: a competing flow needs the bulk workload", c.Competing)
+	}
+	m, err := modes.Lookup(c.Competing)
+	if err != nil {
+		return fmt.Errorf("competing %q: want one of %s", c.Competing, strings.Join(modes.Names(), ", "))
+	}
+	_, tr := c.transport(m.Name)
+	return c.checkSize(m.Name, tr.Traits())
 }
 
 // UsedModes lists the names (or aliases, as given) of the modes the runs
@@ -140,6 +198,9 @@ func (c *Config) canonical() {
 		for i := range c.Modes {
 			c.Modes[i] = name(c.Modes[i])
 		}
+	}
+	if c.Competing != "" {
+		c.Competing = name(c.Competing)
 	}
 	c.Targets = slices.Clone(c.Targets)
 	for i := range c.Targets {
@@ -225,7 +286,38 @@ type Result struct {
 	Stalled     bool    `json:"stalled"`
 	Interrupted bool    `json:"interrupted"`
 
+	// Connect is the first reply's cost, measured by a probe on a
+	// loss-free copy of the link (nil for targets).
+	Connect *Connect `json:"connect,omitempty"`
+	// QueueDrops and QueueHigh are the link's rate limiter's: packets
+	// dropped at its full queue, and the most waiting (either direction);
+	// nil for targets.
+	QueueDrops *uint64 `json:"queue_drops"`
+	QueueHigh  *int    `json:"queue_high"`
+	// Bulk is the bulk workload's flow; Competing the other flow on the
+	// same link, with --competing, and Fairness Jain's index of the two
+	// flows' goodputs while both were sending.
+	Bulk      *Bulk    `json:"bulk,omitempty"`
+	Competing *Bulk    `json:"competing,omitempty"`
+	Fairness  *float64 `json:"fairness,omitempty"`
+	// CountersShared is true when both flows use kcp-go, whose counters
+	// are process-wide: retransmissions then count both flows.
+	CountersShared bool `json:"counters_shared,omitempty"`
+
 	rec *Recorder
+}
+
+// Connect is what a conversation costs before its first reply.
+type Connect struct {
+	// FirstReplyMS is from the start of the dial to the first reply.
+	FirstReplyMS float64 `json:"first_reply_ms"`
+	// RTTs is FirstReplyMS in round trips of the link's delays; nil on a
+	// link without delay.
+	RTTs *float64 `json:"rtts"`
+	// Bytes and Packets are what both ends sent until then: UDP payloads,
+	// or a user-space stack's IP packets.
+	Bytes   uint64 `json:"bytes"`
+	Packets uint64 `json:"packets"`
 }
 
 // Lost accounts for the greetings that were sent and not delivered.
@@ -318,13 +410,18 @@ func (c *Config) jobs() []func(context.Context) (Result, error) {
 		}
 		return jobs
 	}
+	run := c.runLocal
+	switch c.Workload.Kind {
+	case KindBulk:
+		run = c.runBulk
+	}
 	for _, l := range c.links() {
 		for _, m := range c.modeNames() {
 			for rep := range c.repeat() {
 				lk := l
 				lk.Spec.Seed += uint64(rep)
 				jobs = append(jobs, func(ctx context.Context) (Result, error) {
-					r, err := c.runLocal(ctx, m, lk)
+					r, err := run(ctx, m, lk)
 					r.Repeat = rep + 1
 					return r, err
 				})
@@ -353,6 +450,8 @@ func (rep *Report) cut(ctx context.Context, r Result, err error) (*Report, error
 // time.
 func (c *Config) runLocal(ctx context.Context, name string, lk Link) (Result, error) {
 	res := Result{Mode: name, Link: lk.Name, LinkSpec: lk.Spec.String(), SweepValue: lk.SweepValue, Seed: lk.Spec.Seed}
+	// First, so that the run's transport counts none of its work.
+	res.Connect = c.probeConnect(ctx, name, lk.Spec)
 	_, tr := c.transport(name)
 	e, err := newLocalRun(lk.Spec)
 	if err != nil {
@@ -398,6 +497,8 @@ func (c *Config) runLocal(ctx context.Context, name string, lk Link) (Result, er
 			res.Lost.InLink = &inLink
 		}
 	}
+	queueDrops, queueHigh := up.QueueDrops+down.QueueDrops, max(up.QueueHigh, down.QueueHigh)
+	res.QueueDrops, res.QueueHigh = &queueDrops, &queueHigh
 	res.timing(lk.Spec, up, down)
 	res.finish(traits, tr.Counters(), ipv4Header)
 	return res, err

@@ -66,12 +66,13 @@ func dialTarget(ctx context.Context, tr modes.Transport, addr string) (message.C
 	return conn, w, nil
 }
 
-// countingConn counts the datagrams and bytes a client socket sends and
+// countingConn counts the datagrams and bytes a socket sends and
 // receives.
 type countingConn struct {
 	net.PacketConn
-	packets, bytes atomic.Uint64
-	reads          atomic.Uint64 // datagrams read
+	packets, bytes         atomic.Uint64 // both ways
+	reads                  atomic.Uint64 // datagrams read
+	sentPackets, sentBytes atomic.Uint64 // written
 }
 
 func (c *countingConn) WriteTo(p []byte, addr net.Addr) (int, error) {
@@ -79,6 +80,8 @@ func (c *countingConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if err == nil {
 		c.packets.Add(1)
 		c.bytes.Add(uint64(n))
+		c.sentPackets.Add(1)
+		c.sentBytes.Add(uint64(n))
 	}
 	return n, err
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,17 @@ import (
 // every Interval, each name Size bytes long and carrying its sequence
 // number, so any udplab server answers it unchanged.
 type Workload struct {
+	// Kind is what the client does: KindGreet (the default), KindBulk or
+	// KindSessions.
+	Kind string
+	// Bytes is what a bulk flow sends; zero means DefaultBulkBytes.
+	Bytes int64
+	// Sessions is how many conversations the sessions workload holds at
+	// once; zero means DefaultSessions.
+	Sessions int
+	// IdleHold is how long the sessions workload holds them idle; zero
+	// means DefaultIdleHold.
+	IdleHold time.Duration
 	// Messages is how many greetings to send. Zero means DefaultMessages.
 	Messages int
 	// Interval is the time between two sends; zero sends as fast as the
@@ -22,7 +34,8 @@ type Workload struct {
 	Interval time.Duration
 	// Size is the length of each name in bytes: the sequence number,
 	// zero-padded. Zero means DefaultSize. It must hold the largest
-	// sequence number's digits.
+	// sequence number's digits. For bulk it is each message's length,
+	// and zero means each mode's own (modes.Traits.BulkMessage).
 	Size int
 	// Wait is how long to wait for stragglers after the last send or the
 	// last reply, whichever is later. Zero means automatic: four times the
@@ -37,6 +50,11 @@ const (
 	DefaultMessages = 400
 	DefaultInterval = 5 * time.Millisecond
 	DefaultSize     = 16
+	// DefaultSessions and DefaultIdleHold are the sessions workload's:
+	// enough sessions that one's cost stands out of the noise, held long
+	// enough for a few of KCP's 10 ms ticks a thousand times over.
+	DefaultSessions = 1000
+	DefaultIdleHold = 5 * time.Second
 	// MaxSize keeps "Hello NAME!\n" within one raw datagram (65507 bytes).
 	MaxSize = 65507 - greetingExtra
 	// MinWait is the shortest automatic wait for stragglers: long enough
@@ -57,7 +75,34 @@ const (
 	greetingExtra = len(greetPrefix) + len(greetSuffix)
 )
 
+// The workloads.
+const (
+	KindGreet    = "greet"    // greetings, one every Interval, each answered
+	KindBulk     = "bulk"     // Bytes from client to server as fast as the mode allows
+	KindSessions = "sessions" // Sessions conversations opened, greeted once and held idle
+)
+
+// Kinds lists the workloads, for help and errors.
+var Kinds = []string{KindGreet, KindBulk, KindSessions}
+
 func (w Workload) withDefaults() Workload {
+	if w.Kind == "" {
+		w.Kind = KindGreet
+	}
+	switch w.Kind {
+	case KindBulk:
+		if w.Bytes == 0 {
+			w.Bytes = DefaultBulkBytes
+		}
+		return w // Size zero: each mode's own
+	case KindSessions:
+		if w.Sessions == 0 {
+			w.Sessions = DefaultSessions
+		}
+		if w.IdleHold == 0 {
+			w.IdleHold = DefaultIdleHold
+		}
+	}
 	if w.Messages == 0 {
 		w.Messages = DefaultMessages
 	}
@@ -71,6 +116,15 @@ func (w Workload) withDefaults() Workload {
 // would be accepted.
 func (w Workload) Validate() error {
 	w = w.withDefaults()
+	switch w.Kind {
+	case KindGreet:
+	case KindBulk:
+		return w.validateBulk()
+	case KindSessions:
+		return w.validateSessions()
+	default:
+		return fmt.Errorf("workload %q: want one of %s", w.Kind, strings.Join(Kinds, ", "))
+	}
 	switch {
 	case w.Messages < 1:
 		return fmt.Errorf("messages %d: want 1 or more", w.Messages)
@@ -82,6 +136,26 @@ func (w Workload) Validate() error {
 		return fmt.Errorf("size %d: want at most %d bytes, so the greeting fits one UDP datagram", w.Size, MaxSize)
 	case w.Size < digits(w.Messages-1):
 		return fmt.Errorf("size %d: want at least %d bytes to hold sequence numbers up to %d", w.Size, digits(w.Messages-1), w.Messages-1)
+	}
+	return nil
+}
+
+func (w Workload) validateBulk() error {
+	switch {
+	case w.Bytes < 1:
+		return fmt.Errorf("bytes %d: want 1 or more", w.Bytes)
+	case w.Size != 0 && w.Size < MinBulkSize:
+		return fmt.Errorf("size %d: want at least %d bytes for bulk: a sequence number and data", w.Size, MinBulkSize)
+	}
+	return nil
+}
+
+func (w Workload) validateSessions() error {
+	switch {
+	case w.Sessions < 1:
+		return fmt.Errorf("sessions %d: want 1 or more", w.Sessions)
+	case w.IdleHold < 0:
+		return fmt.Errorf("idle hold %v: want more than 0", w.IdleHold)
 	}
 	return nil
 }

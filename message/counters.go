@@ -12,12 +12,13 @@ type ServerStats struct {
 	BadRequests uint64 // requests the handler refused (ErrBadRequest)
 	Oversized   uint64 // replies larger than the transport carries, dropped
 	Errors      uint64 // socket or handler errors survived
+	Consumed    uint64 // requests the handler took without a reply (ErrNoReply)
 }
 
 // Counters is the concurrency-safe form of ServerStats that servers update.
 // The zero value is ready to use.
 type Counters struct {
-	requests, replies, badRequests, oversized, errors atomic.Uint64
+	requests, replies, badRequests, oversized, errors, consumed atomic.Uint64
 }
 
 // Reply runs h on req, appending to dst, and counts the outcome. ok is false
@@ -27,6 +28,9 @@ func (c *Counters) Reply(h Handler, dst, req []byte, max int) (reply []byte, ok 
 	c.requests.Add(1)
 	reply, err := h(dst, req)
 	switch {
+	case errors.Is(err, ErrNoReply):
+		c.consumed.Add(1)
+		return reply, false
 	case errors.Is(err, ErrBadRequest):
 		c.badRequests.Add(1)
 		return reply, false
@@ -56,5 +60,6 @@ func (c *Counters) Stats() ServerStats {
 		BadRequests: c.badRequests.Load(),
 		Oversized:   c.oversized.Load(),
 		Errors:      c.errors.Load(),
+		Consumed:    c.consumed.Load(),
 	}
 }

@@ -63,6 +63,11 @@ type Handler func(dst, req []byte) ([]byte, error)
 // requests and drop them; they never stop serving because of one.
 var ErrBadRequest = errors.New("bad request")
 
+// ErrNoReply marks a request a Handler took and has nothing to answer: a
+// one-way message, such as a bulk transfer's. Servers count it as consumed
+// and send nothing back, as for a refused request.
+var ErrNoReply = errors.New("no reply")
+
 // ErrTooLarge marks a message larger than the transport can carry as one
 // unit. It is returned before anything is sent.
 var ErrTooLarge = errors.New("message too large")

@@ -61,6 +61,7 @@ func (t *fecTransport) Traits() Traits {
 		HeaderBytes: fec.HeaderBytes,
 		Congestion:  "none: the application's pace, plus parity",
 		MaxMessage:  fec.MaxMessage,
+		BulkMessage: ethernetPayload - fec.HeaderBytes,
 		Stack:       "reedsolomon",
 		Network:     "udp",
 		Summary:     []string{fmt.Sprintf("FEC-only %s, flush %s", shards, c.Flush)},

@@ -89,6 +89,7 @@ func (t *kcpTransport) Traits() Traits {
 		HeaderBytes: hdr,
 		Congestion:  fmt.Sprintf("window %d/%d; %s", c.SendWindow, c.ReceiveWindow, cc),
 		MaxMessage:  reliable.MaxMessage,
+		BulkMessage: c.MTU - hdr, // one segment: kcp-go's mss
 		Stack:       "kcp-go",
 		Network:     "udp",
 	}

@@ -81,6 +81,15 @@ func (m *Mode) ListenFlag() string {
 	return m.Name
 }
 
+// Bulk message sizes: a UDP payload that fills a 1500-byte Ethernet frame
+// over IPv4, and the chunk a stream mode sends, large enough that its
+// framing costs little and small enough that the receiver's progress shows
+// every few milliseconds on a slow link.
+const (
+	ethernetPayload = 1500 - 20 - 8
+	streamChunk     = 8 << 10
+)
+
 // Settings are every mode's settings, as flags or code set them. The zero
 // value means every transport's defaults.
 type Settings struct {
@@ -149,6 +158,11 @@ type Traits struct {
 	Congestion string
 	// MaxMessage is the largest message, in bytes.
 	MaxMessage int
+	// BulkMessage is the message size a bulk transfer uses when given
+	// none: the most one datagram carries under a 1500-byte MTU for the
+	// datagram modes, a chunk a stream carries in a few segments for the
+	// stream modes.
+	BulkMessage int
 	// Stack names what implements the mode, for reports.
 	Stack string
 	// Network is what a real address means to the mode: "udp" or "tcp".

@@ -85,6 +85,7 @@ func (t *quicTransport) Traits() Traits {
 		HeaderBytes:   quicHeaderBytes,
 		Congestion:    "quic-go's CUBIC, paced; per-stream and per-connection flow control",
 		MaxMessage:    quic.MaxMessage,
+		BulkMessage:   streamChunk,
 		Stack:         "quic-go",
 		Network:       "udp",
 		Summary:       []string{"QUIC: quic-go, TLS 1.3, a stream per request"},

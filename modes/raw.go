@@ -27,11 +27,12 @@ type rawTransport struct{ log *slog.Logger }
 
 func (rawTransport) Traits() Traits {
 	return Traits{
-		Delivery:   Unreliable,
-		Congestion: "none: the application's pace",
-		MaxMessage: raw.MaxMessage,
-		Stack:      "kernel UDP",
-		Network:    "udp",
+		Delivery:    Unreliable,
+		Congestion:  "none: the application's pace",
+		MaxMessage:  raw.MaxMessage,
+		BulkMessage: ethernetPayload,
+		Stack:       "kernel UDP",
+		Network:     "udp",
 	}
 }
 

@@ -49,6 +49,7 @@ func (t *tcpTransport) Traits() Traits {
 		IPPackets:     true,
 		Congestion:    "simulated links: netstack's CUBIC, SACK, RACK; on an address: the kernel's; receive window",
 		MaxMessage:    tcp.MaxMessage,
+		BulkMessage:   streamChunk,
 		Stack:         "kernel TCP on an address; over the simulated link " + stack,
 		Network:       "tcp",
 		Summary:       []string{"TCP: gVisor netstack (CUBIC, SACK, RACK) on simulated links, the kernel's on an address"},

@@ -31,7 +31,7 @@ const progressAfter = 2 * time.Second
 
 var compareCmd = &command{
 	name:      "compare",
-	usageLine: "[--link SPEC]... [--sweep KEY=V1,V2,...] [--modes LIST] [--messages N] [--interval D] [--format F] [--chart FILE]",
+	usageLine: "[--workload greet|bulk|sessions] [--link SPEC]... [--sweep KEY=V1,V2,...] [--modes LIST] [--format F] [--chart FILE]",
 	short:     "measure every mode side by side over simulated lossy links",
 	long: `Compare runs the same greeting workload over every mode (` + strings.Join(modes.Names(), ", ") + `),
 each over the same simulated link with the same seed, and prints what
@@ -58,6 +58,18 @@ kcp-fec KCP with --fec; the target must match --fec, --key and --crypt
 --repeat N runs every cell N times with seeds SEED, SEED+1, ... and shows
 each cell as mean ± the half-width of its 95% confidence interval.
 
+--workload picks what the client does:
+  greet     --messages greetings, one every --interval, each answered (default)
+  bulk      --bytes from client to server as fast as each mode allows, to a
+            server that answers nothing: completion time, goodput (and its
+            share of the link's rate), retransmissions and the link's queue
+            drops; --competing MODE runs a second flow on the same link
+            beside each, and gives both goodputs and Jain's fairness index
+  sessions  --sessions conversations per mode over loopback (no link), each
+            greeted once and held idle for --idle-hold: the server's heap,
+            RSS, goroutines and idle CPU per session, measured in a server
+            process of its own
+
 Results go to stdout (or --out); a progress bar goes to stderr when it is
 a terminal and the comparison runs longer than a couple of seconds.`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
@@ -78,11 +90,16 @@ a terminal and the comparison runs longer than a couple of seconds.`,
 		cliflag.Int(fs, &cfg.Workload.Size, "size", compare.DefaultSize, 1, compare.MaxSize,
 			fmt.Sprintf("name length, 1 to %d `BYTES`; replies are 8 longer", compare.MaxSize))
 		cliflag.Duration(fs, &cfg.Workload.Wait, "wait", 0, 0, "wait `D` for stragglers after the last send or reply; 0 is automatic: 4 times the slowest round trip, at least "+compare.MinWait.String())
+		cliflag.Choice(fs, &cfg.Workload.Kind, "workload", compare.KindGreet, compare.Kinds, "what the client does: greet (greetings, each answered), bulk (--bytes one way, as fast as the mode allows) or sessions (--sessions conversations held idle)")
+		cliflag.Bytes(fs, &cfg.Workload.Bytes, "bytes", compare.DefaultBulkBytes, 1, "bulk: `SIZE` to send, such as 4MB or 512KiB; --size is each message (default each mode's best: a full datagram, or 8 KiB on a stream)")
+		fs.StringVar(&cfg.Competing, "competing", "", "bulk: run a second bulk flow of `MODE` on the same link beside each mode's, and report both flows' goodput and Jain's fairness index")
+		cliflag.Int(fs, &cfg.Workload.Sessions, "sessions", compare.DefaultSessions, 1, math.MaxInt, "sessions: `N` conversations open at once, each greeted once")
+		cliflag.Duration(fs, &cfg.Workload.IdleHold, "idle-hold", compare.DefaultIdleHold, time.Millisecond, "sessions: hold them idle for `D` while the server's CPU is measured")
 		fs.Var(targetValue{&targets}, "target", "measure running servers instead: `MODE=ADDR,...` such as raw=127.0.0.1:6000,kcp=127.0.0.1:6001")
 		modes.Flags(fs, &cfg.Settings, modes.All(), false)
 		cliflag.Choice(fs, &format, "format", "table", formats, "output format")
 		fs.StringVar(&out, "out", "", "write the results to `FILE` instead of stdout")
-		fs.Var(chartValue{&chart}, "chart", "draw a chart into `FILE`.svg or FILE.png: latency CDF per link, or delivery and p99 against a --sweep")
+		fs.Var(chartValue{&chart}, "chart", "draw a chart into `FILE`.svg or FILE.png: latency CDF per link, delivery and p99 against a --sweep, or goodput over time (bulk)")
 		cliflag.Bool(fs, &quiet, "quiet", false, "no progress bar")
 		return func(ctx context.Context, st *stdio) error {
 			if err := buildCompare(&cfg, links, sweep, targets, fs); err != nil {
@@ -105,6 +122,9 @@ a terminal and the comparison runs longer than a couple of seconds.`,
 // whole configuration; every mistake is a usage error.
 func buildCompare(cfg *compare.Config, links []string, sweep string, targets []compare.Target, fs *flag.FlagSet) error {
 	cfg.Targets = targets
+	if err := checkWorkloadFlags(cfg, fs); err != nil {
+		return err
+	}
 	var used []*modes.Mode
 	for _, name := range cfg.UsedModes() {
 		used = append(used, lookupMode(name))
@@ -149,10 +169,43 @@ func buildCompare(cfg *compare.Config, links []string, sweep string, targets []c
 	return nil
 }
 
+// workloadFlags are the flags only some workloads take.
+var workloadFlags = map[string][]string{
+	compare.KindGreet:    {"messages", "interval", "wait"},
+	compare.KindBulk:     {"bytes", "competing"},
+	compare.KindSessions: {"sessions", "idle-hold"},
+}
+
+// checkWorkloadFlags refuses a flag the chosen workload does not take,
+// and lets bulk's --size default to each mode's own.
+func checkWorkloadFlags(cfg *compare.Config, fs *flag.FlagSet) error {
+	kind := cfg.Workload.Kind
+	for k, names := range workloadFlags {
+		for _, name := range names {
+			if k != kind && isSet(fs, name) {
+				return usagef("--%s is for --workload %s, not %s", name, k, kind)
+			}
+		}
+	}
+	switch kind {
+	case compare.KindBulk:
+		if !isSet(fs, "size") {
+			cfg.Workload.Size = 0
+		}
+	case compare.KindSessions:
+		for _, name := range []string{"size", "link", "seed", "repeat"} {
+			if isSet(fs, name) {
+				return usagef("--workload sessions runs over loopback, one greeting a session: --%s does not apply", name)
+			}
+		}
+	}
+	return nil
+}
+
 func runCompare(ctx context.Context, st *stdio, cfg *compare.Config, format, out, chart string, quiet bool) error {
 	var bar *progress
 	if f, ok := st.err.(*os.File); ok && !quiet && term.IsTerminal(int(f.Fd())) {
-		bar = &progress{w: st.err, start: time.Now(), total: cfg.Runs() * cfg.Workload.Messages}
+		bar = &progress{w: st.err, start: time.Now(), total: cfg.Work()}
 		cfg.Progress = bar.add
 	}
 	rep, err := compare.Run(ctx, *cfg)

@@ -183,6 +183,9 @@ func runLink(ctx context.Context, st *stdio, spec link.Spec, steps []link.Step, 
 			done = true
 		}
 	}
+	if now := time.Now(); every > 0 && now.Sub(rep.prev.at) >= time.Millisecond {
+		rep.interval(now) // the last, partial interval, as iperf3 prints it
+	}
 	cancel()
 	<-scheduleDone
 	open := p.Clients()

@@ -218,3 +218,73 @@ func Addr(fs *flag.FlagSet, p *string, name, def string, allowOff bool, usage st
 	*p = def
 	fs.Var(addrValue{p, allowOff}, name, usage)
 }
+
+// bytesValue is a byte count flag with an optional unit.
+type bytesValue struct {
+	p     *int64
+	least int64
+}
+
+func (v bytesValue) String() string {
+	if v.p == nil {
+		return "0"
+	}
+	return FormatBytes(*v.p)
+}
+
+func (v bytesValue) Set(s string) error {
+	n, err := ParseBytes(s)
+	if err != nil || n < v.least {
+		return fmt.Errorf("want a byte count of at least %d, such as 4MB, 512KiB or 1000000 (kB, MB, GB are powers of 1000; KiB, MiB, GiB of 1024)", v.least)
+	}
+	*v.p = n
+	return nil
+}
+
+// byteUnits are the units ParseBytes takes, in lower case.
+var byteUnits = []struct {
+	suffix string
+	n      int64
+}{
+	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30},
+	{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9},
+	{"k", 1e3}, {"m", 1e6}, {"g", 1e9}, {"b", 1},
+}
+
+// ParseBytes reads a byte count: a whole number with an optional unit, B,
+// kB, MB, GB (powers of 1000, as iperf3's -n reads its units, hence k, M,
+// G alone too) or KiB, MiB, GiB (powers of 1024), in any case.
+func ParseBytes(s string) (int64, error) {
+	num, mult := strings.ToLower(strings.TrimSpace(s)), int64(1)
+	for _, u := range byteUnits {
+		if rest, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(rest), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("byte count %q: want a whole number with an optional unit (B, kB, MB, GB, KiB, MiB, GiB)", s)
+	}
+	return n * mult, nil
+}
+
+// FormatBytes writes n with the largest power-of-1000 unit that keeps it
+// whole, as ParseBytes reads it back.
+func FormatBytes(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"GB", 1e9}, {"MB", 1e6}, {"kB", 1e3}} {
+		if n >= u.n && n%u.n == 0 {
+			return strconv.FormatInt(n/u.n, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
+}
+
+// Bytes defines a byte count flag (see ParseBytes) of at least least.
+func Bytes(fs *flag.FlagSet, p *int64, name string, def, least int64, usage string) {
+	*p = def
+	fs.Var(bytesValue{p, least}, name, usage)
+}

@@ -1,0 +1,58 @@
+package compare
+
+import (
+	"context"
+	"time"
+
+	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/message"
+)
+
+// probeTimeout bounds the connection probe: a loss-free link answers in a
+// few round trips, so only a broken transport takes this long.
+const probeTimeout = 10 * time.Second
+
+// probeConnect measures what mode name spends before its first reply: on
+// a loss-free copy of spec (the same delays, jitter and rate), with its
+// own link, sockets and greeting server, it dials, sends one greeting and
+// waits for the answer. A loss on the way would add a retransmission
+// timeout that says nothing about the handshake, hence the copy. It
+// returns nil when the probe gets no answer.
+func (c *Config) probeConnect(ctx context.Context, name string, spec link.Spec) *Connect {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	clean := link.Spec{Seed: spec.Seed, Up: lossFree(spec.Up), Down: lossFree(spec.Down)}
+	e, err := newLocalRun(clean)
+	if err != nil {
+		return nil
+	}
+	defer e.close()
+	_, tr := c.transport(name)
+	begin := time.Now()
+	srv, conn, _, err := e.start(ctx, tr, message.Greet)
+	if err != nil {
+		return nil
+	}
+	defer srv.Close()
+	defer conn.Close()
+	if _, err := message.RoundTrip(ctx, conn, []byte("probe")); err != nil {
+		return nil
+	}
+	took := time.Since(begin)
+	up, down := e.link.Stats(link.Up), e.link.Stats(link.Down)
+	p := &Connect{FirstReplyMS: ms(took), Packets: up.Offered + down.Offered, Bytes: up.OfferedBytes + down.OfferedBytes}
+	if !tr.Traits().IPPackets {
+		p.Bytes += p.Packets * (ipv4Header + udpHeader)
+	}
+	if rtt := roundTrip(spec); rtt > 0 {
+		n := float64(took) / float64(rtt)
+		p.RTTs = &n
+	}
+	return p
+}
+
+// lossFree is p without its random impairments: what remains is what
+// every packet meets.
+func lossFree(p link.Params) link.Params {
+	return link.Params{Delay: p.Delay, Jitter: p.Jitter, Dist: p.Dist, Order: p.Order, Rate: p.Rate, Queue: p.Queue, MTU: p.MTU}
+}
