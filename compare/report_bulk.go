@@ -3,6 +3,7 @@ package compare
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // bulkTables are the bulk workload's tables: each flow, and with a
@@ -17,6 +18,7 @@ func (r *Report) bulkTables() []*table {
 	}
 	if r.Config.Workload.Competing != "" {
 		t.header[len(t.header)-1] = "cpu ms, both flows"
+		t.title = strings.Replace(t.title, "both directions", "both directions and both flows", 1)
 	}
 	var shared *table
 	for _, x := range r.Results {
