@@ -18,7 +18,10 @@ import (
 	"github.com/udplab/udplab/reliable"
 )
 
-func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	ServeSessionsChild()
+	leakcheck.VerifyTestMain(m)
+}
 
 func TestNamesRoundTrip(t *testing.T) {
 	for _, c := range []struct{ seq, size, n int }{

@@ -1,0 +1,165 @@
+package compare
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/udplab/udplab/modes"
+	"github.com/udplab/udplab/reliable"
+)
+
+// testSessions and testHold are small enough for -race on a busy machine,
+// and n large enough that a kcp session's kilobytes stand far above the
+// noise of a heap reading.
+const (
+	testSessions = 40
+	testHold     = 100 * time.Millisecond
+)
+
+// quickChildExit keeps a race-detecting child from sleeping a second as
+// it exits (the race runtime's atexit_sleep_ms), which each measurement
+// would wait for. Other children ignore GORACE.
+func quickChildExit(t *testing.T) {
+	t.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+}
+
+// TestSessionsEveryMode holds testSessions sessions with every mode, then
+// checks that raw's server, which keeps nothing per client, costs less
+// heap per session than kcp's, which keeps a KCP session for each.
+func TestSessionsEveryMode(t *testing.T) {
+	quickChildExit(t)
+	got := map[string]*SessionStats{}
+	for _, name := range modes.Names() {
+		var calls, last int
+		st, err := measureSessions(t.Context(), name, modes.Settings{}, testSessions, testHold, func(opened int) {
+			calls++
+			last = opened
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got[name] = st
+		js, _ := json.Marshal(st)
+		t.Logf("%s", js)
+		if st.Opened != testSessions || st.Held != testSessions || st.Failed != "" {
+			t.Errorf("%s: opened %d, held %d of %d, failed %q; want all, and no failure", name, st.Opened, st.Held, testSessions, st.Failed)
+		}
+		if calls != testSessions || last != testSessions {
+			t.Errorf("%s: progress called %d times, last with %d; want %d, ending with %d", name, calls, last, testSessions, testSessions)
+		}
+		if st.OpenS <= 0 || st.HoldS < testHold.Seconds() {
+			t.Errorf("%s: open %gs, hold %gs; want some, and at least %v", name, st.OpenS, st.HoldS, testHold)
+		}
+		if st.GoroutinesPerSession < 0 || st.StackBytesPerSession < 0 {
+			t.Errorf("%s: %g goroutines, %g stack bytes per session; want no fewer than before", name, st.GoroutinesPerSession, st.StackBytesPerSession)
+		}
+		if cpu := st.IdleCPUPerSession; cpu != nil && *cpu < 0 {
+			t.Errorf("%s: idle CPU per session %g; want no less than none", name, *cpu)
+		}
+	}
+	raw, kcp := got["raw"], got["kcp"]
+	if raw.HeapBytesPerSession >= kcp.HeapBytesPerSession {
+		t.Errorf("heap per session: raw %.0f bytes, kcp %.0f; want raw's below", raw.HeapBytesPerSession, kcp.HeapBytesPerSession)
+	}
+	// kcp's server runs a goroutine per session; raw's none.
+	if kcp.GoroutinesPerSession < 1 || raw.GoroutinesPerSession >= kcp.GoroutinesPerSession {
+		t.Errorf("goroutines per session: raw %g, kcp %g; want kcp at least 1 and raw below", raw.GoroutinesPerSession, kcp.GoroutinesPerSession)
+	}
+}
+
+// TestSessionsServerCap: a tcp server that keeps at most cap connections
+// closes the ones beyond at once, so exactly cap sessions open, and Failed
+// says why not all did.
+func TestSessionsServerCap(t *testing.T) {
+	quickChildExit(t)
+	const limit = 10
+	st, err := measureSessions(t.Context(), "tcp", modes.Settings{MaxSessions: limit}, 2*limit, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Opened != limit || st.Held != limit || st.Failed == "" {
+		t.Errorf("opened %d, held %d of %d, failed %q; want %d, %d and a reason", st.Opened, st.Held, 2*limit, st.Failed, limit, limit)
+	}
+	if st.IdleCPUPerSession != nil {
+		t.Errorf("idle CPU per session %g after no hold; want unknown", *st.IdleCPUPerSession)
+	}
+}
+
+// TestSessionsCancel: cancelling the measurement once every session is
+// open ends it with the cancel's cause, without the hour's hold; the child
+// is stopped and every conversation closed (TestMain checks for leaks).
+func TestSessionsCancel(t *testing.T) {
+	quickChildExit(t)
+	cause := errors.New("enough")
+	ctx, cancel := context.WithCancelCause(t.Context())
+	defer cancel(nil)
+	_, err := measureSessions(ctx, "raw", modes.Settings{}, 4, time.Hour, func(opened int) {
+		if opened == 4 {
+			cancel(cause)
+		}
+	})
+	if !errors.Is(err, cause) {
+		t.Errorf("measureSessions cancelled = %v; want %v", err, cause)
+	}
+}
+
+func TestSessionsRefuses(t *testing.T) {
+	quickChildExit(t)
+	for _, c := range []struct {
+		mode string
+		s    modes.Settings
+		n    int
+	}{
+		{"carrier-pigeon", modes.Settings{}, 1},
+		{"raw", modes.Settings{}, 0},
+		{"kcp-fec", modes.Settings{KCP: reliable.Config{NoFEC: true}}, 1}, // the child refuses it
+	} {
+		if st, err := measureSessions(t.Context(), c.mode, c.s, c.n, 0, nil); err == nil {
+			t.Errorf("measureSessions(%s, %d) = %+v; want an error", c.mode, c.n, st)
+		}
+	}
+}
+
+// TestSessionSpecRoundTrip: every setting reaches the child as the parent
+// has it, but the loggers, which do not survive JSON and which the child's
+// server does not use.
+func TestSessionSpecRoundTrip(t *testing.T) {
+	s := modes.Settings{
+		KCP: reliable.Config{DataShards: 4, ParityShards: 2, Profile: "fast2", SendWindow: 64, ReceiveWindow: 256,
+			MTU: 1200, Key: "k", Crypt: "aes", Idle: time.Minute, MaxSessions: 7, Logger: discard},
+		FECFlush: time.Millisecond, QUIC: modes.QUICSettings{Cert: "c.pem", Key: "k.pem", Pin: "ab"},
+		Idle: time.Hour, MaxSessions: 9, Logger: discard,
+	}
+	spec, err := specOf("kcp", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got sessionSpec
+	if err := json.Unmarshal([]byte(spec), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := s
+	want.Logger, want.KCP.Logger = nil, nil
+	if got.Mode != "kcp" || !reflect.DeepEqual(got.Settings, want) {
+		t.Errorf("specOf round trip = %s %+v; want kcp %+v", got.Mode, got.Settings, want)
+	}
+}
+
+func TestTailBuffer(t *testing.T) {
+	var b tailBuffer
+	if q := b.quote(); q != "" {
+		t.Errorf("empty quote() = %q; want none", q)
+	}
+	b.Write([]byte(strings.Repeat("x", stderrTail)))
+	b.Write([]byte("panic: the end\n"))
+	q := b.quote()
+	if !strings.HasSuffix(q, "panic: the end") || len(q) != len(": ")+stderrTail-1 {
+		t.Errorf("quote() = ...%q (%d bytes); want the last %d bytes, trimmed", q[max(0, len(q)-20):], len(q), stderrTail)
+	}
+}
