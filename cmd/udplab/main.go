@@ -76,6 +76,7 @@ its JSON as versions.`,
 }
 
 func main() {
+	compare.ServeSessionsChild()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], &stdio{os.Stdin, os.Stdout, os.Stderr})
 	stop()

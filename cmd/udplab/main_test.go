@@ -52,6 +52,7 @@ func (l leakM) Run() int {
 }
 
 func TestMain(m *testing.M) {
+	compare.ServeSessionsChild()
 	testscript.Main(leakM{m}, map[string]func(){"udplab": main})
 }
 
