@@ -1,6 +1,7 @@
 // Package procstat reads what the operating system says a process and its
-// sockets cost: the process's resident memory, its open-files limit, and
-// the kernel's memory for one protocol's sockets.
+// sockets cost: the process's resident memory, its open-files limit, the
+// kernel's memory for one protocol's sockets, and how busy the machine's
+// CPUs are.
 //
 // The sessions workload runs a server in a child process and reads these
 // there, so that the server's cost is told apart from its clients'. Each
@@ -37,6 +38,49 @@ func SocketMemory(network string) (bytes uint64, ok bool) {
 // OpenFiles returns this process's soft limit on open files (ulimit -n),
 // which bounds its sockets; ok is false where the platform does not say.
 func OpenFiles() (limit uint64, ok bool) { return openFiles() }
+
+// CPUTimes is how long all of the machine's CPUs together have been busy,
+// and have run in all, since boot, in the kernel's clock ticks: only the
+// differences between two readings mean anything.
+type CPUTimes struct{ Busy, Total uint64 }
+
+// MachineCPU reads the machine's CPU times (the cpu line of Linux's
+// /proc/stat); ok is false where the platform does not say.
+func MachineCPU() (t CPUTimes, ok bool) { return machineCPU() }
+
+// BusySince returns the share of the machine's CPU time that was busy
+// between before and t, from 0 to 1; ok is false when no time passed
+// between them.
+func (t CPUTimes) BusySince(before CPUTimes) (share float64, ok bool) {
+	if t.Total <= before.Total || t.Busy < before.Busy {
+		return 0, false
+	}
+	return float64(t.Busy-before.Busy) / float64(t.Total-before.Total), true
+}
+
+// parseStat reads the first line of a /proc/stat file: "cpu" and the
+// ticks spent in user, nice, system, idle, iowait, irq, softirq and steal
+// time, then guest times that user and nice already hold. Idle and iowait
+// are idle; the rest, stolen time included, was not available to run.
+func parseStat(b []byte) (CPUTimes, bool) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return CPUTimes{}, false
+	}
+	var t CPUTimes
+	for i, s := range f[1:9] {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return CPUTimes{}, false
+		}
+		t.Total += n
+		if i != 3 && i != 4 { // idle, iowait
+			t.Busy += n
+		}
+	}
+	return t, true
+}
 
 // parseStatus returns the VmRSS line of a /proc/PID/status file in bytes.
 func parseStatus(b []byte) (uint64, bool) {

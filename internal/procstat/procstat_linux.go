@@ -18,3 +18,11 @@ func socketMemory(proto string) (uint64, bool) {
 	pages, ok := parseSockstat(b, proto)
 	return pages * uint64(os.Getpagesize()), ok
 }
+
+func machineCPU() (CPUTimes, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return CPUTimes{}, false
+	}
+	return parseStat(b)
+}

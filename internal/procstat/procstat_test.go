@@ -50,6 +50,42 @@ FRAG: inuse 0 memory 0
 	}
 }
 
+func TestParseStat(t *testing.T) {
+	for _, c := range []struct {
+		stat string
+		want CPUTimes
+		ok   bool
+	}{
+		{"cpu  748106 0 195939 4242388 4366 0 10101 4014 0 0\ncpu0 369456 0 96017 2128841 1038 0 4674 1967 0 0\n",
+			CPUTimes{Busy: 748106 + 195939 + 10101 + 4014, Total: 748106 + 195939 + 4242388 + 4366 + 10101 + 4014}, true},
+		{"cpu  1 2 3 4 5 6 7 8\n", CPUTimes{Busy: 1 + 2 + 3 + 6 + 7 + 8, Total: 36}, true}, // before guest time was counted
+		{"cpu  1 2 3 4 5 6 7\n", CPUTimes{}, false},
+		{"cpu0 1 2 3 4 5 6 7 8\n", CPUTimes{}, false},
+		{"cpu  1 2 3 x 5 6 7 8\n", CPUTimes{}, false},
+	} {
+		if got, ok := parseStat([]byte(c.stat)); got != c.want || ok != c.ok {
+			t.Errorf("parseStat(%q) = %+v, %v; want %+v, %v", c.stat, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func TestBusySince(t *testing.T) {
+	before := CPUTimes{Busy: 100, Total: 400}
+	for _, c := range []struct {
+		now  CPUTimes
+		want float64
+		ok   bool
+	}{
+		{CPUTimes{Busy: 150, Total: 600}, 0.25, true},
+		{CPUTimes{Busy: 300, Total: 600}, 1, true},
+		{before, 0, false}, // no time passed
+	} {
+		if got, ok := c.now.BusySince(before); got != c.want || ok != c.ok {
+			t.Errorf("%+v.BusySince(%+v) = %g, %v; want %g, %v", c.now, before, got, ok, c.want, c.ok)
+		}
+	}
+}
+
 // TestReadings reads this process's figures: known on Linux, and sane.
 func TestReadings(t *testing.T) {
 	if _, ok := SocketMemory("sctp"); ok {
@@ -58,6 +94,7 @@ func TestReadings(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		for name, read := range map[string]func() (uint64, bool){
 			"RSS": RSS, "SocketMemory(tcp)": func() (uint64, bool) { return SocketMemory("tcp") },
+			"MachineCPU": func() (uint64, bool) { c, ok := MachineCPU(); return c.Total, ok },
 		} {
 			if n, ok := read(); ok {
 				t.Errorf("%s = %d, known outside Linux", name, n)
@@ -78,6 +115,9 @@ func TestReadings(t *testing.T) {
 		if _, ok := SocketMemory(network); !ok {
 			t.Errorf("SocketMemory(%s) unknown on Linux", network)
 		}
+	}
+	if c, ok := MachineCPU(); !ok || c.Total == 0 || c.Busy > c.Total {
+		t.Errorf("MachineCPU = %+v, %v; want some time, no more busy than in all", c, ok)
 	}
 	if n, ok := OpenFiles(); !ok || n < 3 {
 		t.Errorf("OpenFiles = %d, %v; want at least stdin, stdout and stderr", n, ok)
