@@ -56,10 +56,15 @@ type SessionStats struct {
 	// ClientIdleCPUPerSession is the same for this process, which holds
 	// the clients' ends, for comparison: both share the machine's cores.
 	ClientIdleCPUPerSession *float64 `json:"client_idle_cpu_per_session"`
+	// MachineCPUBusy is the share of all the machine's CPU time that was
+	// busy during the hold, from 0 to 1, whoever used it; nil where
+	// unknown (outside Linux).
+	MachineCPUBusy *float64 `json:"machine_cpu_busy"`
 	// CPUSaturated is true when the CPU ran short during the hold: the
-	// server used at least saturatedShare of its GOMAXPROCS cores, or it
-	// and the clients together of the machine's. The per-session CPU is
-	// then a floor: with more CPU the sessions would have taken more.
+	// server used at least saturatedShare of its GOMAXPROCS cores, or the
+	// machine's CPUs were that busy (where unknown: the server and the
+	// clients used that share of them). The per-session CPU is then a
+	// floor: with more CPU the sessions would have taken more.
 	CPUSaturated bool `json:"cpu_saturated"`
 	// KernelSocketTable names the line of /proc/net/sockstat that
 	// KernelSocketBytesPerSession reads: "TCP" or "UDP", by the mode's
@@ -227,17 +232,23 @@ func holdSessions(ctx context.Context, m *modes.Mode, s modes.Settings, srv *ses
 }
 
 // hold reads the server, waits d with the sessions idle and reads it
-// again; it returns the CPU time this process, the clients', used
-// meanwhile.
+// again, and the machine's CPU meanwhile; it returns the CPU time this
+// process, the clients', used.
 func (st *SessionStats) hold(ctx context.Context, srv *sessionServer, d time.Duration) (clientCPU time.Duration, err error) {
 	if st.AfterOpen, err = srv.read(ctx); err != nil {
 		return 0, err
 	}
+	machine, known := procstat.MachineCPU()
 	cpu, begin := cpuTime(), time.Now()
 	if err := sleep(ctx, d); err != nil {
 		return 0, err
 	}
 	st.HoldS, clientCPU = time.Since(begin).Seconds(), cpuTime()-cpu
+	if now, ok := procstat.MachineCPU(); ok && known && d > 0 {
+		if busy, ok := now.BusySince(machine); ok {
+			st.MachineCPUBusy = &busy
+		}
+	}
 	if st.AfterHold, err = srv.read(ctx); err != nil {
 		return 0, err
 	}
@@ -271,18 +282,31 @@ func (st *SessionStats) perSession(clientCPU time.Duration, held bool) {
 	st.GoroutinesPerSession = float64(a.Goroutines-b.Goroutines) / n
 	st.RSSBytesPerSession = optDelta(a.RSSBytes, b.RSSBytes, n)
 	st.KernelSocketBytesPerSession = optDelta(a.KernelSocketBytes, b.KernelSocketBytes, n)
-	if !held || st.AfterOpen.ReadCPUS == nil || a.CPUS == nil {
+	if held {
+		st.idleCPU(clientCPU)
+	}
+}
+
+// idleCPU divides the hold's CPU time, the server's from its readings and
+// the clients' given, among the opened sessions and seconds of the hold,
+// and says whether the CPU ran short.
+func (st *SessionStats) idleCPU(clientCPU time.Duration) {
+	if st.AfterOpen.ReadCPUS == nil || st.AfterHold.CPUS == nil {
 		return
 	}
-	server := *a.CPUS - *st.AfterOpen.ReadCPUS
+	n := float64(st.Opened)
+	server := *st.AfterHold.CPUS - *st.AfterOpen.ReadCPUS
 	idle := server / st.HoldS / n
 	st.IdleCPUPerSession = &idle
 	if clientCPU > 0 {
 		client := clientCPU.Seconds() / st.HoldS / n
 		st.ClientIdleCPUPerSession = &client
 	}
-	st.CPUSaturated = server >= saturatedShare*st.HoldS*float64(st.ServerGOMAXPROCS) ||
-		server+clientCPU.Seconds() >= saturatedShare*st.HoldS*float64(runtime.NumCPU())
+	busy := (server + clientCPU.Seconds()) / st.HoldS / float64(runtime.NumCPU())
+	if st.MachineCPUBusy != nil {
+		busy = *st.MachineCPUBusy
+	}
+	st.CPUSaturated = server >= saturatedShare*st.HoldS*float64(st.ServerGOMAXPROCS) || busy >= saturatedShare
 }
 
 // optDelta is (after - before) / n, or nil when either is unknown.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -162,4 +164,49 @@ func TestTailBuffer(t *testing.T) {
 	if !strings.HasSuffix(q, "panic: the end") || len(q) != len(": ")+stderrTail-1 {
 		t.Errorf("quote() = ...%q (%d bytes); want the last %d bytes, trimmed", q[max(0, len(q)-20):], len(q), stderrTail)
 	}
+}
+
+// TestSessionsPerSession divides made-up readings: 100 sessions that
+// added 1 MB of heap, 2 goroutines each, and used the CPU given during a
+// 2-second hold, on a server with 2 cores.
+func TestSessionsPerSession(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	u := func(v uint64) *uint64 { return &v }
+	for _, c := range []struct {
+		name           string
+		server, client float64 // CPU seconds during the hold
+		machine        *float64
+		want           bool
+	}{
+		{"idle", 0.2, 0.2, f(0.1), false},
+		{"server short of its cores", 3.8, 0, f(0.95), true},
+		{"machine busy", 0.2, 0.2, f(0.95), true},
+		{"machine unknown, clients busy", 0.2, 1.9 * float64(runtime.NumCPU()), nil, true},
+		{"machine unknown, idle", 0.2, 0.2, nil, false},
+	} {
+		st := SessionStats{Opened: 100, HoldS: 2, ServerGOMAXPROCS: 2, MachineCPUBusy: c.machine,
+			Baseline:  SessionReading{HeapBytes: 1e6, Goroutines: 5, RSSBytes: u(3e6)},
+			AfterOpen: SessionReading{ReadCPUS: f(1)},
+			AfterHold: SessionReading{HeapBytes: 2e6, Goroutines: 205, CPUS: f(1 + c.server)},
+		}
+		st.perSession(time.Duration(c.client*float64(time.Second)), true)
+		if st.HeapBytesPerSession != 1e4 || st.GoroutinesPerSession != 2 || st.RSSBytesPerSession != nil {
+			t.Errorf("%s: heap %g, goroutines %g, RSS %v per session; want 10000, 2, unknown", c.name,
+				st.HeapBytesPerSession, st.GoroutinesPerSession, st.RSSBytesPerSession)
+		}
+		if cpu, want := st.IdleCPUPerSession, c.server/2/100; cpu == nil || math.Abs(*cpu-want) > want*1e-9 {
+			t.Errorf("%s: idle CPU per session %v; want %g", c.name, deref(cpu), want)
+		}
+		if st.CPUSaturated != c.want {
+			t.Errorf("%s: saturated %v; want %v", c.name, st.CPUSaturated, c.want)
+		}
+	}
+}
+
+// deref is *p, or NaN for nil, for messages.
+func deref(p *float64) float64 {
+	if p == nil {
+		return math.NaN()
+	}
+	return *p
 }
