@@ -3,6 +3,7 @@ package compare
 import (
 	"context"
 	"encoding/csv"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -182,6 +183,9 @@ func TestBulkCompeting(t *testing.T) {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, text.String())
 		}
+	}
+	if err := rep.WriteChart(filepath.Join(t.TempDir(), "competing.svg")); err != nil {
+		t.Errorf("chart: %v", err)
 	}
 	var out strings.Builder
 	if err := rep.WriteCSV(&out); err != nil {

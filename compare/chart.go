@@ -58,6 +58,8 @@ func (r *Report) WriteChart(path string) error {
 	switch {
 	case r.Config.Workload.Kind == KindBulk:
 		plots, err = r.bulkPlots()
+	case r.Config.Workload.Kind == KindSessions:
+		plots, err = r.sessionsPlots()
 	case r.Config.Sweep != "":
 		plots, err = r.sweepPlots()
 	default:
@@ -68,7 +70,7 @@ func (r *Report) WriteChart(path string) error {
 	}
 	rows, cols := len(plots), len(plots[0])
 	w := panelW * vg.Length(cols)
-	legend, legendH := r.legend(w, r.Config.Sweep != "")
+	legend, legendH := r.legend(w, r.Config.Sweep != "" || r.Config.Workload.Kind == KindSessions)
 	h := panelH*vg.Length(rows) + legendH
 	paint := func(dc draw.Canvas) {
 		top, bottom := splitBottom(dc, legendH)

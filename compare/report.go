@@ -218,7 +218,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 
 // csvHeader is the CSV columns: Result's JSON fields, nested ones
 // flattened with an underscore.
-var csvHeader = []string{
+var csvHeader = slices.Concat([]string{
 	"mode", "link", "link_spec", "sweep_value", "seed", "repeat",
 	"sent", "delivered", "in_order", "duplicates", "bad_replies",
 	"lost_link", "lost_socket", "lost_late", "lost_refused", "lost_in_link", "lost_unseen", "lost_unfinished", "lost_unrepaired",
@@ -234,7 +234,7 @@ var csvHeader = []string{
 	"bulk_goodput_bps", "bulk_link_share", "bulk_shared_goodput_bps",
 	"competing_mode", "competing_delivered_bytes", "competing_goodput_bps", "competing_shared_goodput_bps",
 	"fairness", "counters_shared",
-}
+}, sessionsCSVHeader)
 
 // WriteCSV writes one row per run under a header of csvHeader. A figure
 // with no data is an empty cell.
@@ -291,7 +291,8 @@ func (x *Result) csvRow() []string {
 	} else {
 		row = append(row, "", "", "", "")
 	}
-	return append(row, optF(x.Fairness), strconv.FormatBool(x.CountersShared))
+	row = append(row, optF(x.Fairness), strconv.FormatBool(x.CountersShared))
+	return append(row, sessionsCSV(x.Sessions)...)
 }
 
 func optF(v *float64) string {
@@ -341,8 +342,15 @@ func (r *Report) writeTables(w io.Writer, markdown bool) error {
 // there is one, the trade-off.
 func (r *Report) tables() []*table {
 	ts := r.resultsTables()
-	if r.Config.Workload.Kind == KindBulk {
+	switch r.Config.Workload.Kind {
+	case KindBulk:
 		ts = r.bulkTables()
+	case KindSessions:
+		ts = []*table{r.sessionsTable()}
+		if t := r.sessionsTradeoff(); t != nil {
+			ts = append(ts, t)
+		}
+		return ts
 	}
 	if len(r.Summaries) > 0 {
 		ts = []*table{r.summaryTable()}
@@ -369,6 +377,9 @@ func (r *Report) summary() string {
 	}
 	line := fmt.Sprintf("udplab compare: %s of %d B per run, %s; %s",
 		plural(c.Workload.Messages, "greeting"), c.Workload.Size, pace, where)
+	if c.Workload.Kind == KindSessions {
+		return c.sessionsSummary()
+	}
 	if c.Workload.Kind == KindBulk {
 		line = fmt.Sprintf("udplab compare: bulk, %s one way per run in %s, as fast as each mode allows; %s",
 			byteCount(c.Workload.Bytes), bulkSizeText(c.Workload.Size), where)

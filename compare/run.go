@@ -53,6 +53,10 @@ type Config struct {
 	// Competing, with the bulk workload, runs a second bulk flow of this
 	// mode on the same link beside each run's.
 	Competing string
+	// SessionsSweep, with the sessions workload, holds each of these
+	// numbers of sessions in turn instead of Workload.Sessions; Sweep is
+	// then "sessions".
+	SessionsSweep []int
 	// Progress, if not nil, is called as work is done, in the units Work
 	// counts, from the goroutine that does it; one run at a time.
 	Progress func(done int)
@@ -66,7 +70,11 @@ func (c *Config) Work() int {
 	case KindBulk:
 		return c.Runs() * int((w.Bytes+progressBytes-1)/progressBytes)
 	case KindSessions:
-		return c.Runs() * w.Sessions
+		n := 0
+		for _, k := range c.sessionCounts() {
+			n += k * len(c.modeNames()) * c.repeat()
+		}
+		return n
 	}
 	return c.Runs() * w.Messages
 }
@@ -77,7 +85,7 @@ func (c *Config) Runs() int {
 		return len(c.Targets) * c.repeat()
 	}
 	if c.Workload.withDefaults().Kind == KindSessions {
-		return len(c.modeNames()) * c.repeat()
+		return len(c.modeNames()) * len(c.sessionCounts()) * c.repeat()
 	}
 	return len(c.modeNames()) * len(c.links()) * c.repeat()
 }
@@ -303,6 +311,8 @@ type Result struct {
 	// CountersShared is true when both flows use kcp-go, whose counters
 	// are process-wide: retransmissions then count both flows.
 	CountersShared bool `json:"counters_shared,omitempty"`
+	// Sessions is what the sessions workload measured of the server.
+	Sessions *SessionStats `json:"sessions,omitempty"`
 
 	rec *Recorder
 }
@@ -414,6 +424,8 @@ func (c *Config) jobs() []func(context.Context) (Result, error) {
 	switch c.Workload.Kind {
 	case KindBulk:
 		run = c.runBulk
+	case KindSessions:
+		return c.sessionJobs()
 	}
 	for _, l := range c.links() {
 		for _, m := range c.modeNames() {

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -125,6 +126,12 @@ func buildCompare(cfg *compare.Config, links []string, sweep string, targets []c
 	if err := checkWorkloadFlags(cfg, fs); err != nil {
 		return err
 	}
+	if cfg.Workload.Kind == compare.KindSessions && sweep != "" {
+		if err := sessionsSweep(cfg, sweep, fs); err != nil {
+			return err
+		}
+		sweep = ""
+	}
 	var used []*modes.Mode
 	for _, name := range cfg.UsedModes() {
 		used = append(used, lookupMode(name))
@@ -166,6 +173,27 @@ func buildCompare(cfg *compare.Config, links []string, sweep string, targets []c
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
 	}
+	return nil
+}
+
+// sessionsSweep reads --sweep sessions=N1,N2,... for the sessions
+// workload, which has no link to vary.
+func sessionsSweep(cfg *compare.Config, sweep string, fs *flag.FlagSet) error {
+	values, ok := strings.CutPrefix(sweep, "sessions=")
+	if !ok {
+		return usagef("--sweep %q: the sessions workload has no link; want sessions=N1,N2,... such as sessions=100,1000,10000", sweep)
+	}
+	if isSet(fs, "sessions") {
+		return usagef("--sweep sessions=... sets the session counts: --sessions does not apply")
+	}
+	for _, v := range strings.Split(values, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 {
+			return usagef("--sweep %q: %q is not a session count: want whole numbers of 1 or more", sweep, v)
+		}
+		cfg.SessionsSweep = append(cfg.SessionsSweep, n)
+	}
+	cfg.Sweep = "sessions"
 	return nil
 }
 

@@ -170,6 +170,8 @@ func TestCompareJSONDocumented(t *testing.T) {
 	bulk := compareJSON(t, "--workload", "bulk", "--bytes", "20kB", "--link", "rate=10mbit,delay=1ms", "--modes", "tcp", "--competing", "kcp")
 	checkDocumented(t, string(readme), greet, true, "config", "results", "summaries")
 	checkDocumented(t, string(readme), bulk, false, "config", "results")
+	sessions := compareJSON(t, "--workload", "sessions", "--sessions", "3", "--idle-hold", "10ms", "--modes", "raw,tcp")
+	checkDocumented(t, string(readme), sessions, false, "config", "results")
 }
 
 // checkDocumented checks that the README documents every field of doc in
