@@ -49,6 +49,8 @@ const (
 	// MinBulkSize is the smallest bulk message: a sequence number and a
 	// byte of data.
 	MinBulkSize = bulkHeader + 1
+	// MaxBulkBytes bounds a transfer: the sink keeps a flag per message.
+	MaxBulkBytes = 1_000_000_000
 	// seriesStep is the goodput series' resolution; bucketStep the finer
 	// one kept while running, so a shared interval ends within 10 ms.
 	seriesStep = 100 * time.Millisecond
@@ -58,16 +60,25 @@ const (
 // bulkMessage fills buf with message seq of a transfer of total bytes cut
 // into messages of size: the sequence number, then bytes that depend on
 // their place in the transfer, so a message delivered in the wrong place
-// or with one byte changed is seen.
+// or with one byte changed is seen. A last message too short for the
+// sequence number is all data: its length alone says which it is.
 func bulkMessage(buf []byte, seq, size int, total int64) []byte {
-	n := min(int64(size), total-int64(seq)*int64(size))
-	buf = buf[:n]
-	binary.BigEndian.PutUint64(buf, uint64(seq))
+	buf = buf[:bulkLen(seq, size, total)]
+	from := 0
+	if len(buf) > bulkHeader {
+		binary.BigEndian.PutUint64(buf, uint64(seq))
+		from = bulkHeader
+	}
 	at := uint64(seq) * uint64(size)
-	for i := bulkHeader; i < len(buf); i++ {
+	for i := from; i < len(buf); i++ {
 		buf[i] = fill(at + uint64(i))
 	}
 	return buf
+}
+
+// bulkLen is the length of message seq.
+func bulkLen(seq, size int, total int64) int {
+	return int(min(int64(size), total-int64(seq)*int64(size)))
 }
 
 // fill is the byte at offset p of a transfer.
@@ -146,20 +157,19 @@ func (s *sink) handle(dst, req []byte) ([]byte, error) {
 // check reports whether req is exactly a message of this transfer, and
 // which.
 func (s *sink) check(req []byte) (bool, int) {
-	if len(req) < bulkHeader {
-		return false, 0
+	seq, from := s.n-1, 0 // a short last message has no header
+	if len(req) > bulkHeader {
+		seq64 := binary.BigEndian.Uint64(req)
+		if seq64 >= uint64(s.n) {
+			return false, 0
+		}
+		seq, from = int(seq64), bulkHeader
 	}
-	seq64 := binary.BigEndian.Uint64(req)
-	if seq64 >= uint64(s.n) {
-		return false, 0
-	}
-	seq := int(seq64)
-	want := min(int64(s.size), s.total-int64(seq)*int64(s.size))
-	if int64(len(req)) != want {
+	if len(req) == 0 || len(req) != bulkLen(seq, s.size, s.total) {
 		return false, 0
 	}
 	at := uint64(seq) * uint64(s.size)
-	for i := bulkHeader; i < len(req); i++ {
+	for i := from; i < len(req); i++ {
 		if req[i] != fill(at+uint64(i)) {
 			return false, 0
 		}

@@ -24,6 +24,15 @@ func TestBulkMessagesCheck(t *testing.T) {
 	if last := bulkMessage(buf, 33, size, total); len(last) != total-33*size {
 		t.Errorf("last message is %d bytes, want %d", len(last), total-33*size)
 	}
+	for _, short := range []int64{1, 5, 8, 9, 1477, 2 * 1472} {
+		s := newSink(short, 1472)
+		buf := make([]byte, 1472)
+		for seq := range s.n {
+			if ok, got := s.check(bulkMessage(buf, seq, 1472, short)); !ok || got != seq {
+				t.Errorf("%d bytes, message %d: check = %v, %d", short, seq, ok, got)
+			}
+		}
+	}
 	msg := bulkMessage(buf, 5, size, total)
 	for _, bad := range [][]byte{
 		msg[:len(msg)-1],                    // short

@@ -34,9 +34,11 @@ type flow struct {
 	closing  sync.Once
 
 	// What the runner decided.
+	t0             time.Time // the flows' common start
 	ended, stalled bool
-	lastBytes      int64 // delivered at the last check
-	lastSent       int64 // sent at the last check
+	endAt          time.Duration // when the runner ended the flow, from the start
+	lastBytes      int64         // delivered at the last check
+	lastSent       int64         // sent at the last check
 	lastChange     time.Time
 }
 
@@ -78,7 +80,7 @@ func (c *Config) startFlow(ctx context.Context, name string, l *link.Link) (*flo
 // anything that comes back.
 func (f *flow) start(t0 time.Time, progress func(int)) {
 	f.sink.restart(t0)
-	f.lastChange = t0
+	f.t0, f.lastChange = t0, t0
 	f.wg.Add(2)
 	go f.send(progress)
 	go f.drain()
@@ -165,7 +167,7 @@ func (c *Config) await(ctx context.Context, l *link.Link, spec link.Spec, flows 
 func (c *Config) check(f *flow, l *link.Link, spec link.Spec, alone bool) {
 	select {
 	case <-f.sink.done:
-		f.ended = true
+		f.end()
 		return
 	default:
 	}
@@ -192,13 +194,22 @@ func (c *Config) check(f *flow, l *link.Link, spec link.Spec, alone bool) {
 		// arrives, the flow is over; sharing the link, it is over when
 		// nothing has arrived for longer than a packet can spend in it.
 		if alone && !moved && drained(l.Stats(link.Up)) && drained(l.Stats(link.Down)) || quiet > settleMax(spec) {
-			f.ended = true
+			f.end()
 		}
 		return
 	}
 	if quiet > c.minWait(f.tr, spec) {
-		f.ended, f.stalled = true, sending
+		// A reliable flow that stops short has stalled, whether its
+		// sender is blocked or has handed everything to the transport.
+		f.end()
+		f.stalled = true
 	}
+}
+
+// end marks the flow over, now.
+func (f *flow) end() {
+	f.ended = true
+	f.endAt = time.Since(f.t0)
 }
 
 // runBulk runs one mode's bulk flow over a simulated link, with the
@@ -231,6 +242,9 @@ func (c *Config) runBulk(ctx context.Context, name string, lk Link) (Result, err
 	}
 	c.await(ctx, l, lk.Spec, flows)
 	for _, f := range flows {
+		if !f.ended { // interrupted
+			f.endAt = time.Since(t0)
+		}
 		f.stop()
 	}
 	res.CPUS = (cpuTime() - cpu).Seconds()
@@ -270,7 +284,7 @@ func (c *Config) fillBulk(res *Result, spec link.Spec, l *link.Link, flows []*fl
 	res.BadReplies = int(f.replies.Load()) + b.Corrupt
 	res.Stalled = f.stalled
 	res.DurationS, res.GoodputBPS = b.CompletionS, b.GoodputBPS
-	res.PayloadBytes = uint64(b.SentBytes)
+	res.PayloadBytes = uint64(b.DeliveredBytes) // overhead: wire bytes per byte delivered
 	res.WireBytes = f.client.sentBytes.Load() + f.server.sentBytes.Load()
 	res.WirePackets = f.client.sentPackets.Load() + f.server.sentPackets.Load()
 	linkDrops, linkDups := drops(up)+drops(down), up.Duplicated+down.Duplicated
@@ -279,7 +293,7 @@ func (c *Config) fillBulk(res *Result, spec link.Spec, l *link.Link, flows []*fl
 	res.QueueDrops, res.QueueHigh = &queueDrops, &queueHigh
 	res.SocketDrops = f.socks.socketDrops()
 	if f.traits.Delivery != modes.Unreliable {
-		unfinished := b.Messages - b.Delivered
+		unfinished := res.Sent - res.Delivered
 		res.Lost.Unfinished = &unfinished
 	}
 	res.timing(spec, up, down)
@@ -290,7 +304,7 @@ func (c *Config) fillBulk(res *Result, spec link.Spec, l *link.Link, flows []*fl
 	o := flows[1]
 	res.Competing = o.bulk(spec)
 	res.CountersShared = f.traits.Stack == "kcp-go" && o.traits.Stack == "kcp-go"
-	shared(res.Bulk, res.Competing, f.sink, o.sink)
+	shared(res.Bulk, res.Competing, f, o)
 	res.Fairness = jain(*res.Bulk.SharedGoodputBPS, *res.Competing.SharedGoodputBPS)
 }
 
@@ -299,6 +313,15 @@ func (f *flow) bulk(spec link.Spec) *Bulk {
 	b := &Bulk{Mode: f.mode}
 	f.sink.result(b)
 	b.SentBytes = f.sentB.Load()
+	if !b.Complete && f.traits.Delivery != modes.Unreliable {
+		// It stalled: its time is how long the run waited for it, not
+		// when its last byte happened to arrive.
+		b.CompletionS = f.endAt.Seconds()
+		b.GoodputBPS = 0
+		if b.CompletionS > 0 {
+			b.GoodputBPS = float64(b.DeliveredBytes) * 8 / b.CompletionS
+		}
+	}
 	if spec.Up.Rate > 0 {
 		share := b.GoodputBPS / float64(spec.Up.Rate)
 		b.LinkShare = &share
@@ -306,12 +329,27 @@ func (f *flow) bulk(spec link.Spec) *Bulk {
 	return b
 }
 
+// finished is when the flow stopped sending data that arrives: its last
+// delivery, when it completed or cannot retransmit; otherwise (a stalled
+// flow, or one that delivered nothing) when the run ended it.
+func (f *flow) finished() time.Duration {
+	_, last := f.sink.progress()
+	select {
+	case <-f.sink.done:
+		return last
+	default:
+	}
+	if last > 0 && f.traits.Delivery == modes.Unreliable {
+		return last
+	}
+	return f.endAt
+}
+
 // shared sets each flow's goodput while both were sending: from the common
 // start until the first to finish delivered its last byte.
-func shared(a, b *Bulk, sa, sb *sink) {
-	_, la := sa.progress()
-	_, lb := sb.progress()
-	window := min(la, lb)
+func shared(a, b *Bulk, fa, fb *flow) {
+	sa, sb := fa.sink, fb.sink
+	window := min(fa.finished(), fb.finished())
 	var ga, gb float64
 	if window > 0 {
 		ga = float64(sa.bytesBefore(window)) * 8 / window.Seconds()

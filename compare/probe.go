@@ -12,6 +12,10 @@ import (
 // few round trips, so only a broken transport takes this long.
 const probeTimeout = 10 * time.Second
 
+// probeACKWait outlasts the delayed acknowledgements: KCP's 10 ms flush,
+// QUIC's 25 ms max_ack_delay, TCP's 40 ms delayed ACK.
+const probeACKWait = 50 * time.Millisecond
+
 // probeConnect measures what mode name spends before its first reply: on
 // a loss-free copy of spec (the same delays, jitter and rate), with its
 // own link, sockets and greeting server, it dials, sends one greeting and
@@ -39,6 +43,12 @@ func (c *Config) probeConnect(ctx context.Context, name string, spec link.Spec) 
 		return nil
 	}
 	took := time.Since(begin)
+	// Count the acknowledgements the reply draws too, which every mode
+	// but raw and fec sends within its delayed-ACK time, so that a timer's
+	// phase does not decide whether they are in.
+	if sleep(ctx, probeACKWait) != nil {
+		return nil
+	}
 	up, down := e.link.Stats(link.Up), e.link.Stats(link.Down)
 	p := &Connect{FirstReplyMS: ms(took), Packets: up.Offered + down.Offered, Bytes: up.OfferedBytes + down.OfferedBytes}
 	if !tr.Traits().IPPackets {

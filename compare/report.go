@@ -344,7 +344,13 @@ func (r *Report) tables() []*table {
 	ts := r.resultsTables()
 	switch r.Config.Workload.Kind {
 	case KindBulk:
+		// Every run has its row: a summary of greetings' figures would
+		// leave out what a transfer measured.
 		ts = r.bulkTables()
+		if t := r.tradeoff(); t != nil {
+			ts = append(ts, t)
+		}
+		return ts
 	case KindSessions:
 		ts = []*table{r.sessionsTable()}
 		if t := r.sessionsTradeoff(); t != nil {
@@ -558,6 +564,10 @@ func (r *Report) tradeoff() *table {
 		return nil
 	}
 	t := &table{title: "The trade-off, measured " + where + ":", header: []string{""}}
+	if c := r.Config.Workload.Competing; c != "" {
+		t.title = "The trade-off, measured " + where + ", beside a competing " + c +
+			" flow (queue drops, CPU and the link's figures are both flows'):"
+	}
 	for _, x := range runs {
 		t.header = append(t.header, x.Mode)
 	}
@@ -573,11 +583,16 @@ func (r *Report) tradeoff() *table {
 	row("reliability", func(x *Result, t TransportInfo) string {
 		s := fmt.Sprintf("%.1f%% delivered", x.DeliveredPct())
 		if bulk {
+			if x.Bulk == nil {
+				return "-"
+			}
 			s = fmt.Sprintf("%.1f%% of bytes delivered", 100*float64(x.Bulk.DeliveredBytes)/float64(x.Bulk.Bytes))
 		}
 		switch {
 		case t.fec:
 			s += fmt.Sprintf(" (%d resent, %d by FEC)", x.Retransmissions, x.FECRecovered)
+		case t.Delivery != string(modes.Unreliable) && x.CountersShared:
+			s += fmt.Sprintf(" (%d resent by both flows)", x.Retransmissions)
 		case t.Delivery != string(modes.Unreliable):
 			s += fmt.Sprintf(" (%d resent)", x.Retransmissions)
 		case !bulk && x.Lost.cell() != "0":
@@ -603,6 +618,9 @@ func (r *Report) tradeoff() *table {
 	})
 	row("speed", func(x *Result, t TransportInfo) string {
 		if bulk {
+			if x.Bulk == nil {
+				return "-"
+			}
 			return fmt.Sprintf("%s Mbit/s goodput, %s s", mbit(x.GoodputBPS), secondsCell(*x))
 		}
 		if x.Latency == nil {
@@ -616,8 +634,11 @@ func (r *Report) tradeoff() *table {
 			per = float64(x.WirePackets) / float64(x.Sent)
 		}
 		if bulk {
+			if x.PayloadBytes == 0 {
+				return fmt.Sprintf("nothing delivered; %.0f ms CPU", x.CPUS*1e3)
+			}
 			perMB := float64(x.WirePackets) / (float64(x.PayloadBytes) / 1e6)
-			return fmt.Sprintf("%.0f packets a MB sent; %.0f ms CPU", perMB, x.CPUS*1e3)
+			return fmt.Sprintf("%.0f packets a MB delivered; %.0f ms CPU", perMB, x.CPUS*1e3)
 		}
 		return fmt.Sprintf("%.1f packets a greeting; %.0f ms CPU", per, x.CPUS*1e3)
 	})
@@ -637,6 +658,9 @@ func connectionCell(x *Result, t TransportInfo) string {
 		kind = "none"
 	}
 	c := x.Connect
+	if c == nil && x.LinkSpec != "" {
+		return kind + "; the probe got no reply"
+	}
 	if c == nil { // a target: what the run itself saw
 		if t.HandshakeRTTs > 0 {
 			kind += " " + optMS(x.ConnectMS) + " ms"
@@ -655,8 +679,11 @@ func connectionCell(x *Result, t TransportInfo) string {
 func congestionCell(x *Result, t TransportInfo) string {
 	s := orDash(t.Congestion)
 	var measured string
-	if x.Bulk != nil && x.Bulk.LinkShare != nil {
-		measured = fmt.Sprintf("%s of the rate", shareCell(x.Bulk.LinkShare))
+	if b := x.Bulk; b != nil && b.LinkShare != nil {
+		measured = fmt.Sprintf("%s of the rate", shareCell(b.LinkShare))
+		if !b.Complete {
+			measured += fmt.Sprintf(" while %.1f%% of bytes arrived", 100*float64(b.DeliveredBytes)/float64(b.Bytes))
+		}
 	}
 	if x.QueueDrops != nil && (*x.QueueDrops > 0 || measured != "") {
 		if measured != "" {

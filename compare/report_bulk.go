@@ -23,7 +23,8 @@ func (r *Report) bulkTables() []*table {
 	var shared *table
 	for _, x := range r.Results {
 		b := x.Bulk
-		if b == nil {
+		if b == nil { // interrupted before it began
+			t.rows = append(t.rows, append([]string{x.Link, x.Mode, "-", "- (interrupted)"}, dashCells(len(t.header)-4)...))
 			continue
 		}
 		name := x.Link
@@ -54,6 +55,14 @@ func (r *Report) bulkTables() []*table {
 	return []*table{t}
 }
 
+func dashCells(n int) []string {
+	d := make([]string, n)
+	for i := range d {
+		d[i] = "-"
+	}
+	return d
+}
+
 func (r *Report) sharingTable(other string) *table {
 	return &table{
 		title: "Sharing the link with a " + other + " flow (goodput in Mbit/s, each flow over its own time and while both were sending, " +
@@ -76,6 +85,9 @@ func deliveredCell(x Result) string {
 // secondsCell is the completion time, saying when the transfer did not
 // complete.
 func secondsCell(x Result) string {
+	if x.Bulk == nil {
+		return "-"
+	}
 	s := fmt.Sprintf("%.2f", x.Bulk.CompletionS)
 	switch {
 	case x.Interrupted:

@@ -83,7 +83,7 @@ const (
 )
 
 // Kinds lists the workloads, for help and errors.
-var Kinds = []string{KindGreet, KindBulk, KindSessions}
+func Kinds() []string { return []string{KindGreet, KindBulk, KindSessions} }
 
 func (w Workload) withDefaults() Workload {
 	if w.Kind == "" {
@@ -123,7 +123,7 @@ func (w Workload) Validate() error {
 	case KindSessions:
 		return w.validateSessions()
 	default:
-		return fmt.Errorf("workload %q: want one of %s", w.Kind, strings.Join(Kinds, ", "))
+		return fmt.Errorf("workload %q: want one of %s", w.Kind, strings.Join(Kinds(), ", "))
 	}
 	switch {
 	case w.Messages < 1:
@@ -142,8 +142,8 @@ func (w Workload) Validate() error {
 
 func (w Workload) validateBulk() error {
 	switch {
-	case w.Bytes < 1:
-		return fmt.Errorf("bytes %d: want 1 or more", w.Bytes)
+	case w.Bytes < 1 || w.Bytes > MaxBulkBytes:
+		return fmt.Errorf("bytes %d: want 1 to %d (1GB)", w.Bytes, int64(MaxBulkBytes))
 	case w.Size != 0 && w.Size < MinBulkSize:
 		return fmt.Errorf("size %d: want at least %d bytes for bulk: a sequence number and data", w.Size, MinBulkSize)
 	}

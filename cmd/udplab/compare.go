@@ -89,9 +89,9 @@ a terminal and the comparison runs longer than a couple of seconds.`,
 		cliflag.Int(fs, &cfg.Workload.Messages, "messages", compare.DefaultMessages, 1, math.MaxInt, "`N` greetings per run")
 		cliflag.Duration(fs, &cfg.Workload.Interval, "interval", compare.DefaultInterval, 0, "time `D` between sends; 0 sends as fast as the transport takes them (goodput)")
 		cliflag.Int(fs, &cfg.Workload.Size, "size", compare.DefaultSize, 1, compare.MaxSize,
-			fmt.Sprintf("name length, 1 to %d `BYTES`; replies are 8 longer", compare.MaxSize))
+			fmt.Sprintf("greet: name length, 1 to %d `BYTES`; replies are 8 longer. Bulk: each message, at least %d (default each mode's own)", compare.MaxSize, compare.MinBulkSize))
 		cliflag.Duration(fs, &cfg.Workload.Wait, "wait", 0, 0, "wait `D` for stragglers after the last send or reply; 0 is automatic: 4 times the slowest round trip, at least "+compare.MinWait.String())
-		cliflag.Choice(fs, &cfg.Workload.Kind, "workload", compare.KindGreet, compare.Kinds, "what the client does: greet (greetings, each answered), bulk (--bytes one way, as fast as the mode allows) or sessions (--sessions conversations held idle)")
+		cliflag.Choice(fs, &cfg.Workload.Kind, "workload", compare.KindGreet, compare.Kinds(), "what the client does: greet (greetings, each answered), bulk (--bytes one way, as fast as the mode allows) or sessions (--sessions conversations held idle)")
 		cliflag.Bytes(fs, &cfg.Workload.Bytes, "bytes", compare.DefaultBulkBytes, 1, "bulk: `SIZE` to send, such as 4MB or 512KiB; --size is each message (default each mode's best: a full datagram, or 8 KiB on a stream)")
 		fs.StringVar(&cfg.Competing, "competing", "", "bulk: run a second bulk flow of `MODE` on the same link beside each mode's, and report both flows' goodput and Jain's fairness index")
 		cliflag.Int(fs, &cfg.Workload.Sessions, "sessions", compare.DefaultSessions, 1, math.MaxInt, "sessions: `N` conversations open at once, each greeted once")
