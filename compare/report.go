@@ -65,8 +65,10 @@ type WorkloadInfo struct {
 	// Bulk: bytes to send, and the competing flow's mode.
 	Bytes     int64  `json:"bytes,omitempty"`
 	Competing string `json:"competing,omitempty"`
-	// Sessions: conversations held, and for how long.
-	Sessions  int     `json:"sessions,omitempty"`
+	// Sessions: conversations held (or, swept, each count in turn), and
+	// for how long.
+	Sessions      int     `json:"sessions,omitempty"`
+	SessionsSweep []int   `json:"sessions_sweep,omitempty"`
 	IdleHoldS float64 `json:"idle_hold_s,omitempty"`
 }
 
@@ -130,6 +132,9 @@ func (c *Config) workloadInfo() WorkloadInfo {
 		info.Bytes, info.Competing = w.Bytes, c.Competing
 	case KindSessions:
 		info.Sessions, info.IdleHoldS = w.Sessions, w.IdleHold.Seconds()
+		if len(c.SessionsSweep) > 0 {
+			info.Sessions, info.SessionsSweep = 0, c.SessionsSweep
+		}
 	default:
 		info.Messages, info.IntervalMS, info.WaitMS = w.Messages, ms(w.Interval), ms(w.Wait)
 	}

@@ -38,7 +38,7 @@ func TestSessionsReport(t *testing.T) {
 	if err := rep.WriteTable(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Sessions: what each held", "loopback, 10 sessions", "The trade-off, measured with 10 sessions", "resources ", "kB RSS"} {
+	for _, want := range []string{"Sessions: what each held", "loopback, 10 sessions", "The trade-off, measured with ", "10, then 40 conversations a mode", "resources ", "kB RSS"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, text.String())
 		}
