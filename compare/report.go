@@ -69,7 +69,7 @@ type WorkloadInfo struct {
 	// for how long.
 	Sessions      int     `json:"sessions,omitempty"`
 	SessionsSweep []int   `json:"sessions_sweep,omitempty"`
-	IdleHoldS float64 `json:"idle_hold_s,omitempty"`
+	IdleHoldS     float64 `json:"idle_hold_s,omitempty"`
 }
 
 // TransportInfo is one mode as it ran: its traits and settings.
