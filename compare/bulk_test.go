@@ -196,6 +196,13 @@ func TestBulkCompeting(t *testing.T) {
 	if err := rep.WriteChart(filepath.Join(t.TempDir(), "competing.svg")); err != nil {
 		t.Errorf("chart: %v", err)
 	}
+	csvRows(t, rep)
+}
+
+// csvRows writes rep as CSV and reads it back, checking that every row has
+// a cell for every column.
+func csvRows(t *testing.T, rep *Report) [][]string {
+	t.Helper()
 	var out strings.Builder
 	if err := rep.WriteCSV(&out); err != nil {
 		t.Fatal(err)
@@ -209,6 +216,7 @@ func TestBulkCompeting(t *testing.T) {
 			t.Fatalf("CSV row of %d cells under %d columns", len(row), len(csvHeader))
 		}
 	}
+	return rows
 }
 
 func TestBulkConfigRefused(t *testing.T) {

@@ -287,16 +287,12 @@ func (c *Config) fillBulk(res *Result, spec link.Spec, l *link.Link, flows []*fl
 	res.PayloadBytes = uint64(b.DeliveredBytes) // overhead: wire bytes per byte delivered
 	res.WireBytes = f.client.sentBytes.Load() + f.server.sentBytes.Load()
 	res.WirePackets = f.client.sentPackets.Load() + f.server.sentPackets.Load()
-	linkDrops, linkDups := drops(up)+drops(down), up.Duplicated+down.Duplicated
-	res.LinkDrops, res.LinkDuplicates = &linkDrops, &linkDups
-	queueDrops, queueHigh := up.QueueDrops+down.QueueDrops, max(up.QueueHigh, down.QueueHigh)
-	res.QueueDrops, res.QueueHigh = &queueDrops, &queueHigh
+	res.linkFigures(spec, up, down)
 	res.SocketDrops = f.socks.socketDrops()
 	if f.traits.Delivery != modes.Unreliable {
 		unfinished := res.Sent - res.Delivered
 		res.Lost.Unfinished = &unfinished
 	}
-	res.timing(spec, up, down)
 	res.finish(f.traits, f.tr.Counters(), ipv4Header)
 	if len(flows) < 2 {
 		return

@@ -492,8 +492,7 @@ func (c *Config) runLocal(ctx context.Context, name string, lk Link) (Result, er
 	res.PayloadBytes = uint64(o.sent*c.Workload.Size) + replyBytes.Load()
 	res.WireBytes = up.OfferedBytes + down.OfferedBytes
 	res.WirePackets = up.Offered + down.Offered
-	linkDrops, linkDups := drops(up)+drops(down), up.Duplicated+down.Duplicated
-	res.LinkDrops, res.LinkDuplicates = &linkDrops, &linkDups
+	res.linkFigures(lk.Spec, up, down)
 	res.SocketDrops = e.socketDrops()
 	res.account(traits, rec, o, up.WriteErrors+down.WriteErrors)
 	if traits.Delivery == modes.Unreliable {
@@ -509,11 +508,18 @@ func (c *Config) runLocal(ctx context.Context, name string, lk Link) (Result, er
 			res.Lost.InLink = &inLink
 		}
 	}
-	queueDrops, queueHigh := up.QueueDrops+down.QueueDrops, max(up.QueueHigh, down.QueueHigh)
-	res.QueueDrops, res.QueueHigh = &queueDrops, &queueHigh
-	res.timing(lk.Spec, up, down)
 	res.finish(traits, tr.Counters(), ipv4Header)
 	return res, err
+}
+
+// linkFigures takes what the link counted in both directions: its drops
+// and duplicates, its queue's, and its own timing error.
+func (r *Result) linkFigures(s link.Spec, up, down link.Stats) {
+	linkDrops, linkDups := drops(up)+drops(down), up.Duplicated+down.Duplicated
+	r.LinkDrops, r.LinkDuplicates = &linkDrops, &linkDups
+	queueDrops, queueHigh := up.QueueDrops+down.QueueDrops, max(up.QueueHigh, down.QueueHigh)
+	r.QueueDrops, r.QueueHigh = &queueDrops, &queueHigh
+	r.timing(s, up, down)
 }
 
 // minWait is the shortest automatic straggler wait for a transport on a

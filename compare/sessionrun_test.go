@@ -2,7 +2,6 @@ package compare
 
 import (
 	"context"
-	"encoding/csv"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,14 +42,7 @@ func TestSessionsReport(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, text.String())
 		}
 	}
-	var out strings.Builder
-	if err := rep.WriteCSV(&out); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := csv.NewReader(strings.NewReader(out.String())).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := csvRows(t, rep)
 	if len(rows) != 5 || rows[1][len(csvHeader)-len(sessionsCSVHeader)] != "10" {
 		t.Errorf("CSV: %d rows, first sessions cell %q", len(rows), rows[1][len(csvHeader)-len(sessionsCSVHeader)])
 	}
