@@ -150,6 +150,10 @@ type Config struct {
 	// Logger receives the server's warnings (a failing socket, a full peer
 	// table). Nil discards them.
 	Logger *slog.Logger
+	// AllowLowPorts: a server answers sources on ports below 1024 too. By default
+	// they are dropped and counted: ordinary clients never send from one,
+	// and reflection attacks aim replies at the services there.
+	AllowLowPorts bool
 }
 
 // WithDefaults returns a copy of c with every zero field at the default the

@@ -28,6 +28,7 @@ var FEC = &Mode{
 			"fec: send a group's parity `AFTER` its first message even if the group is not full")
 		if server {
 			sessionFlags(fs, s)
+			lowPortsFlag(fs, s)
 		}
 	},
 	build: newFEC,
@@ -45,7 +46,7 @@ func newFEC(s *Settings) (Transport, error) {
 		return nil, errors.New("fec 0,0 leaves fec without parity: give shards such as 10,3, or use raw")
 	}
 	cfg := fec.Config{DataShards: kc.DataShards, ParityShards: kc.ParityShards, Flush: s.FECFlush,
-		Idle: s.Idle, MaxPeers: s.MaxSessions, Logger: s.logger()}
+		Idle: s.Idle, MaxPeers: s.MaxSessions, Logger: s.logger(), AllowLowPorts: s.AllowLowPorts}
 	if err := cfg.Validate(); err != nil {
 		return nil, errors.New(strings.TrimPrefix(err.Error(), "fec: ")) // New adds the mode's name
 	}

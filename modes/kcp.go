@@ -49,7 +49,7 @@ type kcpTransport struct {
 func newKCP(s *Settings, fec bool) (Transport, error) {
 	cfg := s.KCP
 	cfg.Logger = s.logger()
-	cfg.Idle, cfg.MaxSessions = s.Idle, s.MaxSessions
+	cfg.Idle, cfg.MaxSessions, cfg.AllowLowPorts = s.Idle, s.MaxSessions, s.AllowLowPorts
 	switch {
 	case !fec:
 		cfg.NoFEC, cfg.DataShards, cfg.ParityShards = true, 0, 0
@@ -197,6 +197,7 @@ func kcpFlags(fec bool) func(fs *flag.FlagSet, s *Settings, server bool) {
 			fmt.Sprintf("KCP: receive window, 1 to %d `SEGMENTS`", maxWindow))
 		if server {
 			sessionFlags(fs, s)
+			lowPortsFlag(fs, s)
 		}
 	}
 }
@@ -208,6 +209,12 @@ func sessionFlags(fs *flag.FlagSet, s *Settings) {
 		"servers with per-client state (every mode but raw): forget a client, or close its connection, silent for `D`")
 	cliflag.Int(fs, &s.MaxSessions, "max-sessions", reliable.DefaultMaxSessions, 1, math.MaxInt,
 		"servers with per-client state: at most `N` clients at once; new clients beyond them are refused")
+}
+
+// lowPortsFlag registers --allow-low-ports, which every UDP server takes.
+func lowPortsFlag(fs *flag.FlagSet, s *Settings) {
+	fs.BoolVar(&s.AllowLowPorts, "allow-low-ports", false,
+		"UDP servers (raw, fec, kcp, kcp-fec): answer sources on ports below 1024, which are dropped by default as reflection targets")
 }
 
 // fecFlag registers --fec, which fec and kcp-fec share.

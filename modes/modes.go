@@ -108,6 +108,9 @@ type Settings struct {
 	// MaxSessions bounds a server's sessions or connections; zero means the
 	// transport's default.
 	MaxSessions int
+	// AllowLowPorts lets the UDP servers answer sources on ports below
+	// 1024, which they otherwise drop (see package guard).
+	AllowLowPorts bool
 	// Logger receives servers' warnings and, at debug level, a line per
 	// request. Nil discards them.
 	Logger *slog.Logger
@@ -234,6 +237,17 @@ type Server interface {
 	// Summary is the server's own counters beyond Stats, as slog
 	// attributes, for serve's summary.
 	Summary() []any
+}
+
+// Shutdown stops s from taking new clients and requests, lets it answer
+// what it accepted and wait for the answers to be acknowledged until ctx
+// ends, and then closes it. A server without a drain of its own is closed
+// at once.
+func Shutdown(ctx context.Context, s Server) error {
+	if d, ok := s.(interface{ Shutdown(context.Context) error }); ok {
+		return d.Shutdown(ctx)
+	}
+	return s.Close()
 }
 
 // Counters are what a transport did, read through its own package. A run

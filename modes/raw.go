@@ -2,6 +2,7 @@ package modes
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,12 +19,19 @@ var Raw = &Mode{
 	Name:        "raw",
 	What:        "bare UDP",
 	DefaultAddr: "127.0.0.1:6000",
-	build:       func(s *Settings) (Transport, error) { return rawTransport{s.logger()}, nil },
+	flags: func(fs *flag.FlagSet, s *Settings, server bool) {
+		if server {
+			lowPortsFlag(fs, s)
+		}
+	},
+	build: func(s *Settings) (Transport, error) {
+		return rawTransport{&raw.ServerConfig{Logger: s.logger(), AllowLowPorts: s.AllowLowPorts}}, nil
+	},
 }
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-type rawTransport struct{ log *slog.Logger }
+type rawTransport struct{ cfg *raw.ServerConfig }
 
 func (rawTransport) Traits() Traits {
 	return Traits{
@@ -37,7 +45,7 @@ func (rawTransport) Traits() Traits {
 }
 
 func (t rawTransport) Serve(pc net.PacketConn, h message.Handler) (Server, error) {
-	return rawServer{raw.NewServer(pc, h, &raw.ServerConfig{Logger: t.log})}, nil
+	return rawServer{raw.NewServer(pc, h, t.cfg)}, nil
 }
 
 func (rawTransport) Dial(_ context.Context, pc net.PacketConn, remote net.Addr) (message.Conn, error) {
@@ -45,7 +53,7 @@ func (rawTransport) Dial(_ context.Context, pc net.PacketConn, remote net.Addr) 
 }
 
 func (t rawTransport) Listen(addr string, h message.Handler) (Server, error) {
-	s, err := raw.Listen(addr, h, &raw.ServerConfig{Logger: t.log})
+	s, err := raw.Listen(addr, h, t.cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -133,6 +133,10 @@ type ServerConfig struct {
 	// Logger receives one line when the server is ready and, at debug level,
 	// one per request. Nil means slog.Default().
 	Logger *slog.Logger
+	// AllowLowPorts answers sources on ports below 1024 too. By default
+	// they are dropped and counted: ordinary clients never send from one,
+	// and reflection attacks aim replies at the services there.
+	AllowLowPorts bool
 }
 
 // Server answers every datagram with the Handler's reply, sent back to the

@@ -133,6 +133,10 @@ type Config struct {
 	// Logger receives the server's readiness line and, at debug level, a
 	// line per request. Nil means slog.Default().
 	Logger *slog.Logger
+	// AllowLowPorts: a server answers sources on ports below 1024 too. By default
+	// they are dropped and counted: ordinary clients never send from one,
+	// and reflection attacks aim replies at the services there.
+	AllowLowPorts bool
 }
 
 // WithDefaults returns a copy of c (or of the zero Config, for nil) with

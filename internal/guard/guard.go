@@ -1,0 +1,146 @@
+// Package guard holds the checks udplab's UDP servers make before they
+// spend anything on a datagram, so that none can be turned against a third
+// party: no reply to the server's own address (a reflection loop), none to
+// the ports reflection attacks use (below 1024), and none that carries more
+// than Factor times the bytes it answers to an address that has not shown it
+// receives what is sent to it (RFC 9000 §8.1's rule, counted as whole
+// datagrams on the wire, IP and UDP headers included, as a victim's link
+// counts them).
+package guard
+
+import (
+	"net"
+	"net/netip"
+	"sync/atomic"
+)
+
+// Factor is how many times the wire bytes it received a server may send to
+// an address it has not validated: QUIC's anti-amplification limit.
+const Factor = 3
+
+// Header sizes the wire adds below a UDP payload.
+const (
+	IPv4UDPHeader = 20 + 8
+	IPv6UDPHeader = 40 + 8
+)
+
+// LowPorts is the first port a server answers without AllowLowPorts: below
+// it live the services reflection attacks aim at (DNS 53, NTP 123, SSDP
+// 1900 aside), and no ordinary client sends from one.
+const LowPorts = 1024
+
+// WireBytes is what a datagram of payload bytes to or from ap takes on the
+// wire: the payload and its IP and UDP headers. An address that is not IP
+// (an in-memory conn's) counts as IPv4.
+func WireBytes(payload int, ap netip.AddrPort) int {
+	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		return payload + IPv6UDPHeader
+	}
+	return payload + IPv4UDPHeader
+}
+
+// Within reports whether a reply of out payload bytes to a request of in
+// payload bytes from ap stays within Factor times its wire bytes.
+func Within(in, out int, ap netip.AddrPort) bool {
+	return WireBytes(out, ap) <= Factor*WireBytes(in, ap)
+}
+
+// AddrPort returns the IP address and port of a datagram's source, given
+// as udpsock.ReadFrom returns it: ap when valid, else from when it is a
+// *net.UDPAddr. It is invalid for any other kind of address (an in-memory
+// conn's), which no check here applies to.
+func AddrPort(from net.Addr, ap netip.AddrPort) netip.AddrPort {
+	if !ap.IsValid() {
+		if u, ok := from.(*net.UDPAddr); ok {
+			ap = u.AddrPort()
+		}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// Sources drops datagrams whose source a server must never answer. Its
+// methods are safe for concurrent use.
+type Sources struct {
+	own           func(netip.Addr) bool
+	port          uint16
+	allowLowPorts bool
+	loops, low    atomic.Uint64
+}
+
+// NewSources checks sources for a server whose socket is at local. With
+// allowLowPorts, sources below LowPorts are answered too.
+func NewSources(local net.Addr, allowLowPorts bool) *Sources {
+	s := &Sources{allowLowPorts: allowLowPorts, own: func(netip.Addr) bool { return false }}
+	u, ok := local.(*net.UDPAddr)
+	if !ok {
+		return s
+	}
+	s.port = uint16(u.Port)
+	ip, _ := netip.AddrFromSlice(u.IP)
+	ip = ip.Unmap()
+	if ip.IsValid() && !ip.IsUnspecified() {
+		s.own = func(a netip.Addr) bool { return a == ip }
+	} else {
+		s.own = localAddr
+	}
+	return s
+}
+
+// localAddr reports whether a is one of this host's addresses: a socket
+// bound to all of them receives on each.
+func localAddr(a netip.Addr) bool {
+	if a.IsLoopback() || a.IsUnspecified() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, ia := range addrs {
+		if n, ok := ia.(*net.IPNet); ok && n.IP.Equal(a.AsSlice()) {
+			return true
+		}
+	}
+	return false
+}
+
+// Allow reports whether a datagram from ap may be answered, and counts
+// those that may not. An invalid ap (not an IP source) is allowed.
+func (s *Sources) Allow(ap netip.AddrPort) bool {
+	if !ap.IsValid() {
+		return true
+	}
+	if ap.Port() == s.port && s.own(ap.Addr().Unmap()) {
+		s.loops.Add(1)
+		return false
+	}
+	if ap.Port() < LowPorts && !s.allowLowPorts {
+		s.low.Add(1)
+		return false
+	}
+	return true
+}
+
+// Dropped returns how many datagrams Allow refused: from the server's own
+// address, and from ports below LowPorts.
+func (s *Sources) Dropped() (loops, lowPorts uint64) { return s.loops.Load(), s.low.Load() }
+
+// Capped counts the replies a server left unsent because they would have
+// broken the Factor rule. The zero value is ready to use.
+type Capped struct {
+	datagrams, bytes atomic.Uint64
+}
+
+// Allow reports whether a reply of out payload bytes may answer in bytes
+// from ap, and counts the reply's wire bytes when it may not.
+func (c *Capped) Allow(in, out int, ap netip.AddrPort) bool {
+	if Within(in, out, ap) {
+		return true
+	}
+	c.datagrams.Add(1)
+	c.bytes.Add(uint64(WireBytes(out, ap)))
+	return false
+}
+
+// Counts returns the replies left unsent and their wire bytes.
+func (c *Capped) Counts() (datagrams, bytes uint64) { return c.datagrams.Load(), c.bytes.Load() }
