@@ -163,7 +163,11 @@ func (s kcpServer) Describe() []any {
 
 func (s kcpServer) Summary() []any {
 	st := s.Server.Stats()
-	return []any{"sessions", st.Accepted, "refused", st.Refused, "reaped", st.Reaped, "auth_failures", st.AuthFailures}
+	return []any{"sessions", st.Sessions, "accepted", st.Accepted, "refused", st.Refused, "reaped", st.Reaped,
+		"probation", st.Probation, "validated", st.Validated, "probes", st.Probes, "unvalidated", st.Unvalidated,
+		"resets_refused", st.ResetsRefused, "replay_drops", st.Replays, "auth_failures", st.AuthFailures,
+		"loops_dropped", st.LoopsDropped, "low_ports_dropped", st.LowPortsDropped,
+		"reassembly_refused", st.ReassemblyRefused}
 }
 
 // The reliable transport's ranges, as reliable.Config's Validate checks

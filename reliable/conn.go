@@ -80,7 +80,7 @@ func NewConn(pc net.PacketConn, remote net.Addr, cfg *Config) (*Conn, error) {
 }
 
 func newConn(s *kcp.UDPSession, pc net.PacketConn, l *kcp.Listener, mss int) *Conn {
-	return &Conn{s: s, pc: pc, l: l, mss: mss, r: newReader(s), setRead: s.SetReadDeadline, setWrite: s.SetWriteDeadline}
+	return &Conn{s: s, pc: pc, l: l, mss: mss, r: newReader(s, nil), setRead: s.SetReadDeadline, setWrite: s.SetWriteDeadline}
 }
 
 // tune applies the per-session settings both ends share.

@@ -3,7 +3,9 @@ package reliable
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"sync/atomic"
 
 	kcp "github.com/xtaci/kcp-go/v5"
 
@@ -79,20 +81,30 @@ func looksLikeHeader(b []byte) bool {
 
 // reader reassembles messages from a session's segments. It keeps partial
 // state across calls, so a read that times out mid-message loses nothing.
-// The message it returns is valid until its next call.
+// The message it returns is valid until its next call. A framed message's
+// buffer grows as its segments arrive, never to the length its header
+// declares before the bytes are there, and takes its memory from a budget
+// the server's sessions share (nil: no budget, for a client).
 type reader struct {
 	s       *kcp.UDPSession
+	budget  *budget
 	seg     []byte // one segment's worth
-	pending []byte // the framed message being reassembled, reused
+	pending []byte // the framed message being reassembled
+	held    int    // bytes of pending's capacity taken from budget
 	want    int    // its length; 0 when none is under way
 }
 
-func newReader(s *kcp.UDPSession) *reader {
-	return &reader{s: s, seg: make([]byte, maxSegment)}
+func newReader(s *kcp.UDPSession, b *budget) *reader {
+	return &reader{s: s, budget: b, seg: make([]byte, maxSegment)}
 }
 
 // next returns the next whole message, valid until the next call.
 func (r *reader) next() ([]byte, error) {
+	if r.want == 0 && r.held > 0 {
+		// The last message is spent: an idle session holds no more than
+		// its segment buffer.
+		r.release()
+	}
 	for r.want == 0 {
 		n, err := r.s.Read(r.seg)
 		if err != nil {
@@ -106,17 +118,18 @@ func (r *reader) next() ([]byte, error) {
 		if want == 0 || want > MaxMessage {
 			return nil, fmt.Errorf("%w: frame header declares %d bytes, want 1 to %d", message.ErrBadRequest, want, MaxMessage)
 		}
-		if cap(r.pending) < want {
-			r.pending = make([]byte, 0, want)
-		}
 		r.want, r.pending = want, r.pending[:0]
 	}
 	for len(r.pending) < r.want {
+		if err := r.grow(); err != nil {
+			return nil, err
+		}
 		// kcp-go copies a segment straight into a slice with room for
 		// it, so read into the message itself: no copy of our own. A
 		// segment longer than what is left (a broken sender) is cut
 		// there by kcp-go and its rest read as the next message.
-		n, err := r.s.Read(r.pending[len(r.pending):r.want])
+		end := min(r.want, cap(r.pending))
+		n, err := r.s.Read(r.pending[len(r.pending):end])
 		if err != nil {
 			return nil, err
 		}
@@ -124,4 +137,71 @@ func (r *reader) next() ([]byte, error) {
 	}
 	r.want = 0
 	return r.pending, nil
+}
+
+// grow makes room in pending for at least one more segment, doubling it
+// (up to the message's length) so a long message costs few copies.
+func (r *reader) grow() error {
+	if cap(r.pending)-len(r.pending) >= maxSegment || cap(r.pending) >= r.want {
+		return nil
+	}
+	size := min(max(2*cap(r.pending), 4*maxSegment), r.want)
+	if err := r.budget.take(size - r.held); err != nil {
+		return err
+	}
+	r.held = size
+	r.pending = append(make([]byte, 0, size), r.pending...)
+	return nil
+}
+
+// release gives the reader's memory back to the budget.
+func (r *reader) release() {
+	r.budget.give(r.held)
+	r.held, r.pending = 0, nil
+}
+
+// errBudget is the error of a message that reassembly has no memory for.
+var errBudget = errors.New("reliable: reassembly memory budget spent")
+
+// reassemblyBudget is what a server's sessions together may hold in
+// messages being reassembled: 64 sessions each mid-way through a
+// MaxMessage message, while each of a thousand held sessions costs
+// nothing until its data arrives.
+const reassemblyBudget = 64 * MaxMessage
+
+// budget is memory shared by a server's sessions. A nil *budget has no
+// limit. Its methods are safe for concurrent use.
+type budget struct {
+	left, refused atomic.Int64
+}
+
+func newBudget(n int) *budget {
+	b := &budget{}
+	b.left.Store(int64(n))
+	return b
+}
+
+func (b *budget) take(n int) error {
+	if b == nil {
+		return nil
+	}
+	if b.left.Add(-int64(n)) < 0 {
+		b.left.Add(int64(n))
+		b.refused.Add(1)
+		return errBudget
+	}
+	return nil
+}
+
+func (b *budget) give(n int) {
+	if b != nil {
+		b.left.Add(int64(n))
+	}
+}
+
+func (b *budget) refusals() uint64 {
+	if b == nil {
+		return 0
+	}
+	return uint64(b.refused.Load())
 }

@@ -22,10 +22,14 @@ import (
 // one socket. Each session's requests are answered in order. Sessions that
 // stay silent for Config.Idle are reaped (KCP has no FIN), and at most
 // Config.MaxSessions exist at once; a client beyond that is refused. Packets
-// that fail decryption or their checksum create no session.
+// that fail decryption or their checksum create no session, and neither
+// does any packet from a source that has not yet shown it receives what
+// the server sends it (see gate).
 type Server struct {
 	l     *kcp.Listener
 	pc    net.PacketConn
+	gate  *gate
+	asm   *budget // reassembly memory, shared by every session
 	h     message.Handler
 	cfg   Config
 	mss   int
@@ -38,6 +42,7 @@ type Server struct {
 	authBase uint64
 
 	sessions *connset.Set[*kcp.UDPSession]
+	drain    drainState
 
 	closeOnce sync.Once
 	closeErr  error
@@ -53,9 +58,31 @@ type Stats struct {
 	Accepted uint64 // sessions ever accepted
 	Refused  uint64 // new sessions refused because the table was full
 	Reaped   uint64 // sessions closed after Config.Idle of silence
+	// Probation is how many sources are on probation now: they sent a
+	// packet and were probed, but have not answered the probe.
+	Probation int
+	// Validated counts sources that answered a probe; Probes counts the
+	// probes sent; Unvalidated counts packets from unvalidated sources that
+	// were neither a data segment nor an answer (garbage, a failed cipher).
+	Validated, Probes, Unvalidated uint64
+	// ResetsRefused counts packets from a live session's address with
+	// another conversation id, dropped (a spoofed reset, or a client that
+	// restarted on the same port less than 5 s after its last packet).
+	ResetsRefused uint64
+	// Replays counts packets dropped because a packet with the same nonce
+	// came before (with a key only).
+	Replays uint64
+	// LoopsDropped and LowPortsDropped count packets dropped for their
+	// source: the server's own address, or a port below 1024 without
+	// Config.AllowLowPorts.
+	LoopsDropped, LowPortsDropped uint64
+	// ReassemblyRefused counts sessions dropped because a long message
+	// would have taken reassembly memory past its budget.
+	ReassemblyRefused uint64
 	// AuthFailures counts packets dropped for a failed decryption or
-	// checksum (a wrong key, or corruption). kcp-go counts them per process,
-	// so this includes any other kcp-go session in the same process.
+	// checksum (a wrong key, or corruption): those from unvalidated sources
+	// by the server, the rest by kcp-go, which counts per process, so this
+	// includes any other kcp-go session in the same process.
 	AuthFailures uint64
 }
 
@@ -80,13 +107,14 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, erro
 	if err != nil {
 		return nil, err
 	}
-	l, err := kcp.ServeConn(block, c.DataShards, c.ParityShards, pc)
+	g := newGate(pc, block, &c)
+	l, err := kcp.ServeConn(block, c.DataShards, c.ParityShards, g)
 	if err != nil {
 		return nil, fmt.Errorf("reliable: serve %s: %w", pc.LocalAddr(), err)
 	}
 	sockstat.SetBuffers(pc)
 	s := &Server{
-		l: l, pc: pc, h: h, cfg: c, log: c.Logger, drops: sockstat.NewCounter(pc),
+		l: l, pc: pc, gate: g, asm: newBudget(reassemblyBudget), h: h, cfg: c, log: c.Logger, drops: sockstat.NewCounter(pc),
 		mss:      segmentPayload(c.MTU, !c.NoFEC, block),
 		debug:    c.Logger.Enabled(context.Background(), slog.LevelDebug),
 		authBase: atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors),
@@ -94,6 +122,10 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, erro
 	}
 	if u, ok := pc.LocalAddr().(*net.UDPAddr); ok && !u.IP.IsLoopback() && c.Key == "" {
 		s.log.Warn("reliable: listening beyond loopback without a key: anyone can forge packets; set a key", "addr", u)
+	}
+	if c.Key != "" && !g.authenticated {
+		s.log.Warn("reliable: this cipher does not authenticate packets: with a CRC32 (or nothing) to check, anyone can alter or forge them without the key; use aes-128-gcm",
+			"crypt", c.Crypt)
 	}
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -109,13 +141,24 @@ func (s *Server) Config() Config { return s.cfg }
 // Stats returns what the server has done so far.
 func (s *Server) Stats() Stats {
 	accepted, refused := s.sessions.Counts()
+	loops, low := s.gate.sources.Dropped()
+	gc := &s.gate.counts
 	return Stats{
-		ServerStats:  s.counters.Stats(),
-		Sessions:     s.sessions.Len(),
-		Accepted:     accepted,
-		Refused:      refused,
-		Reaped:       s.reaped.Load(),
-		AuthFailures: atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors) - s.authBase,
+		ServerStats:       s.counters.Stats(),
+		Sessions:          s.sessions.Len(),
+		Accepted:          accepted,
+		Refused:           refused,
+		Reaped:            s.reaped.Load(),
+		AuthFailures:      atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors) - s.authBase + gc.authFailures.Load(),
+		Probation:         s.gate.onProbationNow(),
+		Validated:         gc.validated.Load(),
+		Probes:            gc.probes.Load(),
+		Unvalidated:       gc.unvalidated.Load(),
+		ResetsRefused:     gc.resets.Load(),
+		Replays:           gc.replays.Load(),
+		LoopsDropped:      loops,
+		LowPortsDropped:   low,
+		ReassemblyRefused: s.asm.refusals(),
 	}
 }
 
@@ -175,7 +218,8 @@ func (s *Server) acceptLoop() {
 			}
 			return
 		}
-		if out := s.sessions.Add(sess); out != connset.Added {
+		if out := s.admitSession(sess); out != connset.Added {
+			s.gate.forget(sess.RemoteAddr())
 			if out == connset.Full {
 				s.log.Debug("reliable: session refused", "from", sess.RemoteAddr(), "max_sessions", s.cfg.MaxSessions)
 			}
@@ -194,8 +238,12 @@ func (s *Server) serveSession(sess *kcp.UDPSession) {
 	defer func() {
 		sess.Close()
 		s.sessions.Remove(sess)
+		s.gate.forget(sess.RemoteAddr())
 	}()
-	r := newReader(sess)
+	act := s.drain.track(sess)
+	defer s.drain.untrack(sess)
+	r := newReader(sess, s.asm)
+	defer r.release()
 	reply := make([]byte, 0, maxSegment)
 	for {
 		sess.SetReadDeadline(time.Now().Add(s.cfg.Idle))
@@ -206,6 +254,8 @@ func (s *Server) serveSession(sess *kcp.UDPSession) {
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				s.reaped.Add(1)
 				s.log.Debug("reliable: idle session reaped", "from", sess.RemoteAddr(), "idle", s.cfg.Idle)
+			case errors.Is(err, errBudget):
+				s.log.Debug("reliable: session dropped", "from", sess.RemoteAddr(), "err", err)
 			case errors.Is(err, message.ErrBadRequest):
 				// A broken frame leaves the message stream unreadable:
 				// drop this session, keep serving the rest.
@@ -214,19 +264,29 @@ func (s *Server) serveSession(sess *kcp.UDPSession) {
 			}
 			return
 		}
-		var ok bool
-		reply, ok = s.counters.Reply(s.h, reply[:0], req, MaxMessage)
-		if s.debug {
-			s.log.Debug("reliable: request", "from", sess.RemoteAddr(), "bytes", len(req), "answered", ok)
-		}
-		if !ok || len(reply) == 0 {
-			continue
-		}
-		// A peer that stops acknowledging must not pin this goroutine.
-		sess.SetWriteDeadline(time.Now().Add(s.cfg.Idle))
-		if err := writeMessage(sess, reply, s.mss); err != nil {
+		act.busy.Store(true)
+		err = s.answer(sess, req, &reply)
+		act.last.Store(time.Now().UnixNano())
+		act.busy.Store(false)
+		if err != nil {
 			s.counters.Error()
 			return
 		}
 	}
+}
+
+// answer runs the handler on req and sends its reply, if any, in reply's
+// buffer.
+func (s *Server) answer(sess *kcp.UDPSession, req []byte, reply *[]byte) error {
+	var ok bool
+	*reply, ok = s.counters.Reply(s.h, (*reply)[:0], req, MaxMessage)
+	if s.debug {
+		s.log.Debug("reliable: request", "from", sess.RemoteAddr(), "bytes", len(req), "answered", ok)
+	}
+	if !ok || len(*reply) == 0 {
+		return nil
+	}
+	// A peer that stops acknowledging must not pin this goroutine.
+	sess.SetWriteDeadline(time.Now().Add(s.cfg.Idle))
+	return writeMessage(sess, *reply, s.mss)
 }

@@ -1,0 +1,284 @@
+package reliable
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+
+	"github.com/udplab/udplab/internal/guard"
+)
+
+// gate stands between the server's socket and kcp-go's listener, which
+// would otherwise open a session (windows, buffers, a timer) for the first
+// datagram from any address, spoofed or not, and then retransmit to it.
+// The gate hands kcp-go only the packets of validated sources: those that
+// showed they receive what is sent to them.
+//
+// A new source's packets go on probation. For a KCP data segment the gate
+// answers with a probe: a segment kcp-go's client acknowledges but does not
+// deliver (a push one below the sequence number the client expects next,
+// so an old one to it), whose timestamp carries a keyed cookie. The
+// client's acknowledgement echoes the cookie; that validates the source,
+// and the gate hands kcp-go what it held. A plain kcp-go client
+// needs no change: it pays one round trip more before its first reply. The
+// gate holds what a source sends while on probation (bounded per source and
+// in all), and hands it to kcp-go once the source is validated. A
+// probe is never longer than the packet that drew it, so an unvalidated
+// source gets back at most the bytes it sent: under guard.Factor.
+//
+// For validated sources the gate refuses two things kcp-go would act on: a
+// packet with another conversation id while the session is live (kcp-go's
+// reset), unless an authenticated cipher shows it holds the key, or the
+// session has been silent for resetIdle; and, with a key, a packet seen
+// before (a replay).
+//
+// kcp-go reads from one goroutine, so ReadFrom is not called concurrently;
+// WriteTo passes straight to the socket.
+type gate struct {
+	net.PacketConn
+	sources *guard.Sources
+	codec   *codec // used by ReadFrom only
+	cookies cookies
+	// authenticated: an AEAD cipher shows kcp-go which packets hold the
+	// key; the others carry a CRC32 anyone can fix up after flipping bits.
+	authenticated bool
+	wnd           uint16 // the server's receive window, which a probe announces
+	now           func() time.Time
+
+	mu        sync.Mutex
+	peers     map[netip.AddrPort]*peer // validated sources
+	probation *probation
+	replays   *replays // nil without a key
+	draining  bool
+
+	pending *held // a validated source's held packets, for the next ReadFroms
+	probe   []byte
+
+	counts gateCounts
+}
+
+// peer is a validated source.
+type peer struct {
+	src       netip.AddrPort
+	conv      uint32 // the conversation its session carries, when known
+	lastSeen  time.Time
+	validated time.Time
+}
+
+// gateCounts are what the gate refused or did.
+type gateCounts struct {
+	probes, validated, unvalidated, resets, replays, authFailures atomic.Uint64
+}
+
+func newGate(pc net.PacketConn, block kcp.BlockCrypt, cfg *Config) *gate {
+	g := &gate{
+		PacketConn: pc,
+		sources:    guard.NewSources(pc.LocalAddr(), cfg.AllowLowPorts),
+		codec:      newCodec(block),
+		cookies:    newCookies(),
+		wnd:        uint16(min(cfg.ReceiveWindow, 1<<16-1)),
+		now:        time.Now,
+		peers:      make(map[netip.AddrPort]*peer),
+		probation:  newProbation(),
+	}
+	g.authenticated = g.codec.aead != nil
+	if block != nil {
+		g.replays = newReplays()
+	}
+	return g
+}
+
+// ReadFrom returns the next packet kcp-go may act on.
+func (g *gate) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		if h := g.pending; h != nil && len(h.pkts) > 0 {
+			pkt := h.pkts[0]
+			h.pkts = h.pkts[1:]
+			return copy(p, pkt), h.addr, nil
+		}
+		n, addr, err := g.PacketConn.ReadFrom(p)
+		if err != nil {
+			return n, addr, err
+		}
+		if g.admit(p[:n], addr) {
+			return n, addr, nil
+		}
+	}
+}
+
+// admit reports whether pkt from addr goes on to kcp-go.
+func (g *gate) admit(pkt []byte, addr net.Addr) bool {
+	src := sourceKey(addr)
+	if !g.sources.Allow(guard.AddrPort(addr, netip.AddrPort{})) {
+		return false
+	}
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p := g.peers[src]; p != nil {
+		return g.established(p, pkt, now)
+	}
+	g.onProbation(src, addr, pkt, now)
+	return false
+}
+
+// established reports whether a packet from validated source p goes on.
+func (g *gate) established(p *peer, pkt []byte, now time.Time) bool {
+	if g.replays != nil {
+		if nonce := g.codec.nonce(pkt); nonce != nil && !g.replays.add(nonce) {
+			g.counts.replays.Add(1)
+			return false
+		}
+	}
+	if now.Sub(p.validated) < probationLease && g.answersProbe(pkt, p, now) {
+		// The client answered more than one probe. kcp-go must not see
+		// the cookie: it would take it for a timestamp of its own and
+		// make a round trip of it.
+		return false
+	}
+	if !g.authenticated {
+		if seg, ok := g.firstSegment(pkt); ok && seg.conv != p.conv {
+			if now.Sub(p.lastSeen) < resetIdle {
+				g.counts.resets.Add(1)
+				return false
+			}
+			p.conv = seg.conv
+		}
+	}
+	p.lastSeen = now
+	return true
+}
+
+// answersProbe reports whether pkt acknowledges a probe sent to p.
+func (g *gate) answersProbe(pkt []byte, p *peer, now time.Time) bool {
+	segs, why := g.codec.open(pkt)
+	if why != accepted {
+		return false
+	}
+	for len(segs) > 0 {
+		seg, rest, ok := nextSegment(segs)
+		if !ok {
+			return false
+		}
+		if seg.cmd == kcp.IKCP_CMD_ACK && g.cookies.valid(seg.ts, p.src, seg.conv, now) {
+			return true
+		}
+		segs = rest
+	}
+	return false
+}
+
+// firstSegment reads a packet's first KCP segment, decrypting a copy.
+func (g *gate) firstSegment(pkt []byte) (segment, bool) {
+	segs, why := g.codec.open(pkt)
+	if why != accepted {
+		return segment{}, false
+	}
+	seg, _, ok := nextSegment(segs)
+	return seg, ok
+}
+
+// onProbation deals with a packet from a source not yet validated: an
+// acknowledgement of a probe validates the source; a data segment is held
+// and probed; anything else is dropped.
+func (g *gate) onProbation(src netip.AddrPort, addr net.Addr, pkt []byte, now time.Time) {
+	segs, why := g.codec.open(pkt)
+	switch {
+	case why == authFailed:
+		g.counts.authFailures.Add(1)
+		return
+	case why != accepted || g.draining:
+		g.counts.unvalidated.Add(1)
+		return
+	}
+	if nonce := g.codec.nonce(pkt); g.replays != nil && nonce != nil && !g.replays.add(nonce) {
+		g.counts.replays.Add(1)
+		return
+	}
+	var push *segment
+	for len(segs) > 0 {
+		seg, rest, ok := nextSegment(segs)
+		if !ok {
+			break
+		}
+		switch {
+		case seg.cmd == kcp.IKCP_CMD_ACK && g.cookies.valid(seg.ts, src, seg.conv, now):
+			g.validate(src, seg.conv, now)
+			return
+		case seg.cmd == kcp.IKCP_CMD_PUSH && push == nil:
+			push = &seg
+		}
+		segs = rest
+	}
+	if push == nil {
+		g.counts.unvalidated.Add(1)
+		return
+	}
+	g.probation.hold(src, addr, pkt, now)
+	g.sendProbe(src, addr, *push, len(pkt), now)
+}
+
+// validate lets src through from now on and queues the packets it held.
+func (g *gate) validate(src netip.AddrPort, conv uint32, now time.Time) {
+	g.peers[src] = &peer{src: src, conv: conv, lastSeen: now, validated: now}
+	g.counts.validated.Add(1)
+	g.pending = g.probation.take(src)
+}
+
+// sendProbe answers push, the first data segment of a packet of size
+// bytes, with a probe: a push of no data one below the sequence number the
+// client expects next (the una its segment carries), which the client
+// acknowledges as a segment it already has.
+func (g *gate) sendProbe(src netip.AddrPort, addr net.Addr, push segment, size int, now time.Time) {
+	g.probe = appendSegment(g.probe[:0], segment{
+		conv: push.conv, cmd: kcp.IKCP_CMD_PUSH, wnd: g.wnd,
+		ts: g.cookies.make(src, push.conv, now), sn: push.una - 1,
+	})
+	pkt := g.codec.seal(g.probe)
+	if len(pkt) > size { // cannot happen: a probe is the smallest packet there is
+		return
+	}
+	if _, err := g.PacketConn.WriteTo(pkt, addr); err == nil {
+		g.counts.probes.Add(1)
+	}
+}
+
+// forget ends src's validation when its session ends: a later packet from
+// it is probed again.
+func (g *gate) forget(addr net.Addr) {
+	g.mu.Lock()
+	delete(g.peers, sourceKey(addr))
+	if len(g.peers) == 0 {
+		g.peers = make(map[netip.AddrPort]*peer) // give back a flood's buckets
+	}
+	g.mu.Unlock()
+}
+
+// lastSeen is when a packet from addr last went on to kcp-go; zero when
+// addr is not validated.
+func (g *gate) lastSeen(addr net.Addr) time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p := g.peers[sourceKey(addr)]; p != nil {
+		return p.lastSeen
+	}
+	return time.Time{}
+}
+
+// drain stops validating new sources.
+func (g *gate) drain() {
+	g.mu.Lock()
+	g.draining = true
+	g.mu.Unlock()
+}
+
+// onProbationNow is how many sources are on probation.
+func (g *gate) onProbationNow() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.probation.len()
+}

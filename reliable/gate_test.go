@@ -1,0 +1,365 @@
+package reliable
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	kcp "github.com/xtaci/kcp-go/v5"
+
+	"github.com/udplab/udplab/internal/conntest"
+	"github.com/udplab/udplab/internal/guard"
+	"github.com/udplab/udplab/message"
+)
+
+// spoofConn is a server's real socket that also reads datagrams a test
+// injects from any source address, as a spoofer on the path would send
+// them, in one order with what arrives; it records what the server read
+// from real sources, and tallies the bytes the server sent to each address.
+type spoofConn struct {
+	net.PacketConn
+	in   chan spoofed
+	done chan struct{} // closed when pump has returned
+
+	mu   sync.Mutex
+	read []spoofed // what came from the real socket
+	sent map[netip.AddrPort]int
+}
+
+type spoofed struct {
+	pkt  []byte
+	from net.Addr
+	err  error
+}
+
+func newSpoofConn(t testing.TB) *spoofConn {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &spoofConn{PacketConn: pc, in: make(chan spoofed, 1<<16), done: make(chan struct{}),
+		sent: make(map[netip.AddrPort]int)}
+	go c.pump()
+	return c
+}
+
+// pump moves what the socket receives into the same queue as what the
+// test injects, until the socket is closed.
+func (c *spoofConn) pump() {
+	defer close(c.done)
+	for {
+		buf := make([]byte, 2048)
+		n, addr, err := c.PacketConn.ReadFrom(buf)
+		if err != nil {
+			c.in <- spoofed{err: err}
+			return
+		}
+		s := spoofed{pkt: buf[:n], from: addr}
+		c.mu.Lock()
+		c.read = append(c.read, s)
+		c.mu.Unlock()
+		c.in <- s
+	}
+}
+
+func (c *spoofConn) Close() error {
+	err := c.PacketConn.Close()
+	<-c.done
+	return err
+}
+
+func (c *spoofConn) inject(pkt []byte, from string) {
+	c.in <- spoofed{pkt: pkt, from: net.UDPAddrFromAddrPort(netip.MustParseAddrPort(from))}
+}
+
+func (c *spoofConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	s := <-c.in
+	if s.err != nil {
+		c.in <- s // every later read fails too
+		return 0, nil, s.err
+	}
+	return copy(p, s.pkt), s.from, nil
+}
+
+func (c *spoofConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	c.mu.Lock()
+	c.sent[addr.(*net.UDPAddr).AddrPort()] += guard.WireBytes(len(p), netip.AddrPort{})
+	c.mu.Unlock()
+	return c.PacketConn.WriteTo(p, addr)
+}
+
+func (c *spoofConn) sentTo(ap string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sent[netip.MustParseAddrPort(ap)]
+}
+
+func (c *spoofConn) captured() []spoofed {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]spoofed(nil), c.read...)
+}
+
+func serveSpoofed(t testing.TB, cfg Config) (*Server, *spoofConn) {
+	t.Helper()
+	pc := newSpoofConn(t)
+	cfg.Logger = quiet
+	s, err := NewServer(pc, message.Greet, &cfg)
+	if err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, pc
+}
+
+// kcpPush is a bare KCP push of data in conversation conv, as a client's
+// first packet is.
+func kcpPush(conv uint32, data string) []byte {
+	b := appendSegment(nil, segment{conv: conv, cmd: kcp.IKCP_CMD_PUSH, wnd: 128})
+	binary.LittleEndian.PutUint32(b[20:], uint32(len(data)))
+	return append(b, data...)
+}
+
+// greetAfter greets the server from a fresh client; the server reads its
+// socket in order, so once the reply is in, every packet injected before
+// was dealt with.
+func greetAfter(t *testing.T, s *Server, cfg Config) {
+	t.Helper()
+	if got := conntest.RoundTrip(t, dial(t, s.Addr(), cfg), "Alice"); got != "Hello Alice!\n" {
+		t.Fatalf("reply = %q", got)
+	}
+}
+
+// TestFloodOpensNoSession sends KCP pushes and garbage from 20,000 spoofed
+// sources that never answer: no session opens, no source gets back more
+// than the bytes it sent (let alone guard.Factor times them), and a real
+// client is answered.
+func TestFloodOpensNoSession(t *testing.T) {
+	s, pc := serveSpoofed(t, Config{NoFEC: true})
+	const sources = 20000
+	for i := range sources {
+		src := fmt.Sprintf("127.%d.%d.%d:40000", 1+i>>16, i>>8&0xff, i&0xff)
+		if i%2 == 0 {
+			pc.inject(kcpPush(uint32(i), "x"), src)
+		} else {
+			pc.inject([]byte("garbage of twenty-four..."), src)
+		}
+	}
+	greetAfter(t, s, Config{NoFEC: true})
+	st := s.Stats()
+	// The real client sends its first packet again if the flood delays its
+	// probe past its retransmission timeout: each copy is probed too.
+	if st.Accepted != 1 || st.Probes < sources/2+1 || st.Unvalidated != sources/2 {
+		t.Errorf("stats = %+v; want 1 session (the real client's), %d probes and more for it, %d unvalidated", st, sources/2, sources/2)
+	}
+	if st.Probation > probationMax {
+		t.Errorf("probation = %d, want at most %d", st.Probation, probationMax)
+	}
+	push := guard.WireBytes(len(kcpPush(0, "x")), netip.AddrPort{})
+	for _, src := range []string{"127.1.0.0:40000", "127.1.78.32:40000"} {
+		if got := pc.sentTo(src); got > push {
+			t.Errorf("sent %d bytes to %s, which sent %d", got, src, push)
+		}
+	}
+	if got := pc.sentTo("127.1.0.1:40000"); got != 0 {
+		t.Errorf("sent %d bytes to a source of garbage, want 0", got)
+	}
+}
+
+// TestSpoofedResetLeavesSession sends, from a live client's address, a
+// packet of another conversation with sn 0, which kcp-go takes as a
+// reset; the client's session goes on answering.
+func TestSpoofedResetLeavesSession(t *testing.T) {
+	for _, cfg := range []Config{{NoFEC: true}, {}} {
+		t.Run(cfg.FECString(), func(t *testing.T) {
+			s, pc := serveSpoofed(t, cfg)
+			c := dial(t, s.Addr(), cfg)
+			conntest.RoundTrip(t, c, "Alice")
+			// The server sees the client at 127.0.0.1 and its port.
+			port := c.LocalAddr().(*net.UDPAddr).Port
+			pc.inject(kcpPush(0xdead, "x"), fmt.Sprintf("127.0.0.1:%d", port))
+			if got := conntest.RoundTrip(t, c, "Bob"); got != "Hello Bob!\n" {
+				t.Errorf("after a spoofed reset, reply = %q", got)
+			}
+			if st := s.Stats(); st.ResetsRefused != 1 || st.Accepted != 1 {
+				t.Errorf("stats = %+v, want the reset refused and one session", st)
+			}
+		})
+	}
+}
+
+// TestReplayOpensNothing replays a keyed client's first packet from 1,000
+// spoofed sources, and to its own address: nothing opens, and each copy is
+// counted.
+func TestReplayOpensNothing(t *testing.T) {
+	cfg := Config{Key: "secret"}
+	s, pc := serveSpoofed(t, cfg)
+	c := dial(t, s.Addr(), cfg)
+	conntest.RoundTrip(t, c, "Alice")
+	first := pc.captured()[0]
+	for i := range 1000 {
+		pc.inject(first.pkt, fmt.Sprintf("127.2.%d.%d:40000", i>>8, i&0xff))
+	}
+	pc.inject(first.pkt, first.from.String())
+	greetAfter(t, s, cfg)
+	if st := s.Stats(); st.Accepted != 2 || st.Replays != 1001 || st.Probes != 2 {
+		t.Errorf("stats = %+v; want 2 sessions (the real clients), 1001 replays, 2 probes", st)
+	}
+}
+
+// TestLoopsAndLowPortsDropped injects the greeting from the server's own
+// address and from port 53: neither is answered, or probed.
+func TestLoopsAndLowPortsDropped(t *testing.T) {
+	s, pc := serveSpoofed(t, Config{NoFEC: true})
+	pc.inject(kcpPush(1, "Mallory"), s.Addr().String())
+	pc.inject(kcpPush(2, "Mallory"), "127.0.0.1:53")
+	greetAfter(t, s, Config{NoFEC: true})
+	st := s.Stats()
+	if st.LoopsDropped != 1 || st.LowPortsDropped != 1 || st.Probes != 1 {
+		t.Errorf("stats = %+v; want 1 loop and 1 low port dropped, 1 probe (the real client's)", st)
+	}
+	if got := pc.sentTo(s.Addr().String()) + pc.sentTo("127.0.0.1:53"); got != 0 {
+		t.Errorf("sent %d bytes to the server itself and port 53, want 0", got)
+	}
+}
+
+// TestPlainKCPClients greets from kcp-go itself, under each cipher family
+// and with and without FEC: the probe is something every kcp-go client
+// acknowledges unchanged.
+func TestPlainKCPClients(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"plain": {NoFEC: true}, "fec": {}, "fec+aes-gcm": {Key: "secret"}, "salsa20": {NoFEC: true, Key: "secret", Crypt: "salsa20"},
+		"none": {Key: "secret", Crypt: "none"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, cfg)
+			c, block, err := cfg.populate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, p := c.DataShards, c.ParityShards
+			if c.NoFEC {
+				d, p = 0, 0
+			}
+			sess, err := kcp.DialWithOptions(s.Addr().String(), block, d, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sess.Close()
+			sess.SetDeadline(time.Now().Add(conntest.Timeout))
+			if _, err := sess.Write([]byte("Alice")); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 1500)
+			n, err := sess.Read(buf)
+			if err != nil || string(buf[:n]) != "Hello Alice!\n" {
+				t.Errorf("plain kcp-go client got %q, %v", buf[:n], err)
+			}
+		})
+	}
+}
+
+// TestShutdownAnswersAccepted pipelines requests, then drains: every one
+// is answered, and the drain ends on its own, well before its deadline.
+func TestShutdownAnswersAccepted(t *testing.T) {
+	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{})
+	c := dial(t, s.Addr(), Config{})
+	conntest.RoundTrip(t, c, "first")
+	const n = 200
+	ctx := context.Background()
+	for i := range n {
+		if err := c.Send(ctx, fmt.Appendf(nil, "n%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		done <- s.Shutdown(ctx)
+	}()
+	for i := range n {
+		ctx, cancel := context.WithTimeout(ctx, conntest.Timeout)
+		got, err := c.Receive(ctx)
+		cancel()
+		if want := fmt.Sprintf("Hello n%d!\n", i); err != nil || string(got) != want {
+			t.Fatalf("reply %d = %q, %v; want %q", i, got, err, want)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown = %v, want nil", err)
+	}
+	// A new client finds the server closed.
+	if _, err := conntest.Request(dial(t, s.Addr(), Config{}), []byte("late"), 200*time.Millisecond); err == nil {
+		t.Error("a client after the drain was answered")
+	}
+}
+
+// recordConn is a PacketConn that records what is written to it and reads
+// nothing.
+type recordConn struct {
+	net.PacketConn // nil: only WriteTo and LocalAddr are called
+	writes         [][]byte
+}
+
+func (c *recordConn) WriteTo(p []byte, _ net.Addr) (int, error) {
+	c.writes = append(c.writes, append([]byte(nil), p...))
+	return len(p), nil
+}
+
+func (c *recordConn) LocalAddr() net.Addr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 6001} }
+
+// TestGateSteps walks one source through the gate on a fake clock: its
+// push is held and probed; the probe is a push one below the client's una,
+// of no data, within the bytes it answers; the acknowledgement validates
+// the source and releases the held packet; a second acknowledgement of a
+// probe is kept from kcp-go; another conversation from the same address is
+// refused until the session has been silent for resetIdle.
+func TestGateSteps(t *testing.T) {
+	rc := &recordConn{}
+	g := newGate(rc, nil, &Config{ReceiveWindow: 512})
+	now := time.Unix(1e9, 0)
+	g.now = func() time.Time { return now }
+	src := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 40000}
+
+	first := kcpPush(7, "Alice")
+	binary.LittleEndian.PutUint32(first[16:], 3) // una: the client expects sn 3 next
+	if g.admit(first, src) {
+		t.Fatal("a new source's push went through")
+	}
+	if len(rc.writes) != 1 || len(rc.writes[0]) > len(first) {
+		t.Fatalf("probes = %q, want one no longer than the push", rc.writes)
+	}
+	probe, _, ok := nextSegment(rc.writes[0])
+	if want := (segment{conv: 7, cmd: kcp.IKCP_CMD_PUSH, wnd: 512, ts: probe.ts, sn: 2}); !ok || probe != want {
+		t.Fatalf("probe = %+v, want %+v", probe, want)
+	}
+
+	ack := appendSegment(nil, segment{conv: 7, cmd: kcp.IKCP_CMD_ACK, ts: probe.ts, sn: 2, una: 3})
+	if g.admit(ack, src) || g.pending == nil || len(g.pending.pkts) != 1 || string(g.pending.pkts[0]) != string(first) {
+		t.Fatalf("after the acknowledgement: pending = %+v, want the held push", g.pending)
+	}
+	if g.admit(ack, src) {
+		t.Error("a second acknowledgement of a probe went through to kcp-go")
+	}
+	if !g.admit(kcpPush(7, "Bob"), src) {
+		t.Error("a validated source's push was refused")
+	}
+	if g.admit(kcpPush(8, "reset"), src) {
+		t.Error("another conversation from a live session's address went through")
+	}
+	now = now.Add(resetIdle)
+	if !g.admit(kcpPush(8, "restart"), src) {
+		t.Errorf("another conversation after %s of silence was refused", resetIdle)
+	}
+	if st := g.counts.resets.Load(); st != 1 {
+		t.Errorf("resets refused = %d, want 1", st)
+	}
+}
