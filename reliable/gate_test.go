@@ -314,7 +314,9 @@ func (c *recordConn) WriteTo(p []byte, _ net.Addr) (int, error) {
 	return len(p), nil
 }
 
-func (c *recordConn) LocalAddr() net.Addr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 6001} }
+func (c *recordConn) LocalAddr() net.Addr {
+	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 6001}
+}
 
 // TestGateSteps walks one source through the gate on a fake clock: its
 // push is held and probed; the probe is a push one below the client's una,
