@@ -155,15 +155,18 @@ func (c *Conn) Close() error {
 }
 
 // AcceptOne waits on pc for the first client session and returns it as a
-// Conn, the listening end of a two-party conversation such as chat. Packets
-// from other addresses are ignored once it has returned. The Conn takes pc
+// Conn, the listening end of a two-party conversation such as chat. The
+// first client is the first source validated as a Server validates them;
+// packets from other addresses are ignored once it has returned. The Conn takes pc
 // over: Close closes it. ctx cancels the wait.
 func AcceptOne(ctx context.Context, pc net.PacketConn, cfg *Config) (*Conn, error) {
 	c, block, err := cfg.populate()
 	if err != nil {
 		return nil, err
 	}
-	l, err := kcp.ServeConn(block, c.DataShards, c.ParityShards, pc)
+	// The gate makes the first peer the first validated one, and keeps
+	// spoofed resets and replays from it, as for a server.
+	l, err := kcp.ServeConn(block, c.DataShards, c.ParityShards, newGate(pc, block, &c))
 	if err != nil {
 		return nil, fmt.Errorf("reliable: listen %s: %w", pc.LocalAddr(), err)
 	}

@@ -365,3 +365,49 @@ func TestGateSteps(t *testing.T) {
 		t.Errorf("resets refused = %d, want 1", st)
 	}
 }
+
+// TestAcceptOneFirstValidated: a chat listener's peer is the first source
+// validated, not the first to send, and a spoofed reset does not end it.
+func TestAcceptOneFirstValidated(t *testing.T) {
+	pc := newSpoofConn(t)
+	cfg := Config{NoFEC: true}
+	// A spoofer's push arrives first; it never answers the probe.
+	pc.inject(kcpPush(1, "I am your peer"), "127.0.0.77:40000")
+	accepted := make(chan *Conn, 1)
+	go func() {
+		c, err := AcceptOne(context.Background(), pc, &cfg)
+		if err != nil {
+			t.Error(err)
+		}
+		accepted <- c
+	}()
+	dialer := dial(t, pc.LocalAddr(), cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
+	defer cancel()
+	if err := dialer.Send(ctx, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	listener := <-accepted
+	if listener == nil {
+		t.FailNow()
+	}
+	defer listener.Close()
+	if got := listener.RemoteAddr().(*net.UDPAddr).Port; got != dialer.LocalAddr().(*net.UDPAddr).Port {
+		t.Fatalf("peer = %v, want the dialer", listener.RemoteAddr())
+	}
+	pc.inject(kcpPush(0xdead, "reset"), fmt.Sprintf("127.0.0.1:%d", dialer.LocalAddr().(*net.UDPAddr).Port))
+	for _, step := range []struct {
+		from, to message.Conn
+		msg      string
+	}{{dialer, listener, "hi"}, {listener, dialer, "after the reset"}} {
+		if step.msg != "hi" {
+			if err := step.from.Send(ctx, []byte(step.msg)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := step.to.Receive(ctx)
+		if err != nil || string(got) != step.msg {
+			t.Fatalf("Receive = %q, %v; want %q", got, err, step.msg)
+		}
+	}
+}
