@@ -32,6 +32,9 @@ peer, the other dials with --peer. A quic listener logs its certificate's
 SHA-256 for the dialer's --pin; a quic dialer gives up after 5s when
 nothing answers, so start the listener first.
 
+Received text is shown escaped as Go's %q escapes it (ESC as \x1b), so a
+peer cannot drive the terminal; --raw-output prints it as it came.
+
 At the end of input chat keeps receiving for --linger, so messages in flight
 still print and KCP can finish delivering what was sent; then it exits. It
 also ends on SIGINT or SIGTERM.`,
@@ -39,12 +42,14 @@ also ends on SIGINT or SIGTERM.`,
 		var (
 			mode, listen, peer string
 			linger             time.Duration
+			rawOutput          bool
 			settings           modes.Settings
 		)
 		modeVar(fs, &mode)
 		cliflag.Addr(fs, &listen, "listen", "", false, "this side's `ADDR`")
 		cliflag.Addr(fs, &peer, "peer", "", false, "the other side's `ADDR`")
 		cliflag.Duration(fs, &linger, "linger", time.Second, 0, "after end of input, keep receiving for `D` before exiting")
+		rawOutputVar(fs, &rawOutput)
 		modes.Flags(fs, &settings, modes.All(), false)
 		return func(ctx context.Context, st *stdio) error {
 			m := lookupMode(mode)
@@ -70,10 +75,11 @@ also ends on SIGINT or SIGTERM.`,
 			if err != nil && ctx.Err() != nil {
 				return nil // interrupted while waiting: nothing was said, nothing is lost
 			}
+			tm := textMode(rawOutput)
 			if err != nil {
-				return err
+				return tm.err(err)
 			}
-			return chat(ctx, c, m, t, linger, st)
+			return tm.err(chat(ctx, c, m, t, linger, tm, st))
 		}
 	},
 }
@@ -113,11 +119,11 @@ const byebye = "byebye"
 // goroutines: one reads input and sends it, one receives and prints; both end
 // before it returns, except a read of input blocked when ctx ends, which the
 // process exit ends.
-func chat(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, linger time.Duration, st *stdio) error {
+func chat(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, linger time.Duration, tm textMode, st *stdio) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	recvDone := make(chan error, 1)
-	go func() { recvDone <- printMessages(ctx, c, st) }()
+	go func() { recvDone <- printMessages(ctx, c, tm, st) }()
 	sendDone := make(chan error, 1)
 	go func() { sendDone <- sendLines(ctx, c, m, t, st) }()
 	var err, rerr error
@@ -162,15 +168,14 @@ var errByebye = errors.New("the peer said " + byebye)
 
 // printMessages prints each message received until a receive fails or the
 // peer says byebye.
-func printMessages(ctx context.Context, c message.Conn, st *stdio) error {
+func printMessages(ctx context.Context, c message.Conn, tm textMode, st *stdio) error {
 	for {
 		msg, err := c.Receive(ctx)
 		if err != nil {
 			return err
 		}
-		text := strings.TrimSuffix(string(msg), "\n")
-		fmt.Fprintf(st.out, ">>>%s: %s\n", c.RemoteAddr(), text)
-		if strings.TrimSuffix(text, "\r") == byebye {
+		fmt.Fprintf(st.out, ">>>%s: %s", c.RemoteAddr(), tm.line(msg))
+		if strings.TrimSuffix(strings.TrimSuffix(string(msg), "\n"), "\r") == byebye {
 			return errByebye
 		}
 	}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/udplab/udplab/internal/conntest"
+	"github.com/udplab/udplab/modes"
+)
+
+// stubConn is a message.Conn in memory. Receive returns the messages and
+// the error the test feeds it, and otherwise wakes only at Close, not at
+// its context's end: the strictest transport for chat's shutdown order.
+type stubConn struct {
+	in      chan []byte
+	fail    chan error
+	sendErr error
+	closed  chan struct{}
+	once    sync.Once
+}
+
+func newStubConn(sendErr error, recv ...string) *stubConn {
+	c := &stubConn{in: make(chan []byte, len(recv)), fail: make(chan error, 1), sendErr: sendErr, closed: make(chan struct{})}
+	for _, m := range recv {
+		c.in <- []byte(m)
+	}
+	return c
+}
+
+func (c *stubConn) Receive(context.Context) ([]byte, error) {
+	select {
+	case m := <-c.in:
+		return m, nil
+	default:
+	}
+	select {
+	case m := <-c.in:
+		return m, nil
+	case err := <-c.fail:
+		return nil, err
+	case <-c.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (c *stubConn) Send(context.Context, []byte) error {
+	select {
+	case <-c.closed:
+		return net.ErrClosed
+	default:
+		return c.sendErr
+	}
+}
+
+func (c *stubConn) Close() error         { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *stubConn) LocalAddr() net.Addr  { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7001} }
+func (c *stubConn) RemoteAddr() net.Addr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7000} }
+
+// TestEscape: what a terminal is shown of bytes from the network.
+func TestEscape(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"Hello Zoë!", "Hello Zoë!"},
+		{"\x1b[2J", `\x1b[2J`},
+		{"\x1b]0;title\x07", `\x1b]0;title\a`},
+		{"a\rPlease input your name: ", `a\rPlease input your name: `},
+		{"two\nlines", `two\nlines`},
+		{"tab\there", `tab\there`},
+		{"nul\x00 del\x7f", `nul\x00 del\x7f`},
+		{"c1 \u009b2J", `c1 \u009b2J`},
+		{"bad \xff\xfe utf-8", `bad \xff\xfe utf-8`},
+		{"bidi \u202egnp.exe", `bidi \u202egnp.exe`},
+		{"isolate \u2066x\u2069", `isolate \u2066x\u2069`},
+		{`quotes " and \ stay`, `quotes " and \ stay`},
+		{"replacement \ufffd stays", "replacement \ufffd stays"},
+		{"日本語 and 👋", "日本語 and 👋"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := escape(tt.in); got != tt.want {
+			t.Errorf("escape(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestTextModeLine: a message becomes one line, escaped or as sent.
+func TestTextModeLine(t *testing.T) {
+	tests := []struct {
+		tm       textMode
+		in, want string
+	}{
+		{escaped, "Hello Zoë!\n", "Hello Zoë!\n"},
+		{escaped, "no newline", "no newline\n"},
+		{escaped, "crlf\r\n", "crlf\n"},
+		{escaped, "\x1b[2J\n", `\x1b[2J` + "\n"},
+		{escaped, "fake\n>>>10.0.0.1:7000: line\n", `fake\n>>>10.0.0.1:7000: line` + "\n"},
+		{asSent, "\x1b[2J\n", "\x1b[2J\n"},
+		{asSent, "crlf\r\n", "crlf\r\n"},
+		{asSent, "no newline", "no newline\n"},
+	}
+	for _, tt := range tests {
+		if got := tt.tm.line([]byte(tt.in)); got != tt.want {
+			t.Errorf("textMode(%v).line(%q) = %q, want %q", tt.tm, tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestEscapedError: an error's text is escaped, and errors.Is still sees
+// what it wraps.
+func TestEscapedError(t *testing.T) {
+	inner := errors.New("closed: \x1b[2Jbye")
+	err := escaped.err(inner)
+	if want := `closed: \x1b[2Jbye`; err.Error() != want {
+		t.Errorf("escaped error = %q, want %q", err.Error(), want)
+	}
+	if !errors.Is(err, inner) {
+		t.Error("the escaped error does not wrap the original")
+	}
+	if asSent.err(inner) != inner || escaped.err(nil) != nil {
+		t.Error("--raw-output changed an error, or nil became an error")
+	}
+}
+
+// TestOutputEscaped: the client's replies and chat's lines are escaped by
+// default and as sent with --raw-output; readable text is unchanged.
+func TestOutputEscaped(t *testing.T) {
+	tests := []struct {
+		tm              textMode
+		reply, wantText string
+	}{
+		{escaped, "\x1b[2J\n", `\x1b[2J`},
+		{asSent, "\x1b[2J\n", "\x1b[2J"},
+		{escaped, "Hello Zoë!\n", "Hello Zoë!"},
+		{asSent, "Hello Zoë!\n", "Hello Zoë!"},
+	}
+	for _, tt := range tests {
+		var out strings.Builder
+		c := newStubConn(nil, tt.reply)
+		err := greetLoop(context.Background(), c, modes.Raw, modes.Traits{MaxMessage: 100}, conntest.Timeout, tt.tm, &stdio{strings.NewReader("x\n"), &out, io.Discard})
+		if want := prompt + tt.wantText + "\n" + prompt + "\n"; err != nil || out.String() != want {
+			t.Errorf("client, reply %q, textMode %v: printed %q, %v; want %q", tt.reply, tt.tm, out.String(), err, want)
+		}
+		out.Reset()
+		c = newStubConn(nil, tt.reply)
+		c.fail <- io.EOF // the peer leaves after it
+		err = printMessages(context.Background(), c, tt.tm, &stdio{nil, &out, io.Discard})
+		if want := ">>>127.0.0.1:7000: " + tt.wantText + "\n"; !errors.Is(err, io.EOF) || out.String() != want {
+			t.Errorf("chat, message %q, textMode %v: printed %q, %v; want %q", tt.reply, tt.tm, out.String(), err, want)
+		}
+	}
+}
