@@ -33,7 +33,9 @@ SHA-256 for the dialer's --pin; a quic dialer gives up after 5s when
 nothing answers, so start the listener first.
 
 Received text is shown escaped as Go's %q escapes it (ESC as \x1b), so a
-peer cannot drive the terminal; --raw-output prints it as it came.
+peer cannot drive the terminal; --raw-output prints it as it came. In raw
+and fec only datagrams from --peer's address are read: chat says at the
+end how many from elsewhere it ignored.
 
 At the end of input chat keeps receiving for --linger, so messages in flight
 still print and KCP can finish delivering what was sent; then it exits. It
@@ -79,7 +81,9 @@ also ends on SIGINT or SIGTERM.`,
 			if err != nil {
 				return tm.err(err)
 			}
-			return tm.err(chat(ctx, c, m, t, linger, tm, st))
+			err = chat(ctx, c, m, t, linger, tm, st)
+			reportForeign(c, peer, st)
+			return tm.err(err)
 		}
 	},
 }
@@ -109,6 +113,14 @@ func untilListening(ctx context.Context, dial func() (message.Conn, error), wait
 			return nil, context.Cause(ctx)
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// reportForeign says how many datagrams a datagram mode's chat dropped
+// for coming from an address other than the peer's.
+func reportForeign(c message.Conn, peer string, st *stdio) {
+	if f, ok := c.(interface{ Foreign() uint64 }); ok && f.Foreign() > 0 {
+		fmt.Fprintf(st.err, "ignored %d datagrams from addresses other than %s\n", f.Foreign(), peer)
 	}
 }
 

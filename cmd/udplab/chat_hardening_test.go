@@ -153,3 +153,41 @@ func TestOutputEscaped(t *testing.T) {
 		}
 	}
 }
+
+// TestDatagramChatPeerIsFixed: a raw or fec chat reads only its --peer:
+// datagrams from any other address are counted and dropped, never printed
+// nor taken as the peer.
+func TestDatagramChatPeerIsFixed(t *testing.T) {
+	for _, m := range []*modes.Mode{modes.Raw, modes.FEC} {
+		t.Run(m.Name, func(t *testing.T) {
+			a, b := chatPair(t, m)
+			stranger, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stranger.Close()
+			// Loopback queues datagrams at a's socket in the order sent, so
+			// a reads the stranger's before b's.
+			if _, err := stranger.WriteTo([]byte("\x1b[2Jgarbage"), a.LocalAddr()); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Send(context.Background(), []byte("hi")); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
+			defer cancel()
+			got, err := a.Receive(ctx)
+			if err != nil || string(got) != "hi" {
+				t.Fatalf("a received %q, %v; want %q", got, err, "hi")
+			}
+			if a.RemoteAddr().String() != b.LocalAddr().String() {
+				t.Errorf("a's peer = %v, want %v", a.RemoteAddr(), b.LocalAddr())
+			}
+			var errOut strings.Builder
+			reportForeign(a, b.LocalAddr().String(), &stdio{nil, io.Discard, &errOut})
+			if want := "ignored 1 datagrams from addresses other than " + b.LocalAddr().String() + "\n"; errOut.String() != want {
+				t.Errorf("report = %q, want %q", errOut.String(), want)
+			}
+		})
+	}
+}
