@@ -39,7 +39,9 @@ end how many from elsewhere it ignored.
 
 At the end of input chat keeps receiving for --linger, so messages in flight
 still print and KCP can finish delivering what was sent; then it exits. It
-also ends on SIGINT or SIGTERM.`,
+also ends on SIGINT or SIGTERM, and with exit status 1 when the transport
+closes the conversation under it (kcp-go does when a packet from the peer's
+address starts another conversation).`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
 		var (
 			mode, listen, peer string
@@ -127,10 +129,10 @@ func reportForeign(c message.Conn, peer string, st *stdio) {
 // byebye ends a chat, typed on either side.
 const byebye = "byebye"
 
-// chat runs until end of input, ctx's end, or a failed receive. It owns two
-// goroutines: one reads input and sends it, one receives and prints; both end
-// before it returns, except a read of input blocked when ctx ends, which the
-// process exit ends.
+// chat runs until end of input, ctx's end, or a failed receive or send. It
+// owns two goroutines: one reads input and sends it, one receives and
+// prints; both end before it returns, except a read of input blocked when
+// ctx ends, which the process exit ends.
 func chat(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, linger time.Duration, tm textMode, st *stdio) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -138,26 +140,16 @@ func chat(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, li
 	go func() { recvDone <- printMessages(ctx, c, tm, st) }()
 	sendDone := make(chan error, 1)
 	go func() { sendDone <- sendLines(ctx, c, m, t, st) }()
-	var err, rerr error
-	received := false // rerr came from recvDone
-	select {
-	case err = <-sendDone:
-		if err == nil && linger > 0 {
-			select {
-			case <-time.After(linger):
-			case <-ctx.Done():
-			case rerr = <-recvDone:
-				received = true
-			}
-		}
-	case rerr = <-recvDone:
-		received = true
-	case <-ctx.Done():
-	}
+	err, rerr, pending := awaitEnd(ctx, sendDone, recvDone, linger)
 	cancel()
 	c.Close()
-	if !received {
-		rerr = <-recvDone
+	if pending != nil {
+		rerr = <-pending
+	} else if errors.Is(rerr, net.ErrClosed) && !errors.Is(rerr, io.EOF) {
+		// Chat had not closed c, nor had the peer: the transport did, as
+		// kcp-go does when a packet from the peer's address starts another
+		// conversation.
+		rerr = fmt.Errorf("%w: %v", errClosedUnder, rerr)
 	}
 	if err == nil && !peerLeft(rerr) {
 		err = rerr
@@ -166,6 +158,34 @@ func chat(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, li
 		err = nil
 	}
 	return err
+}
+
+// errClosedUnder ends a chat whose conversation the transport closed.
+var errClosedUnder = errors.New("the conversation was closed under the chat")
+
+// awaitEnd waits for the chat's end: a failed send, the end of input and
+// then linger, a receive's end, or ctx's. It returns the send's error, the
+// receive's, and recvDone itself if the receive is still pending (nil once
+// its result was taken), so the caller waits for it exactly once.
+func awaitEnd(ctx context.Context, sendDone, recvDone <-chan error, linger time.Duration) (err, rerr error, pending <-chan error) {
+	var lingering <-chan time.Time
+	for {
+		select {
+		case err = <-sendDone:
+			if err != nil || linger <= 0 {
+				return err, nil, recvDone
+			}
+			timer := time.NewTimer(linger)
+			defer timer.Stop()
+			sendDone, lingering = nil, timer.C
+		case rerr = <-recvDone:
+			return err, rerr, nil
+		case <-lingering:
+			return err, nil, recvDone
+		case <-ctx.Done():
+			return err, nil, recvDone
+		}
+	}
 }
 
 // peerLeft reports whether a receive ended because the chat is over: this

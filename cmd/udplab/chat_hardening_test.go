@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/udplab/udplab/internal/conntest"
 	"github.com/udplab/udplab/modes"
@@ -60,6 +62,78 @@ func (c *stubConn) Send(context.Context, []byte) error {
 func (c *stubConn) Close() error         { c.once.Do(func() { close(c.closed) }); return nil }
 func (c *stubConn) LocalAddr() net.Addr  { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7001} }
 func (c *stubConn) RemoteAddr() net.Addr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7000} }
+
+// TestChatEndsOnEveryPath runs chat to its end by each way a chat ends, in
+// a synctest bubble: a path that waited twice for the receiving goroutine,
+// or on anything that never comes, leaves every goroutine blocked, which
+// synctest reports as a deadlock instead of the test hanging. Input that
+// stays open is a pipe the test closes once chat has returned, as a
+// terminal nobody types into.
+func TestChatEndsOnEveryPath(t *testing.T) {
+	errSegment := errors.New("bad segment")
+	errNoRoute := errors.New("no route")
+	tests := []struct {
+		name     string
+		input    string
+		endInput bool // input ends after the lines above
+		linger   time.Duration
+		sendErr  error
+		recv     []string // what the peer sends
+		// end, if not nil, ends the chat once every goroutine waits.
+		end     func(c *stubConn, cancel context.CancelFunc)
+		want    error // matched with errors.Is
+		out     string
+		elapsed time.Duration
+	}{
+		{name: "receive fails, input open", end: failWith(errSegment), want: errSegment},
+		{name: "receive fails while lingering", endInput: true, linger: time.Hour, end: failWith(errSegment), want: errSegment},
+		{name: "transport closes the conversation", end: failWith(net.ErrClosed), want: errClosedUnder},
+		{name: "peer closes the connection", end: failWith(io.EOF)},
+		{name: "send fails", input: "hello\n", sendErr: errNoRoute, want: errNoRoute},
+		{name: "SIGTERM, input open", end: func(_ *stubConn, cancel context.CancelFunc) { cancel() }},
+		{name: "SIGTERM while lingering", endInput: true, linger: time.Hour, end: func(_ *stubConn, cancel context.CancelFunc) { cancel() }},
+		{name: "linger runs out", endInput: true, linger: time.Second, elapsed: time.Second},
+		{name: "input ends, no linger", input: "bye for now\n", endInput: true},
+		{name: "peer says byebye", recv: []string{"byebye\n"}, out: ">>>127.0.0.1:7000: byebye\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newStubConn(tt.sendErr, tt.recv...)
+				pr, pw := io.Pipe()
+				if tt.endInput {
+					pw.Close()
+				}
+				var out syncBuffer
+				st := &stdio{io.MultiReader(strings.NewReader(tt.input), pr), &out, io.Discard}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				start := time.Now()
+				done := make(chan error, 1)
+				go func() { done <- chat(ctx, c, modes.Raw, modes.Traits{MaxMessage: 100}, tt.linger, escaped, st) }()
+				synctest.Wait()
+				if tt.end != nil {
+					tt.end(c, cancel)
+				}
+				err := <-done
+				pw.Close() // ends the goroutine reading input
+				if !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
+					t.Errorf("chat = %v, want %v", err, tt.want)
+				}
+				if out.String() != tt.out {
+					t.Errorf("printed %q, want %q", out.String(), tt.out)
+				}
+				if got := time.Since(start); got != tt.elapsed {
+					t.Errorf("chat took %v, want %v", got, tt.elapsed)
+				}
+			})
+		})
+	}
+}
+
+func failWith(err error) func(*stubConn, context.CancelFunc) {
+	return func(c *stubConn, _ context.CancelFunc) { c.fail <- err }
+}
 
 // TestEscape: what a terminal is shown of bytes from the network.
 func TestEscape(t *testing.T) {
