@@ -32,19 +32,28 @@ peer, the other dials with --peer. A quic listener logs its certificate's
 SHA-256 for the dialer's --pin; a quic dialer gives up after 5s when
 nothing answers, so start the listener first.
 
+Received text is shown escaped as Go's %q escapes it (ESC as \x1b), so a
+peer cannot drive the terminal; --raw-output prints it as it came. In raw
+and fec only datagrams from --peer's address are read: chat says at the
+end how many from elsewhere it ignored.
+
 At the end of input chat keeps receiving for --linger, so messages in flight
 still print and KCP can finish delivering what was sent; then it exits. It
-also ends on SIGINT or SIGTERM.`,
+also ends on SIGINT or SIGTERM, and with exit status 1 when the transport
+closes the conversation under it (kcp-go does when a packet from the peer's
+address starts another conversation).`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
 		var (
 			mode, listen, peer string
 			linger             time.Duration
+			rawOutput          bool
 			settings           modes.Settings
 		)
 		modeVar(fs, &mode)
 		cliflag.Addr(fs, &listen, "listen", "", false, "this side's `ADDR`")
 		cliflag.Addr(fs, &peer, "peer", "", false, "the other side's `ADDR`")
 		cliflag.Duration(fs, &linger, "linger", time.Second, 0, "after end of input, keep receiving for `D` before exiting")
+		rawOutputVar(fs, &rawOutput)
 		modes.Flags(fs, &settings, modes.All(), false)
 		return func(ctx context.Context, st *stdio) error {
 			m := lookupMode(mode)
@@ -70,10 +79,13 @@ also ends on SIGINT or SIGTERM.`,
 			if err != nil && ctx.Err() != nil {
 				return nil // interrupted while waiting: nothing was said, nothing is lost
 			}
+			tm := textMode(rawOutput)
 			if err != nil {
-				return err
+				return tm.err(err)
 			}
-			return chat(ctx, c, m, t, linger, st)
+			err = chat(ctx, c, m, t, linger, tm, st)
+			reportForeign(c, peer, st)
+			return tm.err(err)
 		}
 	},
 }
@@ -106,40 +118,38 @@ func untilListening(ctx context.Context, dial func() (message.Conn, error), wait
 	}
 }
 
+// reportForeign says how many datagrams a datagram mode's chat dropped
+// for coming from an address other than the peer's.
+func reportForeign(c message.Conn, peer string, st *stdio) {
+	if f, ok := c.(interface{ Foreign() uint64 }); ok && f.Foreign() > 0 {
+		fmt.Fprintf(st.err, "ignored %d datagrams from addresses other than %s\n", f.Foreign(), peer)
+	}
+}
+
 // byebye ends a chat, typed on either side.
 const byebye = "byebye"
 
-// chat runs until end of input, ctx's end, or a failed receive. It owns two
-// goroutines: one reads input and sends it, one receives and prints; both end
-// before it returns, except a read of input blocked when ctx ends, which the
-// process exit ends.
-func chat(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, linger time.Duration, st *stdio) error {
+// chat runs until end of input, ctx's end, or a failed receive or send. It
+// owns two goroutines: one reads input and sends it, one receives and
+// prints; both end before it returns, except a read of input blocked when
+// ctx ends, which the process exit ends.
+func chat(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, linger time.Duration, tm textMode, st *stdio) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	recvDone := make(chan error, 1)
-	go func() { recvDone <- printMessages(ctx, c, st) }()
+	go func() { recvDone <- printMessages(ctx, c, tm, st) }()
 	sendDone := make(chan error, 1)
 	go func() { sendDone <- sendLines(ctx, c, m, t, st) }()
-	var err, rerr error
-	received := false // rerr came from recvDone
-	select {
-	case err = <-sendDone:
-		if err == nil && linger > 0 {
-			select {
-			case <-time.After(linger):
-			case <-ctx.Done():
-			case rerr = <-recvDone:
-				received = true
-			}
-		}
-	case rerr = <-recvDone:
-		received = true
-	case <-ctx.Done():
-	}
+	err, rerr, pending := awaitEnd(ctx, sendDone, recvDone, linger)
 	cancel()
 	c.Close()
-	if !received {
-		rerr = <-recvDone
+	if pending != nil {
+		rerr = <-pending
+	} else if errors.Is(rerr, net.ErrClosed) && !errors.Is(rerr, io.EOF) {
+		// Chat had not closed c, nor had the peer: the transport did, as
+		// kcp-go does when a packet from the peer's address starts another
+		// conversation.
+		rerr = fmt.Errorf("%w: %v", errClosedUnder, rerr)
 	}
 	if err == nil && !peerLeft(rerr) {
 		err = rerr
@@ -148,6 +158,34 @@ func chat(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, li
 		err = nil
 	}
 	return err
+}
+
+// errClosedUnder ends a chat whose conversation the transport closed.
+var errClosedUnder = errors.New("the conversation was closed under the chat")
+
+// awaitEnd waits for the chat's end: a failed send, the end of input and
+// then linger, a receive's end, or ctx's. It returns the send's error, the
+// receive's, and recvDone itself if the receive is still pending (nil once
+// its result was taken), so the caller waits for it exactly once.
+func awaitEnd(ctx context.Context, sendDone, recvDone <-chan error, linger time.Duration) (err, rerr error, pending <-chan error) {
+	var lingering <-chan time.Time
+	for {
+		select {
+		case err = <-sendDone:
+			if err != nil || linger <= 0 {
+				return err, nil, recvDone
+			}
+			timer := time.NewTimer(linger)
+			defer timer.Stop()
+			sendDone, lingering = nil, timer.C
+		case rerr = <-recvDone:
+			return err, rerr, nil
+		case <-lingering:
+			return err, nil, recvDone
+		case <-ctx.Done():
+			return err, nil, recvDone
+		}
+	}
 }
 
 // peerLeft reports whether a receive ended because the chat is over: this
@@ -162,15 +200,14 @@ var errByebye = errors.New("the peer said " + byebye)
 
 // printMessages prints each message received until a receive fails or the
 // peer says byebye.
-func printMessages(ctx context.Context, c message.Conn, st *stdio) error {
+func printMessages(ctx context.Context, c message.Conn, tm textMode, st *stdio) error {
 	for {
 		msg, err := c.Receive(ctx)
 		if err != nil {
 			return err
 		}
-		text := strings.TrimSuffix(string(msg), "\n")
-		fmt.Fprintf(st.out, ">>>%s: %s\n", c.RemoteAddr(), text)
-		if strings.TrimSuffix(text, "\r") == byebye {
+		fmt.Fprintf(st.out, ">>>%s: %s", c.RemoteAddr(), tm.line(msg))
+		if strings.TrimSuffix(strings.TrimSuffix(string(msg), "\n"), "\r") == byebye {
 			return errByebye
 		}
 	}

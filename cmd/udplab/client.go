@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -37,16 +36,22 @@ missing reply means the server is unreachable or does not share the
 --fec, --crypt and --key settings. tcp connects first, and fails at once
 if nothing listens. quic connects first too (TLS 1.3): it verifies the
 server's certificate by --pin, or, on a loopback address without --pin,
-accepts it with a warning; it gives up after 5s when nothing answers.`,
+accepts it with a warning; it gives up after 5s when nothing answers.
+
+Replies are shown escaped as Go's %q escapes them (ESC as \x1b, a newline
+inside a reply as \n), so a server cannot drive the terminal;
+--raw-output prints them as they came.`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
 		var (
 			mode, addr string
 			timeout    time.Duration
+			rawOutput  bool
 			settings   modes.Settings
 		)
 		modeVar(fs, &mode)
 		cliflag.Addr(fs, &addr, "addr", "", false, "server `ADDR` (default "+defaultAddrs()+")")
 		timeoutVar(fs, &timeout)
+		rawOutputVar(fs, &rawOutput)
 		modes.Flags(fs, &settings, modes.All(), false)
 		return func(ctx context.Context, st *stdio) error {
 			m := lookupMode(mode)
@@ -61,19 +66,20 @@ accepts it with a warning; it gives up after 5s when nothing answers.`,
 			if addr == "" {
 				addr = m.DefaultAddr
 			}
+			tm := textMode(rawOutput)
 			c, err := tr.DialAddr(ctx, addr)
 			if err != nil {
-				return err
+				return tm.err(err)
 			}
 			defer c.Close()
-			return greetLoop(ctx, c, m, tr.Traits(), timeout, st)
+			return tm.err(greetLoop(ctx, c, m, tr.Traits(), timeout, tm, st))
 		}
 	},
 }
 
 const prompt = "Please input your name: "
 
-func greetLoop(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, timeout time.Duration, st *stdio) error {
+func greetLoop(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, timeout time.Duration, tm textMode, st *stdio) error {
 	lines := newLineReader(st.in, t.MaxMessage)
 	for {
 		fmt.Fprint(st.out, prompt)
@@ -91,7 +97,7 @@ func greetLoop(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Trait
 		case size == 0:
 			continue
 		}
-		if err := greet(ctx, c, m, t, line, timeout, st.out); err != nil {
+		if err := greet(ctx, c, m, t, line, timeout, tm, st.out); err != nil {
 			return err
 		}
 		if string(line) == message.ExitRequest {
@@ -108,7 +114,7 @@ func tooLong(m *modes.Mode, t modes.Traits, size int) string {
 
 // greet sends line and prints the reply, or why none came. A closed port
 // is an error: no later line would be answered either.
-func greet(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, line []byte, timeout time.Duration, out io.Writer) error {
+func greet(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, line []byte, timeout time.Duration, tm textMode, out io.Writer) error {
 	reply, err := request(ctx, c, line, timeout)
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -118,10 +124,7 @@ func greet(ctx context.Context, c message.Conn, m *modes.Mode, t modes.Traits, l
 	case err != nil:
 		return err
 	default:
-		out.Write(reply)
-		if !bytes.HasSuffix(reply, []byte("\n")) {
-			fmt.Fprintln(out)
-		}
+		io.WriteString(out, tm.line(reply))
 	}
 	return nil
 }

@@ -220,7 +220,7 @@ func TestClientSession(t *testing.T) {
 			c := dialTest(t, m, addr)
 			var out bytes.Buffer
 			in := "Alice\n\n\r\nBob\r\nexit\nnever sent\n"
-			if err := greetLoop(context.Background(), c, m, newTestTransport(t, m).Traits(), 5*time.Second, &stdio{strings.NewReader(in), &out, io.Discard}); err != nil {
+			if err := greetLoop(context.Background(), c, m, newTestTransport(t, m).Traits(), 5*time.Second, escaped, &stdio{strings.NewReader(in), &out, io.Discard}); err != nil {
 				t.Fatal(err)
 			}
 			want := prompt + "Hello Alice!\n" + prompt + prompt + prompt + "Hello Bob!\n" + prompt +
@@ -237,7 +237,7 @@ func TestClientEndOfInput(t *testing.T) {
 	addr := startServer(t, rawMode, message.Greet)
 	c := dialTest(t, rawMode, addr)
 	var out bytes.Buffer
-	if err := greetLoop(context.Background(), c, rawMode, newTestTransport(t, rawMode).Traits(), 5*time.Second, &stdio{strings.NewReader("Carol"), &out, io.Discard}); err != nil {
+	if err := greetLoop(context.Background(), c, rawMode, newTestTransport(t, rawMode).Traits(), 5*time.Second, escaped, &stdio{strings.NewReader("Carol"), &out, io.Discard}); err != nil {
 		t.Fatal(err)
 	}
 	if want := prompt + "Hello Carol!\n" + prompt + "\n"; out.String() != want {
@@ -256,7 +256,7 @@ func TestClientReportsLoss(t *testing.T) {
 	rawMode := modes.Raw
 	c := dialTest(t, rawMode, silent.LocalAddr().String())
 	var out bytes.Buffer
-	if err := greetLoop(context.Background(), c, rawMode, newTestTransport(t, rawMode).Traits(), 50*time.Millisecond, &stdio{strings.NewReader("Dave\n"), &out, io.Discard}); err != nil {
+	if err := greetLoop(context.Background(), c, rawMode, newTestTransport(t, rawMode).Traits(), 50*time.Millisecond, escaped, &stdio{strings.NewReader("Dave\n"), &out, io.Discard}); err != nil {
 		t.Fatal(err)
 	}
 	want := prompt + "No reply within 50ms: the request or its reply was lost, and raw does not retransmit.\n" + prompt + "\n"
@@ -274,10 +274,10 @@ func TestChatRefusesLongLines(t *testing.T) {
 	var outA, outB syncBuffer
 	inA, feedA := io.Pipe()
 	doneA := make(chan error, 1)
-	go func() { doneA <- chat(context.Background(), a, m, tr, 0, &stdio{inA, &outA, io.Discard}) }()
+	go func() { doneA <- chat(context.Background(), a, m, tr, 0, escaped, &stdio{inA, &outA, io.Discard}) }()
 	long := strings.Repeat("x", tr.MaxMessage+1)
 	in := strings.NewReader(long + "\nafter\n")
-	if err := chat(context.Background(), b, m, tr, 0, &stdio{in, &outB, io.Discard}); err != nil {
+	if err := chat(context.Background(), b, m, tr, 0, escaped, &stdio{in, &outB, io.Discard}); err != nil {
 		t.Fatal(err)
 	}
 	conntest.WaitFor(t, func() bool { return strings.Contains(outA.String(), "after") })
@@ -302,13 +302,13 @@ func TestChat(t *testing.T) {
 			var outA, outB syncBuffer
 			doneA := make(chan error, 1)
 			inA, feedA := io.Pipe()
-			go func() { doneA <- chat(context.Background(), a, m, tr, 0, &stdio{inA, &outA, io.Discard}) }()
+			go func() { doneA <- chat(context.Background(), a, m, tr, 0, escaped, &stdio{inA, &outA, io.Discard}) }()
 			// B says two lines and ends its input; A answers once B's
 			// lines have arrived, then ends too.
 			doneB := make(chan error, 1)
 			inB, feedB := io.Pipe()
 			go func() {
-				doneB <- chat(context.Background(), b, m, tr, 100*time.Millisecond, &stdio{inB, &outB, io.Discard})
+				doneB <- chat(context.Background(), b, m, tr, 100*time.Millisecond, escaped, &stdio{inB, &outB, io.Discard})
 			}()
 			io.WriteString(feedB, "hello\n\nhow are you?\n")
 			conntest.WaitFor(t, func() bool { return strings.Count(outA.String(), "\n") == 2 })
