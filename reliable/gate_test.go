@@ -3,6 +3,7 @@ package reliable
 import (
 	"context"
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"net"
 	"net/netip"
@@ -137,40 +138,115 @@ func greetAfter(t *testing.T, s *Server, cfg Config) {
 	}
 }
 
-// TestFloodOpensNoSession sends KCP pushes and garbage from 20,000 spoofed
-// sources that never answer: no session opens, no source gets back more
-// than the bytes it sent (let alone guard.Factor times them), and a real
-// client is answered.
+// spoofedSource names the i'th of up to 2^24 spoofed sources in
+// 127.0.0.0/8.
+func spoofedSource(i int) string {
+	return fmt.Sprintf("127.%d.%d.%d:40000", 1+i>>16, i>>8&0xff, i&0xff)
+}
+
+// TestFloodOpensNoSession sends KCP pushes and garbage from 100,000
+// spoofed sources that never answer, while real clients greet: every real
+// client is answered, during the flood and after; no session opens for a
+// spoofed source, probation stays within its bounds, and no source gets
+// back more than the bytes it sent (let alone guard.Factor times them).
 func TestFloodOpensNoSession(t *testing.T) {
 	s, pc := serveSpoofed(t, Config{NoFEC: true})
-	const sources = 20000
-	for i := range sources {
-		src := fmt.Sprintf("127.%d.%d.%d:40000", 1+i>>16, i>>8&0xff, i&0xff)
-		if i%2 == 0 {
-			pc.inject(kcpPush(uint32(i), "x"), src)
-		} else {
-			pc.inject([]byte("garbage of twenty-four..."), src)
+	const sources, clients = 100000, 20
+	flooded := make(chan struct{})
+	go func() {
+		defer close(flooded)
+		for i := range sources {
+			if i%2 == 0 {
+				pc.inject(kcpPush(uint32(i), "x"), spoofedSource(i))
+			} else {
+				pc.inject([]byte("garbage of twenty-four..."), spoofedSource(i))
+			}
 		}
+	}()
+	for range clients { // during the flood
+		greetAfter(t, s, Config{NoFEC: true})
 	}
-	greetAfter(t, s, Config{NoFEC: true})
+	<-flooded
+	greetAfter(t, s, Config{NoFEC: true}) // and after it
 	st := s.Stats()
-	// The real client sends its first packet again if the flood delays its
+	// A real client sends its first packet again if the flood delays its
 	// probe past its retransmission timeout: each copy is probed too.
-	if st.Accepted != 1 || st.Probes < sources/2+1 || st.Unvalidated != sources/2 {
-		t.Errorf("stats = %+v; want 1 session (the real client's), %d probes and more for it, %d unvalidated", st, sources/2, sources/2)
+	if st.Accepted != clients+1 || st.Probes < sources/2+clients+1 || st.Unvalidated != sources/2 {
+		t.Errorf("stats = %+v; want %d sessions (the real clients'), %d probes and more for them, %d unvalidated",
+			st, clients+1, sources/2, sources/2)
 	}
 	if st.Probation > probationMax {
 		t.Errorf("probation = %d, want at most %d", st.Probation, probationMax)
 	}
 	push := guard.WireBytes(len(kcpPush(0, "x")), netip.AddrPort{})
-	for _, src := range []string{"127.1.0.0:40000", "127.1.78.32:40000"} {
-		if got := pc.sentTo(src); got > push {
-			t.Errorf("sent %d bytes to %s, which sent %d", got, src, push)
+	for _, i := range []int{0, 31234 * 2, sources - 2} {
+		if got := pc.sentTo(spoofedSource(i)); got > push {
+			t.Errorf("sent %d bytes to %s, which sent %d", got, spoofedSource(i), push)
 		}
 	}
-	if got := pc.sentTo("127.1.0.1:40000"); got != 0 {
+	if got := pc.sentTo(spoofedSource(1)); got != 0 {
 		t.Errorf("sent %d bytes to a source of garbage, want 0", got)
 	}
+}
+
+// floodPackets is how many packets TestKeyedFloodOpensNothing sends:
+// go test ./reliable -run KeyedFlood -args -flood 1000000 for the
+// issue's figure.
+var floodPackets = flag.Int("flood", 100000, "packets TestKeyedFloodOpensNothing sends")
+
+// TestKeyedFloodOpensNothing sends, under a key, garbage, packets under a
+// wrong key and replays of a real client's packets, from spoofed sources
+// and from the client's own address: no session opens, each is counted,
+// and real clients are answered.
+func TestKeyedFloodOpensNothing(t *testing.T) {
+	cfg := Config{Key: "secret"}
+	s, pc := serveSpoofed(t, cfg)
+	c := dial(t, s.Addr(), cfg)
+	conntest.RoundTrip(t, c, "Alice")
+	captured := pc.captured()
+	wrong := sealedPush(t, Config{Key: "wrong"})
+	n := *floodPackets
+	go func() {
+		for i := range n {
+			switch src := spoofedSource(i % (1 << 20)); i % 3 {
+			case 0:
+				pc.inject([]byte("forty bytes of garbage, forty bytes....."), src)
+			case 1:
+				pc.inject(wrong, src)
+			default:
+				cp := captured[i%len(captured)]
+				if i%7 == 2 {
+					src = cp.from.String()
+				}
+				pc.inject(cp.pkt, src)
+			}
+		}
+	}()
+	for range 10 {
+		greetAfter(t, s, cfg)
+	}
+	conntest.WaitFor(t, func() bool { st := s.Stats(); return st.AuthFailures+st.Replays+st.Unvalidated >= uint64(n) })
+	greetAfter(t, s, cfg)
+	st := s.Stats()
+	if st.Accepted != 12 || st.Validated != 12 {
+		t.Errorf("stats = %+v; want 12 sessions, all real clients'", st)
+	}
+	if got := st.AuthFailures + st.Replays + st.Unvalidated; got != uint64(n) {
+		t.Errorf("auth failures %d + replays %d + unvalidated %d = %d, want every one of the %d sent",
+			st.AuthFailures, st.Replays, st.Unvalidated, got, n)
+	}
+}
+
+// sealedPush is a KCP push sealed under cfg's cipher, as a client with
+// cfg would send it.
+func sealedPush(t *testing.T, cfg Config) []byte {
+	t.Helper()
+	_, block, err := cfg.populate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCodec(block)
+	return append([]byte(nil), c.seal(kcpPush(1, "Mallory"))...)
 }
 
 // TestSpoofedResetLeavesSession sends, from a live client's address, a
