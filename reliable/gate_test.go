@@ -430,6 +430,11 @@ func TestGateSteps(t *testing.T) {
 	if !g.admit(kcpPush(7, "Bob"), src) {
 		t.Error("a validated source's push was refused")
 	}
+	// A parity shard has no conversation id of its own to check.
+	parity := append([]byte{9, 0, 0, 0, 0xf2, 0, 30, 0}, make([]byte, 28)...)
+	if !g.admit(parity, src) {
+		t.Error("a validated source's FEC parity shard was refused")
+	}
 	if g.admit(kcpPush(8, "reset"), src) {
 		t.Error("another conversation from a live session's address went through")
 	}

@@ -13,9 +13,11 @@ import (
 // 16-byte nonce and a CRC32 of the rest, all encrypted), then with FEC an
 // 8-byte header (sequence id, type, size), then KCP segments.
 const (
-	cfbNonce    = 16
-	cfbHeader   = cfbNonce + 4
-	fecTypeData = 0xf1
+	cfbNonce      = 16
+	cfbHeader     = cfbNonce + 4
+	fecTypeData   = 0xf1
+	fecTypeParity = 0xf2
+	fecTypeOOB    = 0xf3
 )
 
 // aead is kcp-go's AEAD cipher, whose methods are exported although its
@@ -66,6 +68,7 @@ const (
 	accepted   refusal = iota
 	authFailed         // the cipher or its checksum refused it
 	malformed          // too short, or no whole KCP segment
+	shard              // an FEC parity shard (or kcp-go's out-of-band data): no segment of its own
 )
 
 // open returns pkt's KCP segments, decrypted and checked, in the codec's
@@ -99,8 +102,13 @@ func (c *codec) open(pkt []byte) (segs []byte, why refusal) {
 	}
 	// A data shard's FEC header; a parity shard carries no segment of its
 	// own to read.
-	if len(segs) >= 6 && binary.LittleEndian.Uint16(segs[4:]) == fecTypeData {
-		segs = segs[fecOverhead:]
+	if len(segs) >= 6 {
+		switch binary.LittleEndian.Uint16(segs[4:]) {
+		case fecTypeData:
+			segs = segs[fecOverhead:]
+		case fecTypeParity, fecTypeOOB:
+			return nil, shard
+		}
 	}
 	if len(segs) < kcp.IKCP_OVERHEAD {
 		return nil, malformed
