@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/udplab/udplab/internal/cliflag"
 	"github.com/udplab/udplab/message"
@@ -15,7 +17,7 @@ import (
 
 var serveCmd = &command{
 	name:      "serve",
-	usageLine: "[--MODE ADDR|off]... [--reply greet|time|echo] [mode flags]",
+	usageLine: "[--MODE ADDR|off]... [--reply greet|time|echo] [--memory-limit SIZE] [--drain D] [mode flags]",
 	short:     "serve the greeting over every mode side by side",
 	long: `Serve runs one server per mode, all answering the same requests: ` + modeList() + `.
 These are the modes compare measures, under the same names; --reliable and
@@ -29,18 +31,29 @@ A tcp connection ends when the client closes it or sends exit.
 
 Every UDP listener's socket gets 4 MiB buffers (forced past
 net.core.rmem_max where the process may), so a burst waits in the kernel
-instead of being dropped there. serve logs one line per listener when
-ready and a summary of each on SIGINT or SIGTERM, then exits 0. A UDP
-listener's summary ends with socket_drops: the datagrams the kernel
-dropped at its socket because its receive buffer was full, which the
-server never saw; "unknown" where the kernel does not say (outside Linux,
-or for tcp, which has no such drops).`,
+instead of being dropped there. serve logs a starting line (its memory
+limit and drain), one line per listener when ready, and on
+SIGINT or SIGTERM it drains: every server stops taking new clients and
+requests, and has --drain (2s) to answer what it took and see the answers
+acknowledged; then serve logs, per listener, what the drain cut off
+(cut_off=none when nothing) and a summary, and exits 0. --drain 0 closes
+at once. A UDP listener's summary ends with socket_drops: the datagrams
+the kernel dropped at its socket because its receive buffer was full,
+which the server never saw; "unknown" where the kernel does not say
+(outside Linux, or for tcp, which has no such drops).
+
+--memory-limit sets the Go runtime's soft memory limit (default 1GiB,
+room for every listener's --max-sessions clients): past it the GC works
+harder instead of the heap growing until the kernel kills the process.
+GOMEMLIMIT in the environment wins over the default, not over the flag;
+off sets no limit.`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
 		var (
 			all          = modes.All()
 			addrs        = make([]string, len(all))
 			reply, level string
 			settings     modes.Settings
+			cfg          serveConfig
 		)
 		for i, m := range all {
 			cliflag.Addr(fs, &addrs[i], m.ListenFlag(), m.DefaultAddr, true,
@@ -50,6 +63,9 @@ or for tcp, which has no such drops).`,
 			}
 		}
 		replyVar(fs, &reply)
+		memoryLimitVar(fs, &cfg.memoryLimit)
+		cliflag.Duration(fs, &cfg.drain, "drain", 2*time.Second, 0,
+			"on SIGINT or SIGTERM, give the servers `D` to finish what they took; 0 closes them at once")
 		modes.Flags(fs, &settings, all, true)
 		logLevelVar(fs, &level)
 		return func(ctx context.Context, st *stdio) error {
@@ -69,7 +85,8 @@ or for tcp, which has no such drops).`,
 					return err
 				}
 			}
-			return serve(ctx, log, on, trs, addrs, reply, h)
+			cfg.reply, cfg.explicitLimit = reply, given(fs, "memory-limit") != ""
+			return serve(ctx, log, on, trs, addrs, cfg, h)
 		}
 	},
 }
@@ -106,13 +123,44 @@ type listener struct {
 	srv  modes.Server
 }
 
-// serve runs a server for every mode in on, until ctx ends, then logs each
-// one's summary.
-func serve(ctx context.Context, log *slog.Logger, on []*modes.Mode, trs []modes.Transport, addrs []string, reply string, h message.Handler) error {
-	var ls []listener
+// serverSet is the servers serve runs, added as they start.
+type serverSet struct {
+	mu sync.Mutex
+	ls []listener
+}
+
+func (s *serverSet) add(l listener) {
+	s.mu.Lock()
+	s.ls = append(s.ls, l)
+	s.mu.Unlock()
+}
+
+func (s *serverSet) list() []listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.ls)
+}
+
+// serveConfig is serve's settings beyond its listeners'.
+type serveConfig struct {
+	reply string
+	// memoryLimit is the runtime's soft memory limit; explicitLimit says
+	// whether --memory-limit set it, so that it wins over GOMEMLIMIT.
+	memoryLimit   int64
+	explicitLimit bool
+	drain         time.Duration // how long the servers may finish, once told to stop
+}
+
+// serve runs a server for every mode in on until ctx ends, then drains
+// them.
+func serve(ctx context.Context, log *slog.Logger, on []*modes.Mode, trs []modes.Transport, addrs []string, cfg serveConfig, h message.Handler) error {
+	limit, from, restore := setMemoryLimit(cfg.memoryLimit, cfg.explicitLimit)
+	defer restore()
+	set := &serverSet{}
+	log.Info("starting", "memory_limit", formatLimit(limit), "memory_limit_from", from, "drain", cfg.drain)
 	defer func() {
-		for _, l := range ls {
-			l.srv.Close()
+		for _, l := range set.list() {
+			l.srv.Close() // after a failed start; Close is idempotent
 		}
 	}()
 	for i, m := range on {
@@ -121,16 +169,36 @@ func serve(ctx context.Context, log *slog.Logger, on []*modes.Mode, trs []modes.
 		if err != nil {
 			return fmt.Errorf("--%s %s: %w", m.ListenFlag(), addr, err)
 		}
-		log.Info("serving", append([]any{"mode", m.Name, "addr", s.Addr(), "reply", reply}, s.Describe()...)...)
-		ls = append(ls, listener{m.Name, s})
+		log.Info("serving", append([]any{"mode", m.Name, "addr", s.Addr(), "reply", cfg.reply}, s.Describe()...)...)
+		set.add(listener{m.Name, s})
 	}
 	<-ctx.Done()
-	log.Info("shutting down", "cause", context.Cause(ctx))
-	for _, l := range ls {
-		l.srv.Close()
+	log.Info("shutting down", "cause", context.Cause(ctx), "drain", cfg.drain)
+	drain(log, set.list(), cfg.drain)
+	return nil
+}
+
+// drain tells every server at once to stop taking new clients and
+// requests and to finish what it took within d, then logs, in the
+// listeners' order, what each cut off and its summary. Its context is a
+// new one: serve's has ended already, which is why it drains.
+func drain(log *slog.Logger, ls []listener, d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	errs := make([]error, len(ls))
+	var wg sync.WaitGroup
+	for i, l := range ls {
+		wg.Go(func() { errs[i] = modes.Shutdown(ctx, l.srv) })
+	}
+	wg.Wait()
+	for i, l := range ls {
+		if errs[i] != nil {
+			log.Warn("drained", "mode", l.mode, "cut_off", errs[i])
+		} else {
+			log.Info("drained", "mode", l.mode, "cut_off", "none")
+		}
 		log.Info("summary", l.summary()...)
 	}
-	return nil
 }
 
 // summary is l's counters, then the datagrams the kernel dropped at its
