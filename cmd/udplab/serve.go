@@ -17,7 +17,7 @@ import (
 
 var serveCmd = &command{
 	name:      "serve",
-	usageLine: "[--MODE ADDR|off]... [--reply greet|time|echo] [--memory-limit SIZE] [--drain D] [mode flags]",
+	usageLine: "[--MODE ADDR|off]... [--reply greet|time|echo] [--metrics ADDR] [--memory-limit SIZE] [--drain D] [mode flags]",
 	short:     "serve the greeting over every mode side by side",
 	long: `Serve runs one server per mode, all answering the same requests: ` + modeList() + `.
 These are the modes compare measures, under the same names; --reliable and
@@ -32,7 +32,7 @@ A tcp connection ends when the client closes it or sends exit.
 Every UDP listener's socket gets 4 MiB buffers (forced past
 net.core.rmem_max where the process may), so a burst waits in the kernel
 instead of being dropped there. serve logs a starting line (its memory
-limit and drain), one line per listener when ready, and on
+limit, drain and metrics URL), one line per listener when ready, and on
 SIGINT or SIGTERM it drains: every server stops taking new clients and
 requests, and has --drain (2s) to answer what it took and see the answers
 acknowledged; then serve logs, per listener, what the drain cut off
@@ -41,6 +41,12 @@ at once. A UDP listener's summary ends with socket_drops: the datagrams
 the kernel dropped at its socket because its receive buffer was full,
 which the server never saw; "unknown" where the kernel does not say
 (outside Linux, or for tcp, which has no such drops).
+
+--metrics ADDR serves every number of the summaries, while serve runs, in
+the Prometheus text format at http://ADDR/metrics, with Go's runtime and
+process metrics: udplab_server_NAME_total{mode="..."} for counters, and
+udplab_server_NAME{mode="..."} for the values that can fall (sessions,
+probation, conns, peers). socket_drops appears only where the kernel says.
 
 --memory-limit sets the Go runtime's soft memory limit (default 1GiB,
 room for every listener's --max-sessions clients): past it the GC works
@@ -63,6 +69,8 @@ off sets no limit.`,
 			}
 		}
 		replyVar(fs, &reply)
+		cliflag.Addr(fs, &cfg.metrics, "metrics", "off", true,
+			"serve the servers' counters for Prometheus at http://`ADDR`/metrics, or off")
 		memoryLimitVar(fs, &cfg.memoryLimit)
 		cliflag.Duration(fs, &cfg.drain, "drain", 2*time.Second, 0,
 			"on SIGINT or SIGTERM, give the servers `D` to finish what they took; 0 closes them at once")
@@ -123,7 +131,8 @@ type listener struct {
 	srv  modes.Server
 }
 
-// serverSet is the servers serve runs, added as they start.
+// serverSet is the servers serve runs, added as they start. The metrics
+// endpoint reads it from its own goroutines.
 type serverSet struct {
 	mu sync.Mutex
 	ls []listener
@@ -143,7 +152,8 @@ func (s *serverSet) list() []listener {
 
 // serveConfig is serve's settings beyond its listeners'.
 type serveConfig struct {
-	reply string
+	reply   string
+	metrics string // HOST:PORT of the metrics endpoint, or off
 	// memoryLimit is the runtime's soft memory limit; explicitLimit says
 	// whether --memory-limit set it, so that it wins over GOMEMLIMIT.
 	memoryLimit   int64
@@ -152,12 +162,22 @@ type serveConfig struct {
 }
 
 // serve runs a server for every mode in on until ctx ends, then drains
-// them.
+// them. The metrics endpoint, when asked for, starts first and stops last,
+// so it shows every server from its start to its summary.
 func serve(ctx context.Context, log *slog.Logger, on []*modes.Mode, trs []modes.Transport, addrs []string, cfg serveConfig, h message.Handler) error {
 	limit, from, restore := setMemoryLimit(cfg.memoryLimit, cfg.explicitLimit)
 	defer restore()
 	set := &serverSet{}
-	log.Info("starting", "memory_limit", formatLimit(limit), "memory_limit_from", from, "drain", cfg.drain)
+	url := "off"
+	if cfg.metrics != "off" {
+		var stop func()
+		var err error
+		if url, stop, err = startMetrics(cfg.metrics, set, log); err != nil {
+			return err
+		}
+		defer stop()
+	}
+	log.Info("starting", "memory_limit", formatLimit(limit), "memory_limit_from", from, "drain", cfg.drain, "metrics", url)
 	defer func() {
 		for _, l := range set.list() {
 			l.srv.Close() // after a failed start; Close is idempotent

@@ -12,18 +12,21 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/udplab/udplab/message"
 	"github.com/udplab/udplab/modes"
 )
 
-// TestServeDrain runs serve in process with every listener, greets the
-// raw server, then ends serve as SIGTERM does, by cancelling its context:
-// it drains every server, logs each one's summary and exits 0.
-func TestServeDrain(t *testing.T) {
+// TestServeMetricsAndDrain runs serve in process with every listener and
+// --metrics, greets the raw server, reads its count from /metrics, then
+// ends serve as SIGTERM does, by cancelling its context: it drains every
+// server, logs each one's summary, exits 0 and closes the endpoint.
+func TestServeMetricsAndDrain(t *testing.T) {
 	limitBefore := debug.SetMemoryLimit(-1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	args := []string{"serve", "--memory-limit", "512MiB", "--drain", "5s"}
+	args := []string{"serve", "--metrics", "127.0.0.1:0", "--memory-limit", "512MiB", "--drain", "5s"}
 	for _, m := range modes.All() {
 		args = append(args, "--"+m.ListenFlag(), "127.0.0.1:0")
 	}
@@ -31,7 +34,7 @@ func TestServeDrain(t *testing.T) {
 	code := make(chan int, 1)
 	go func() { code <- run(ctx, args, &stdio{strings.NewReader(""), io.Discard, &errOut}) }()
 
-	waitLine(t, &errOut, `msg=starting memory_limit=512MiB memory_limit_from=--memory-limit drain=5s$`)
+	url := waitLine(t, &errOut, `msg=starting memory_limit=512MiB memory_limit_from=--memory-limit drain=5s metrics=(http://\S+/metrics)`)[1]
 	for _, m := range modes.All() {
 		waitLine(t, &errOut, `msg=serving mode=`+m.Name+` `)
 	}
@@ -45,6 +48,20 @@ func TestServeDrain(t *testing.T) {
 		if err != nil {
 			t.Fatalf("greeting %d: %v", i, err)
 		}
+	}
+
+	fams, err := scrape(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := metricValue(fams, "udplab_server_requests_total", "raw", dto.MetricType_COUNTER); !ok || got != sent {
+		t.Errorf(`udplab_server_requests_total{mode="raw"} = %v (found %v), want counter %d`, got, ok, sent)
+	}
+	if _, ok := metricValue(fams, "udplab_server_sessions", "kcp", dto.MetricType_GAUGE); !ok {
+		t.Error(`no gauge udplab_server_sessions{mode="kcp"}`)
+	}
+	if _, ok := fams["go_goroutines"]; !ok {
+		t.Error("no go_goroutines: the Go runtime's metrics are missing")
 	}
 
 	cancel()
@@ -61,6 +78,9 @@ func TestServeDrain(t *testing.T) {
 		wantLine(t, errOut.String(), `msg=summary mode=`+m.Name+` `)
 	}
 	wantLine(t, errOut.String(), fmt.Sprintf(`msg=summary mode=raw requests=%d replies=%d `, sent, sent))
+	if _, err := scrape(url); err == nil {
+		t.Error("the metrics endpoint still answers after serve returned")
+	}
 	if got := debug.SetMemoryLimit(-1); got != limitBefore {
 		t.Errorf("memory limit after serve = %d, want %d as before", got, limitBefore)
 	}
@@ -98,11 +118,12 @@ type fakeServer struct {
 	shutdown func(context.Context) error
 }
 
-func (f *fakeServer) Stats() message.ServerStats         { return f.stats }
-func (f *fakeServer) SocketDrops() (uint64, bool)        { return f.drops, f.known }
-func (f *fakeServer) Summary() []any                     { return f.summary }
-func (f *fakeServer) Shutdown(ctx context.Context) error { return f.shutdown(ctx) }
-func (f *fakeServer) as(mode string) []listener          { return []listener{{mode, f}} }
+func (f *fakeServer) Stats() message.ServerStats           { return f.stats }
+func (f *fakeServer) SocketDrops() (uint64, bool)          { return f.drops, f.known }
+func (f *fakeServer) Summary() []any                       { return f.summary }
+func (f *fakeServer) Shutdown(ctx context.Context) error   { return f.shutdown(ctx) }
+func (f *fakeServer) as(mode string) []listener            { return []listener{{mode, f}} }
+func (f *fakeServer) withSummary(attrs ...any) *fakeServer { f.summary = attrs; return f }
 
 // TestDrain: every server gets a live context with the drain's deadline;
 // with --drain 0 it is over at once, and what a server cut off is logged
