@@ -105,6 +105,9 @@ func (c *codec) open(pkt []byte) (segs []byte, why refusal) {
 	if len(segs) >= 6 {
 		switch binary.LittleEndian.Uint16(segs[4:]) {
 		case fecTypeData:
+			if len(segs) < fecOverhead {
+				return nil, malformed
+			}
 			segs = segs[fecOverhead:]
 		case fecTypeParity, fecTypeOOB:
 			return nil, shard
