@@ -1,0 +1,80 @@
+package fec
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/udplab/udplab/internal/conntest"
+	"github.com/udplab/udplab/message"
+)
+
+// ingressPeers is how many source addresses FuzzIngress forges: more than
+// ingressMax, so the peer table fills and refuses.
+const (
+	ingressPeers = 24
+	ingressMax   = 8
+)
+
+// FuzzIngress hands a server arbitrary datagrams from up to ingressPeers
+// source addresses, half of them with a correct checksum so that they
+// reach the group logic. Nothing may panic, the server must keep at most
+// MaxPeers peers, and a client that was greeted before must still be
+// greeted after every batch. Peers are never reaped, so the table stays
+// full and keeps refusing.
+func FuzzIngress(f *testing.F) {
+	c := newCodec(DefaultDataShards, DefaultParityShards)
+	for _, b := range c.send(f, []byte("Alice"), []byte("Bob\n"), []byte("exit"), []byte("")) {
+		f.Add(shards(0, false, b))
+	}
+	f.Add(shards(1, false, c.send(f, msgs(DefaultDataShards+2, 5)...)...))
+	f.Add(shards(2, true, []byte{kindData}, make([]byte, headerBytes+lengthBytes), []byte{kindParity, 9, 9, 9, 9, 0, 0, 0, 1, 0, 10, 3, 0, 0}))
+	f.Add(shards(3, true, dataShard(1<<31, 9, []byte("Carol")), dataShard(0, 9, []byte("Carol")), parityShard(1<<31-restartGap, 0, 1, 1, 300)))
+	f.Add(shards(4, true, parityShard(7, 2, 10, 3, 1000), parityShard(7, 0, 1, 1, 5)))
+	cfg := Config{MaxPeers: ingressMax, Idle: time.Hour}
+	mn := conntest.NewMemNet()
+	s := newServer(f, mn.Listen("10.0.0.1:1"), message.Greet, &cfg)
+	good := newClient(f, mn.Listen("10.0.0.2:1"), s.Addr(), &cfg)
+	if got := conntest.RoundTrip(f, good, "Alice"); got != "Hello Alice!\n" {
+		f.Fatalf("greeting = %q", got)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		for len(in) > 2 {
+			src, n := in[0], min(int(binary.BigEndian.Uint16(in[1:])), len(in)-3)
+			b := append([]byte(nil), in[3:3+n]...)
+			in = in[3+n:]
+			if src&0x80 != 0 && len(b) >= headerBytes {
+				seal(b)
+			}
+			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 2, 0, src % ingressPeers}), 1)
+			mn.Inject(s.Addr(), from, b)
+		}
+		// The greeting's request queues behind every datagram above.
+		if got := conntest.RoundTrip(t, good, "Carol"); got != "Hello Carol!\n" {
+			t.Fatalf("greeting = %q", got)
+		}
+		s.mu.Lock()
+		n := len(s.peers)
+		s.mu.Unlock()
+		if n > ingressMax {
+			t.Fatalf("%d peers, MaxPeers is %d", n, ingressMax)
+		}
+	})
+}
+
+// shards lays datagrams out as FuzzIngress reads them: a source byte, its
+// top bit set to have the checksum made right, and a big-endian length
+// before each.
+func shards(src byte, seal bool, datagrams ...[]byte) []byte {
+	if seal {
+		src |= 0x80
+	}
+	var out []byte
+	for _, d := range datagrams {
+		out = append(out, src)
+		out = binary.BigEndian.AppendUint16(out, uint16(len(d)))
+		out = append(out, d...)
+	}
+	return out
+}
