@@ -1,8 +1,7 @@
 package fec
 
 import (
-	"encoding/binary"
-	"net/netip"
+	"bytes"
 	"testing"
 	"time"
 
@@ -10,18 +9,15 @@ import (
 	"github.com/udplab/udplab/message"
 )
 
-// ingressPeers is how many source addresses FuzzIngress forges: more than
-// ingressMax, so the peer table fills and refuses.
-const (
-	ingressPeers = 24
-	ingressMax   = 8
-)
+// ingressMax is the table FuzzIngress gives its server: fewer than
+// conntest.ForgedSources, so it fills and refuses.
+const ingressMax = 8
 
-// FuzzIngress hands a server arbitrary datagrams from up to ingressPeers
-// source addresses, half of them with a correct checksum so that they
-// reach the group logic. Nothing may panic, the server must keep at most
-// MaxPeers peers, and a client that was greeted before must still be
-// greeted after every batch. Peers are never reaped, so the table stays
+// FuzzIngress hands a server arbitrary datagrams from forged source
+// addresses, as conntest.Forged reads them; a source byte's top bit has
+// the checksum made right, so that half of them reach the group logic.
+// Nothing may panic, the server must keep at most MaxPeers peers, and a
+// client greeted before must still be greeted after every batch. Peers are never reaped, so the table stays
 // full and keeps refusing.
 func FuzzIngress(f *testing.F) {
 	c := newCodec(DefaultDataShards, DefaultParityShards)
@@ -40,16 +36,13 @@ func FuzzIngress(f *testing.F) {
 		f.Fatalf("greeting = %q", got)
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		for len(in) > 2 {
-			src, n := in[0], min(int(binary.BigEndian.Uint16(in[1:])), len(in)-3)
-			b := append([]byte(nil), in[3:3+n]...)
-			in = in[3+n:]
-			if src&0x80 != 0 && len(b) >= headerBytes {
-				seal(b)
+		conntest.Forged(in, func(src byte, d []byte) {
+			if src&0x80 != 0 && len(d) >= headerBytes {
+				d = bytes.Clone(d)
+				seal(d)
 			}
-			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 2, 0, src % ingressPeers}), 1)
-			mn.Inject(s.Addr(), from, b)
-		}
+			mn.Inject(s.Addr(), conntest.ForgedAddr(src), d)
+		})
 		// The greeting's request queues behind every datagram above.
 		if got := conntest.RoundTrip(t, good, "Carol"); got != "Hello Carol!\n" {
 			t.Fatalf("greeting = %q", got)
@@ -63,18 +56,11 @@ func FuzzIngress(f *testing.F) {
 	})
 }
 
-// shards lays datagrams out as FuzzIngress reads them: a source byte, its
-// top bit set to have the checksum made right, and a big-endian length
-// before each.
+// shards lays datagrams out as FuzzIngress reads them, from src, with
+// the checksum made right if seal is set.
 func shards(src byte, seal bool, datagrams ...[]byte) []byte {
 	if seal {
 		src |= 0x80
 	}
-	var out []byte
-	for _, d := range datagrams {
-		out = append(out, src)
-		out = binary.BigEndian.AppendUint16(out, uint16(len(d)))
-		out = append(out, d...)
-	}
-	return out
+	return conntest.Batch(src, datagrams...)
 }

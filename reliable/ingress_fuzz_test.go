@@ -3,7 +3,6 @@ package reliable
 import (
 	"context"
 	"encoding/binary"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -11,37 +10,34 @@ import (
 	"github.com/udplab/udplab/message"
 )
 
-// ingressPeers is how many source addresses FuzzIngress forges: more than
-// ingressMax, so the session table fills and refuses.
-const (
-	ingressPeers = 24
-	ingressMax   = 8
-)
+// ingressMax is the table FuzzIngress gives its server: fewer than
+// conntest.ForgedSources, so it fills and refuses.
+const ingressMax = 8
 
-// FuzzIngress hands a server arbitrary datagrams from up to ingressPeers
-// source addresses, with FEC and without (where they reach KCP's own
-// parsing). Nothing may panic, the session table must stay within
-// MaxSessions, and a client that was greeted before must still be greeted
-// after every batch. Sessions the datagrams open stay until dropped for a
+// FuzzIngress hands a server arbitrary datagrams from forged source
+// addresses, as conntest.Forged reads them, with FEC and without (where
+// they reach KCP's own parsing). Nothing may panic, the session table must
+// stay within MaxSessions, and a client greeted before must still be
+// greeted after every batch. Sessions the datagrams open stay until dropped for a
 // bad frame, so the table stays full and keeps refusing.
 func FuzzIngress(f *testing.F) {
 	for _, fec := range []bool{false, true} {
 		for _, d := range clientDatagrams(f, fec, "Alice") {
-			f.Add(fec, batch(0, d))
-			f.Add(fec, batch(1, d, d, d))
+			f.Add(fec, conntest.Batch(0, d))
+			f.Add(fec, conntest.Batch(1, d, d, d))
 		}
 	}
 	push := kcpSegment(1, 81, 0, 0, []byte("Bob"))
-	f.Add(false, batch(2, push))
-	f.Add(false, batch(3, kcpSegment(1, 81, 255, 0, []byte("x"))))   // 255 fragments to come
-	f.Add(false, batch(4, kcpSegment(1, 81, 0, 1<<31, []byte("x")))) // far past the window
-	f.Add(false, batch(5, kcpSegment(1, 82, 0, 0, nil)))             // an acknowledgement
-	f.Add(false, batch(6, kcpSegment(1, 83, 0, 0, nil)))             // a window probe
-	f.Add(false, batch(7, append(kcpSegment(1, 81, 0, 0, []byte("\xffUDL\x00\x10\x00\x00")), push...)))
+	f.Add(false, conntest.Batch(2, push))
+	f.Add(false, conntest.Batch(3, kcpSegment(1, 81, 255, 0, []byte("x"))))   // 255 fragments to come
+	f.Add(false, conntest.Batch(4, kcpSegment(1, 81, 0, 1<<31, []byte("x")))) // far past the window
+	f.Add(false, conntest.Batch(5, kcpSegment(1, 82, 0, 0, nil)))             // an acknowledgement
+	f.Add(false, conntest.Batch(6, kcpSegment(1, 83, 0, 0, nil)))             // a window probe
+	f.Add(false, conntest.Batch(7, append(kcpSegment(1, 81, 0, 0, []byte("\xffUDL\x00\x10\x00\x00")), push...)))
 	long := kcpSegment(1, 81, 0, 0, []byte("abc"))
 	binary.LittleEndian.PutUint32(long[20:], 1<<30) // a length past the datagram
-	f.Add(false, batch(8, long))
-	f.Add(true, batch(9, []byte{0, 0, 0, 0, 0xf1, 0}, []byte{}, make([]byte, 1500)))
+	f.Add(false, conntest.Batch(8, long))
+	f.Add(true, conntest.Batch(9, []byte{0, 0, 0, 0, 0xf1, 0}, []byte{}, make([]byte, 1500)))
 	servers := map[bool]*memServer{}
 	greeted := map[bool]*Conn{}
 	for _, fec := range []bool{false, true} {
@@ -53,12 +49,9 @@ func FuzzIngress(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, fec bool, in []byte) {
 		m := servers[fec]
-		for len(in) > 1 {
-			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 2, 0, in[0] % ingressPeers}), 1)
-			n := min(int(in[1])<<3, len(in)-2)
-			m.net.Inject(m.srv.Addr(), from, in[2:2+n])
-			in = in[2+n:]
-		}
+		conntest.Forged(in, func(src byte, d []byte) {
+			m.net.Inject(m.srv.Addr(), conntest.ForgedAddr(src), d)
+		})
 		// The greeting's request queues behind every datagram above.
 		if got := conntest.RoundTrip(t, greeted[fec], "Carol"); got != "Hello Carol!\n" {
 			t.Fatalf("greeting = %q", got)
@@ -67,20 +60,6 @@ func FuzzIngress(f *testing.F) {
 			t.Fatalf("%d sessions, MaxSessions is %d", st.Sessions, ingressMax)
 		}
 	})
-}
-
-// batch lays datagrams out as FuzzIngress reads them: a source byte and a
-// length byte (in units of 8 bytes) before each, padded with zeros to a
-// multiple of 8.
-func batch(src byte, datagrams ...[]byte) []byte {
-	var out []byte
-	for _, d := range datagrams {
-		n := (len(d) + 7) / 8
-		out = append(out, src, byte(n))
-		out = append(out, d...)
-		out = append(out, make([]byte, n*8-len(d))...)
-	}
-	return out
 }
 
 // kcpSegment builds a bare KCP segment (no FEC, no cipher) of conversation

@@ -1,6 +1,7 @@
 package conntest
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"os"
@@ -166,3 +167,37 @@ func (c *MemConn) SetReadDeadline(t time.Time) error {
 
 // SetWriteDeadline does nothing: a write never blocks.
 func (c *MemConn) SetWriteDeadline(time.Time) error { return nil }
+
+// Forged reads a fuzz target's input as datagrams from forged sources:
+// each a source byte, a big-endian 16-bit length and that many bytes
+// (fewer at the end of in). It calls fn with each source byte and
+// datagram, which fn must copy to keep. Batch writes such input.
+func Forged(in []byte, fn func(src byte, d []byte)) {
+	for len(in) > 2 {
+		n := min(int(binary.BigEndian.Uint16(in[1:])), len(in)-3)
+		fn(in[0], in[3:3+n])
+		in = in[3+n:]
+	}
+}
+
+// Batch lays datagrams out as Forged reads them, all from src.
+func Batch(src byte, datagrams ...[]byte) []byte {
+	var out []byte
+	for _, d := range datagrams {
+		out = append(out, src)
+		out = binary.BigEndian.AppendUint16(out, uint16(len(d)))
+		out = append(out, d...)
+	}
+	return out
+}
+
+// ForgedSources is how many source addresses ForgedAddr makes of a
+// source byte: more than the session tables the fuzz targets give their
+// servers, so that those fill and refuse.
+const ForgedSources = 24
+
+// ForgedAddr is the address of source byte src: 10.2.0.(src mod
+// ForgedSources), port 1.
+func ForgedAddr(src byte) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 2, 0, src % ForgedSources}), 1)
+}
