@@ -31,7 +31,7 @@ func FuzzIngress(f *testing.F) {
 	cfg := Config{MaxPeers: ingressMax, Idle: time.Hour}
 	mn := conntest.NewMemNet()
 	s := newServer(f, mn.Listen("10.0.0.1:1"), message.Greet, &cfg)
-	good := newClient(f, mn.Listen("10.0.0.2:1"), s.Addr(), &cfg)
+	good := newClient(f, mn.Listen("10.0.0.2:40000"), s.Addr(), &cfg)
 	if got := conntest.RoundTrip(f, good, "Alice"); got != "Hello Alice!\n" {
 		f.Fatalf("greeting = %q", got)
 	}

@@ -36,7 +36,7 @@ func FuzzIngress(f *testing.F) {
 		peers[i] = mn.Listen(conntest.ForgedAddr(byte(i)).String())
 		f.Cleanup(func() { peers[i].Close() })
 	}
-	c := NewConn(mn.Listen("10.0.0.2:1"), s.Addr())
+	c := NewConn(mn.Listen("10.0.0.2:40000"), s.Addr())
 	f.Cleanup(func() { c.Close() })
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var want [conntest.ForgedSources][][]byte

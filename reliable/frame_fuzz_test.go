@@ -42,7 +42,12 @@ func newMemServer(f *testing.F, h message.Handler, cfg Config) *memServer {
 func (m *memServer) dial(t testing.TB) *Conn {
 	t.Helper()
 	n := m.next.Add(1)
-	ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(n >> 8), byte(n)}), uint16(1+n>>16))
+	return m.dialFrom(t, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(n >> 8), byte(n)}), uint16(40000+n>>16)))
+}
+
+// dialFrom returns a client of m from ap, closed as t ends.
+func (m *memServer) dialFrom(t testing.TB, ap netip.AddrPort) *Conn {
+	t.Helper()
 	c, err := NewConn(m.net.Listen(ap.String()), m.srv.Addr(), &m.cfg)
 	if err != nil {
 		t.Fatal(err)

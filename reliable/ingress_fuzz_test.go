@@ -10,34 +10,23 @@ import (
 	"github.com/udplab/udplab/message"
 )
 
-// ingressMax is the table FuzzIngress gives its server: fewer than
-// conntest.ForgedSources, so it fills and refuses.
-const ingressMax = 8
+// ingressMax is the table FuzzIngress gives its server, and
+// ingressValidated how many of the forged sources it validates first, with
+// a real client at each: with the client it checks, fewer than ingressMax.
+const (
+	ingressMax       = 8
+	ingressValidated = 4
+)
 
 // FuzzIngress hands a server arbitrary datagrams from forged source
 // addresses, as conntest.Forged reads them, with FEC and without (where
-// they reach KCP's own parsing). Nothing may panic, the session table must
-// stay within MaxSessions, and a client greeted before must still be
-// greeted after every batch. Sessions the datagrams open stay until dropped for a
-// bad frame, so the table stays full and keeps refusing.
+// they reach KCP's own parsing). The first ingressValidated sources were
+// validated by a real client each before fuzzing, so what comes from them
+// passes the gate to kcp-go; what comes from the others meets the gate's
+// probation. Nothing may panic, the session table must stay within
+// MaxSessions, and a client greeted before must still be greeted after
+// every batch.
 func FuzzIngress(f *testing.F) {
-	for _, fec := range []bool{false, true} {
-		for _, d := range clientDatagrams(f, fec, "Alice") {
-			f.Add(fec, conntest.Batch(0, d))
-			f.Add(fec, conntest.Batch(1, d, d, d))
-		}
-	}
-	push := kcpSegment(1, 81, 0, 0, []byte("Bob"))
-	f.Add(false, conntest.Batch(2, push))
-	f.Add(false, conntest.Batch(3, kcpSegment(1, 81, 255, 0, []byte("x"))))   // 255 fragments to come
-	f.Add(false, conntest.Batch(4, kcpSegment(1, 81, 0, 1<<31, []byte("x")))) // far past the window
-	f.Add(false, conntest.Batch(5, kcpSegment(1, 82, 0, 0, nil)))             // an acknowledgement
-	f.Add(false, conntest.Batch(6, kcpSegment(1, 83, 0, 0, nil)))             // a window probe
-	f.Add(false, conntest.Batch(7, append(kcpSegment(1, 81, 0, 0, []byte("\xffUDL\x00\x10\x00\x00")), push...)))
-	long := kcpSegment(1, 81, 0, 0, []byte("abc"))
-	binary.LittleEndian.PutUint32(long[20:], 1<<30) // a length past the datagram
-	f.Add(false, conntest.Batch(8, long))
-	f.Add(true, conntest.Batch(9, []byte{0, 0, 0, 0, 0xf1, 0}, []byte{}, make([]byte, 1500)))
 	servers := map[bool]*memServer{}
 	greeted := map[bool]*Conn{}
 	for _, fec := range []bool{false, true} {
@@ -46,7 +35,37 @@ func FuzzIngress(f *testing.F) {
 		if got := conntest.RoundTrip(f, greeted[fec], "Alice"); got != "Hello Alice!\n" {
 			f.Fatalf("greeting = %q", got)
 		}
+		for i := range byte(ingressValidated) {
+			c := m.dialFrom(f, conntest.ForgedAddr(i))
+			if got := conntest.RoundTrip(f, c, "Bob"); got != "Hello Bob!\n" {
+				f.Fatalf("greeting = %q", got)
+			}
+			if fec {
+				continue
+			}
+			// Segments of the validated session's own conversation,
+			// which the gate hands to kcp-go.
+			conv := c.s.GetConv()
+			push := kcpSegment(conv, 81, 0, 1, []byte("Bob"))
+			f.Add(false, conntest.Batch(i, push))
+			f.Add(false, conntest.Batch(i, kcpSegment(conv, 81, 255, 1, []byte("x"))))   // 255 fragments to come
+			f.Add(false, conntest.Batch(i, kcpSegment(conv, 81, 0, 1<<31, []byte("x")))) // far past the window
+			f.Add(false, conntest.Batch(i, kcpSegment(conv, 82, 0, 0, nil)))             // an acknowledgement
+			f.Add(false, conntest.Batch(i, kcpSegment(conv, 83, 0, 0, nil)))             // a window probe
+			f.Add(false, conntest.Batch(i, append(kcpSegment(conv, 81, 0, 1, []byte("\xffUDL\x00\x10\x00\x00")), push...)))
+			long := kcpSegment(conv, 81, 0, 1, []byte("abc"))
+			binary.LittleEndian.PutUint32(long[20:], 1<<30) // a length past the datagram
+			f.Add(false, conntest.Batch(i, long))
+		}
 	}
+	for _, fec := range []bool{false, true} {
+		for _, d := range clientDatagrams(f, fec, "Alice") {
+			f.Add(fec, conntest.Batch(0, d))                   // a validated source with a new conversation
+			f.Add(fec, conntest.Batch(ingressValidated, d, d)) // a new source
+		}
+	}
+	f.Add(false, conntest.Batch(ingressValidated+1, kcpSegment(1, 81, 0, 0, []byte("Bob"))))
+	f.Add(true, conntest.Batch(2, []byte{0, 0, 0, 0, 0xf1, 0, 0, 0}, []byte{}, make([]byte, 1500)))
 	f.Fuzz(func(t *testing.T, fec bool, in []byte) {
 		m := servers[fec]
 		conntest.Forged(in, func(src byte, d []byte) {
@@ -83,7 +102,7 @@ func clientDatagrams(f *testing.F, fec bool, name string) [][]byte {
 	rec := mn.Listen("10.0.0.1:1")
 	defer rec.Close()
 	cfg := Config{NoFEC: !fec, Logger: quiet}
-	c, err := NewConn(mn.Listen("10.0.0.2:1"), rec.LocalAddr(), &cfg)
+	c, err := NewConn(mn.Listen("10.0.0.2:40000"), rec.LocalAddr(), &cfg)
 	if err != nil {
 		f.Fatal(err)
 	}

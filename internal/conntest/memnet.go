@@ -197,7 +197,8 @@ func Batch(src byte, datagrams ...[]byte) []byte {
 const ForgedSources = 24
 
 // ForgedAddr is the address of source byte src: 10.2.0.(src mod
-// ForgedSources), port 1.
+// ForgedSources), port 40000, above the ports servers refuse to answer
+// (guard.LowPorts).
 func ForgedAddr(src byte) netip.AddrPort {
-	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 2, 0, src % ForgedSources}), 1)
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 2, 0, src % ForgedSources}), 40000)
 }
