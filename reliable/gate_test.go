@@ -430,11 +430,14 @@ func TestGateSteps(t *testing.T) {
 	if !g.admit(kcpPush(7, "Bob"), src) {
 		t.Error("a validated source's push was refused")
 	}
-	// A datagram as long as an FEC type field, and no longer, is dropped
-	// (the fuzzer's first find: cutting its header off panicked).
+	// A datagram as long as an FEC type field, and no longer (the
+	// fuzzer's first find: cutting its header off panicked): from a new
+	// source it is dropped; from a validated one it goes on to kcp-go,
+	// which drops what is shorter than a segment.
 	for _, short := range [][]byte{{0, 0, 0, 0, 0xf1, 0}, {0, 0, 0, 0, 0xf1, 0, 0}} {
-		if g.admit(short, src) || g.admit(short, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 10), Port: 40000}) {
-			t.Errorf("%q went through", short)
+		g.admit(short, src)
+		if g.admit(short, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 10), Port: 40000}) {
+			t.Errorf("%q from a new source went through", short)
 		}
 	}
 	// A parity shard has no conversation id of its own to check.
