@@ -58,8 +58,10 @@ func TestSessionsEveryMode(t *testing.T) {
 		if st.OpenS <= 0 || st.HoldS < testHold.Seconds() {
 			t.Errorf("%s: open %gs, hold %gs; want some, and at least %v", name, st.OpenS, st.HoldS, testHold)
 		}
-		if st.GoroutinesPerSession < 0 || st.StackBytesPerSession < 0 {
-			t.Errorf("%s: %g goroutines, %g stack bytes per session; want no fewer than before", name, st.GoroutinesPerSession, st.StackBytesPerSession)
+		// The runtime shrinks idle stacks, so a mode without a goroutine
+		// per session may show a little less stack than before it opened.
+		if st.GoroutinesPerSession < 0 || (st.GoroutinesPerSession >= 1 && st.StackBytesPerSession <= 0) {
+			t.Errorf("%s: %g goroutines, %g stack bytes per session; want no fewer goroutines than before, and stack for each", name, st.GoroutinesPerSession, st.StackBytesPerSession)
 		}
 		if cpu := st.IdleCPUPerSession; cpu != nil && *cpu < 0 {
 			t.Errorf("%s: idle CPU per session %g; want no less than none", name, *cpu)
