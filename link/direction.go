@@ -16,6 +16,7 @@ const (
 	CauseQueue  = "queue"  // the rate limiter's queue was full
 	CauseMTU    = "mtu"    // larger than the MTU
 	CauseOutage = "outage" // a scheduled outage
+	CauseLimit  = "limit"  // the direction already held Limit packets or LimitBytes bytes
 )
 
 // sink is where a direction delivers: a socket's WriteTo.
@@ -26,7 +27,7 @@ type sink interface {
 type packet struct {
 	at   time.Time // release time
 	seq  uint64    // arrival order, breaks ties in at
-	buf  *[]byte   // pooled copy of the datagram
+	buf  *[]byte   // pooled copy of the datagram (see bufs.go)
 	addr net.Addr
 	out  sink
 }
@@ -50,8 +51,6 @@ func (h *packetHeap) Pop() any {
 	return p
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
-
 // direction is one way through the link: its fates, its queue and its one
 // delivery goroutine.
 type direction struct {
@@ -71,6 +70,7 @@ type direction struct {
 	txEnds      []time.Time // serialization ends of the packets in the rate queue, FIFO
 	q           packetHeap
 	seq         uint64
+	held        int // payload bytes in q
 	st          Stats
 	burstRun    uint64
 	late        lateRecord // since the start
@@ -113,95 +113,166 @@ func (d *direction) send(b []byte, addr net.Addr, out sink) {
 	}
 	now := time.Now() // the fast path above has no use for it
 	r := packetRNG(d.seed, d.id, n)
-	cause := d.dropCause(p, state.outage, &r, len(b))
-	if cause != "" {
+	if cause := d.dropCause(p, state.outage, &r, len(b)); cause != "" {
 		if cause == CauseLoss {
 			d.burstRun++
 		}
-		d.mu.Unlock()
-		d.trace.record(d.name, n, len(b), fateDropped, cause, 0, false)
+		d.drop(n, len(b), cause)
 		return
 	}
 	if p.Loss > 0 || p.Burst.P > 0 {
 		d.endBurst()
 	}
-	dup := r.float() < p.Dup
-	corrupt := r.float() < p.Corrupt
-	bit := r.next()
-	reorder := r.float() < p.Reorder
-	jit := r.jitter(float64(p.Jitter), p.Dist)
+	f := drawFates(p, &r)
+	release, held, cause := d.schedule(p, now, len(b), f)
+	if cause != "" {
+		d.drop(n, len(b), cause)
+		return
+	}
+	d.pass(n, b, addr, out, f, release, held, now)
+}
 
+// fates are the random draws that shape a packet that goes on. They are
+// drawn whatever the packet meets later, so the stream stays aligned.
+type fates struct {
+	dup, corrupt, reorder bool
+	bit                   uint64
+	jitter                float64
+}
+
+func drawFates(p *Params, r *rng) fates {
+	var f fates
+	f.dup = r.float() < p.Dup
+	f.corrupt = r.float() < p.Corrupt
+	f.bit = r.next()
+	f.reorder = r.float() < p.Reorder
+	f.jitter = r.jitter(float64(p.Jitter), p.Dist)
+	return f
+}
+
+// copies is how many datagrams the packet becomes.
+func (f fates) copies() int {
+	if f.dup {
+		return 2
+	}
+	return 1
+}
+
+// drop ends a send, with d.mu held, for a packet dropped for cause.
+func (d *direction) drop(n uint64, size int, cause string) {
+	d.mu.Unlock()
+	d.trace.record(d.name, n, size, fateDropped, cause, 0, false)
+}
+
+// schedule sets, with d.mu held, when a packet of size bytes leaves and
+// whether the link must hold it until then, or says why it is dropped:
+// the rate queue or the hold limit is full. Only a packet that goes on
+// moves the rate limiter and the order.
+func (d *direction) schedule(p *Params, now time.Time, size int, f fates) (release time.Time, held bool, cause string) {
 	base := now
 	if p.Rate > 0 {
-		limit := p.Queue
-		if limit == 0 {
-			limit = DefaultQueue
-		}
-		i := 0
-		for i < len(d.txEnds) && !d.txEnds[i].After(now) {
-			i++
-		}
-		d.txEnds = d.txEnds[i:]
-		if len(d.txEnds) >= limit {
+		if !d.rateRoom(p, now) {
 			d.st.QueueDrops++
-			d.mu.Unlock()
-			d.trace.record(d.name, n, len(b), fateDropped, CauseQueue, 0, false)
-			return
+			return time.Time{}, false, CauseQueue
 		}
 		start := now
 		if d.txFree.After(now) {
 			start = d.txFree
 		}
-		d.txFree = start.Add(time.Duration(float64((len(b)+HeaderBytes)*8) / float64(p.Rate) * float64(time.Second)))
-		d.txEnds = append(d.txEnds, d.txFree)
-		d.st.QueueHigh = max(d.st.QueueHigh, len(d.txEnds))
-		base = d.txFree
+		base = start.Add(time.Duration(float64((size+HeaderBytes)*8) / float64(p.Rate) * float64(time.Second)))
 	}
-	release := base
-	if reorder {
-		d.st.Reordered++
-	} else {
-		release = base.Add(max(0, p.Delay+time.Duration(jit)))
-		if p.Order == KeepOrder {
-			if release.Before(d.lastRelease) {
-				release = d.lastRelease // jitter never reorders
-			}
-			d.lastRelease = release
+	release = base
+	if !f.reorder {
+		release = base.Add(max(0, p.Delay+time.Duration(f.jitter)))
+		if p.Order == KeepOrder && release.Before(d.lastRelease) {
+			release = d.lastRelease // jitter never reorders
 		}
 	}
+	// Due already, and overtaking nothing it should not, a packet is
+	// delivered from the caller's goroutine and never held.
+	held = release.After(now) || !f.reorder && len(d.q) > 0
+	if held && !d.holdRoom(p, f.copies(), f.copies()*size) {
+		d.st.LimitDrops++
+		return time.Time{}, false, CauseLimit
+	}
+	if p.Rate > 0 {
+		d.txFree = base
+		d.txEnds = append(d.txEnds, base)
+		d.st.QueueHigh = max(d.st.QueueHigh, len(d.txEnds))
+	}
+	if !f.reorder && p.Order == KeepOrder {
+		d.lastRelease = release
+	}
+	return release, held, ""
+}
+
+// rateRoom reports, with d.mu held, whether the rate limiter's queue has
+// room at now, forgetting the packets it has finished sending.
+func (d *direction) rateRoom(p *Params, now time.Time) bool {
+	limit := p.Queue
+	if limit == 0 {
+		limit = DefaultQueue
+	}
+	i := 0
+	for i < len(d.txEnds) && !d.txEnds[i].After(now) {
+		i++
+	}
+	d.txEnds = d.txEnds[i:]
+	if len(d.txEnds) == 0 {
+		d.txEnds = nil // let a flood's backing array go
+	}
+	return len(d.txEnds) < limit
+}
+
+// holdRoom reports, with d.mu held, whether the direction may hold
+// packets more datagrams of size bytes in all.
+func (d *direction) holdRoom(p *Params, packets, size int) bool {
+	limit, limitBytes := p.Limit, p.LimitBytes
+	if limit == 0 {
+		limit = DefaultLimit
+	}
+	if limitBytes == 0 {
+		limitBytes = DefaultLimitBytes
+	}
+	return len(d.q)+packets <= limit && int64(d.held+size) <= limitBytes
+}
+
+// pass sends on, with d.mu held, a packet that was not dropped: at once,
+// or into the queue until release.
+func (d *direction) pass(n uint64, b []byte, addr net.Addr, out sink, f fates, release time.Time, held bool, now time.Time) {
+	if f.reorder {
+		d.st.Reordered++
+	}
 	fate := fateDelivered
-	if dup {
+	if f.dup {
 		fate = fateDuplicated
 		d.st.Duplicated++
 	}
-	if corrupt {
+	if f.corrupt {
 		fate = fateCorrupted
 		d.st.Corrupted++
 	}
-	bp := bufPool.Get().(*[]byte)
-	*bp = append((*bp)[:0], b...)
-	if corrupt && len(b) > 0 {
-		i := bit % uint64(len(b)*8)
+	bp := getBuf(b)
+	if f.corrupt && len(b) > 0 {
+		i := f.bit % uint64(len(b)*8)
 		(*bp)[i/8] ^= 1 << (i % 8)
 	}
-	if !release.After(now) && (reorder || len(d.q) == 0) {
-		// Due already, and overtaking nothing it should not: deliver from
-		// the caller's goroutine, as the fast path does, rather than wake
-		// the loop, which may be in a precise sleep for a later packet.
+	if !held {
+		// Deliver from the caller's goroutine, as the fast path does,
+		// rather than wake the loop, which may be in a precise sleep for
+		// a later packet.
 		d.mu.Unlock()
-		d.trace.record(d.name, n, len(b), fate, "", 0, reorder)
-		d.deliverNow(bp, addr, out, dup)
+		d.trace.record(d.name, n, len(b), fate, "", 0, f.reorder)
+		d.deliverNow(bp, addr, out, f.dup)
 		return
 	}
 	first := len(d.q) == 0 || release.Before(d.q[0].at)
 	d.push(release, bp, addr, out)
-	if dup {
-		cp := bufPool.Get().(*[]byte)
-		*cp = append((*cp)[:0], *bp...)
-		d.push(release, cp, addr, out)
+	if f.dup {
+		d.push(release, getBuf(*bp), addr, out)
 	}
 	d.mu.Unlock()
-	d.trace.record(d.name, n, len(b), fate, "", release.Sub(now), reorder)
+	d.trace.record(d.name, n, len(b), fate, "", release.Sub(now), f.reorder)
 	if first {
 		select {
 		case d.wake <- struct{}{}:
@@ -253,7 +324,24 @@ func (d *direction) endBurst() {
 func (d *direction) push(at time.Time, bp *[]byte, addr net.Addr, out sink) {
 	heap.Push(&d.q, packet{at: at, seq: d.seq, buf: bp, addr: addr, out: out})
 	d.seq++
+	d.held += len(*bp)
+	d.st.HeldBytesHigh = max(d.st.HeldBytesHigh, d.held)
 }
+
+// pop takes, with d.mu held, the earliest packet from the queue.
+func (d *direction) pop() packet {
+	p := heap.Pop(&d.q).(packet)
+	d.held -= len(*p.buf)
+	if len(d.q) == 0 && cap(d.q) > shrinkCap {
+		d.q = nil // a flood's backing array goes once the queue empties
+	}
+	return p
+}
+
+// shrinkCap is the queue capacity past which an empty queue's backing
+// array is let go: small ones are kept, so a steady flow reallocates
+// nothing.
+const shrinkCap = 1024
 
 // deliverNow delivers the pooled copy bp, twice if dup, and returns it
 // to the pool.
@@ -262,7 +350,7 @@ func (d *direction) deliverNow(bp *[]byte, addr net.Addr, out sink, dup bool) {
 	if dup {
 		d.deliver(*bp, addr, out)
 	}
-	bufPool.Put(bp)
+	putBuf(bp)
 }
 
 func (d *direction) deliver(b []byte, addr net.Addr, out sink) {
@@ -298,11 +386,11 @@ func (d *direction) loop() {
 			}
 			continue
 		}
-		p := heap.Pop(&d.q).(packet)
+		p := d.pop()
 		d.recordLate(time.Since(p.at))
 		d.mu.Unlock()
 		d.deliver(*p.buf, p.addr, p.out)
-		bufPool.Put(p.buf)
+		putBuf(p.buf)
 	}
 }
 
@@ -394,6 +482,7 @@ func (d *direction) stats() Stats {
 		s.Bursts[d.burstRun]++ // the run under way counts as it stands
 	}
 	s.Queued = len(d.q)
+	s.HeldBytes = d.held
 	s.Lateness = d.late.summary()
 	d.mu.Unlock()
 	s.Delivered = d.delivered.Load()

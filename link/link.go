@@ -4,14 +4,17 @@
 // A Link has two directions, Up (client to server) and Down (server to
 // client), each with its own Params: Bernoulli and Gilbert-Elliott loss,
 // delay and jitter, reordering, duplication, corruption, a rate limit with
-// a bounded queue, and an MTU. Wrap puts a direction on a net.PacketConn's
+// a bounded queue, and an MTU. What a direction holds at once (its delay
+// line and its rate queue) is bounded in packets and in bytes, as netem's
+// limit is: Params.Limit and Params.LimitBytes, with defaults that cap
+// its memory even when nothing is set. Wrap puts a direction on a net.PacketConn's
 // egress, so both transports run over it unchanged; Proxy puts the link
 // between two real sockets.
 //
 // Fates are replayable: whether the n-th packet of a direction is lost,
 // duplicated, corrupted or reordered, and its jitter, depend only on the
 // seed, the direction and n, whatever the timing. Queue drops depend on
-// timing and are counted apart, as are MTU drops and outages. Each
+// timing and are counted apart, as are limit drops, MTU drops and outages. Each
 // direction delivers from one goroutine with one timer and an ordered
 // queue: no goroutine and no timer per packet.
 package link
@@ -50,12 +53,15 @@ type Stats struct {
 	Delivered, DeliveredBytes uint64 // datagrams the link passed on, duplicates included
 	Lost                      uint64 // random loss (Bernoulli or burst)
 	QueueDrops                uint64 // tail drops at the rate limiter
+	LimitDrops                uint64 // dropped because the direction held Params.Limit packets or LimitBytes bytes
 	MTUDrops                  uint64 // larger than the MTU
 	OutageDrops               uint64 // during a scheduled outage
 	Duplicated, Corrupted     uint64
 	Reordered                 uint64 // sent past the delay queue
 	QueueHigh                 int    // most packets ever waiting at the rate limiter
 	Queued                    int    // packets in flight inside the link now
+	HeldBytes                 int    // their payload bytes
+	HeldBytesHigh             int    // the most payload bytes ever held at once
 	WriteErrors               uint64 // deliveries the socket refused
 	// Lateness is how late the link released the packets it held (delayed,
 	// jittered or rate-limited) past the time their impairments set. On
@@ -75,8 +81,8 @@ type Lateness struct {
 // String renders s on one line, as udplab link prints it.
 func (s Stats) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "offered=%d delivered=%d lost=%d queue_drops=%d mtu_drops=%d outage_drops=%d dup=%d corrupt=%d reordered=%d queue_high=%d bytes_in=%d bytes_out=%d",
-		s.Offered, s.Delivered, s.Lost, s.QueueDrops, s.MTUDrops, s.OutageDrops, s.Duplicated, s.Corrupted, s.Reordered, s.QueueHigh, s.OfferedBytes, s.DeliveredBytes)
+	fmt.Fprintf(&b, "offered=%d delivered=%d lost=%d queue_drops=%d limit_drops=%d mtu_drops=%d outage_drops=%d dup=%d corrupt=%d reordered=%d queue_high=%d bytes_in=%d bytes_out=%d",
+		s.Offered, s.Delivered, s.Lost, s.QueueDrops, s.LimitDrops, s.MTUDrops, s.OutageDrops, s.Duplicated, s.Corrupted, s.Reordered, s.QueueHigh, s.OfferedBytes, s.DeliveredBytes)
 	if s.Lateness.Count > 0 {
 		b.WriteString(" " + s.Lateness.String())
 	}

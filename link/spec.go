@@ -25,6 +25,12 @@ type Params struct {
 	Rate    int64         // bits per second, 28 header bytes counted per packet; 0 means unlimited
 	Queue   int           // packets waiting for the rate limit before tail drop; 0 means DefaultQueue
 	MTU     int           // largest datagram passed; larger ones are dropped; 0 means no limit
+	// Limit and LimitBytes bound what the direction holds at once, the
+	// delay line and the rate queue together, as netem's limit does:
+	// a packet that would pass either is dropped (LimitDrops). Zero means
+	// DefaultLimit packets and DefaultLimitBytes bytes of payload.
+	Limit      int
+	LimitBytes int64
 }
 
 // GE is netem's Gilbert-Elliott loss model ("loss gemodel p r 1-h 1-k"):
@@ -90,6 +96,24 @@ func (o Order) String() string {
 // netem's default limit of 1000 packets.
 const DefaultQueue = 1000
 
+// DefaultLimit is the packets a direction may hold when Params.Limit is
+// zero. netem's default limit is 1000 packets, but compare pushes bulk
+// transfers as fast as a mode sends through a 20ms delay with no rate:
+// a raw 4 MB transfer is 3,300 datagrams in the delay line at once, and a
+// larger one more. So the count is set high enough for those, and
+// DefaultLimitBytes is the cap that matters; the count bounds what small
+// datagrams cost beyond their payload (about 200 bytes each for the queue
+// entry and the buffer's rounding, so 20 MB at most).
+const DefaultLimit = 100_000
+
+// DefaultLimitBytes is the payload a direction may hold when
+// Params.LimitBytes is zero. 64 MiB holds a full second at 500 Mbit/s, far
+// more than any preset or compare link keeps in flight (satellite's down
+// way, 25 Mbit/s for 300ms, is under 1 MiB), while a flood through a long
+// delay or a huge queue costs at most that much memory per direction,
+// whatever the user set.
+const DefaultLimitBytes = 64 << 20
+
 // HeaderBytes is what each packet adds to the wire beyond its UDP payload
 // when a rate is applied: an IPv4 header (20) and a UDP header (8).
 const HeaderBytes = 28
@@ -112,7 +136,8 @@ func (p *Params) impaired() bool { return *p != Params{} }
 // Later items override earlier ones, so "lte,loss=5%" is LTE with 5% loss.
 //
 //	loss=10%  burst=P/R[/1-H[/1-K]]  delay=20ms  jitter=5ms  dist=uniform|normal|pareto
-//	order=keep|netem  reorder=1%  dup=0.1%  corrupt=0.1%  rate=10mbit  queue=100  mtu=1400  seed=7
+//	order=keep|netem  reorder=1%  dup=0.1%  corrupt=0.1%  rate=10mbit  queue=100  mtu=1400
+//	limit=1000  limit-bytes=4MiB  seed=7
 //
 // The empty string is a perfect link. A value that cannot be read gives a
 // *ParseError.
@@ -222,7 +247,7 @@ func (spec *Spec) applyPreset(name string, dirs []*Params) error {
 }
 
 // Keys lists the grammar's keys, for help and error messages.
-var Keys = []string{"loss", "burst", "delay", "jitter", "dist", "order", "reorder", "dup", "corrupt", "rate", "queue", "mtu", "seed"}
+var Keys = []string{"loss", "burst", "delay", "jitter", "dist", "order", "reorder", "dup", "corrupt", "rate", "queue", "mtu", "limit", "limit-bytes", "seed"}
 
 func setKey(p *Params, key, val string) error {
 	var err error
@@ -254,6 +279,10 @@ func setKey(p *Params, key, val string) error {
 		p.Queue, err = parseCount(key, val, 1)
 	case "mtu":
 		p.MTU, err = parseCount(key, val, 1)
+	case "limit":
+		p.Limit, err = parseCount(key, val, 1)
+	case "limit-bytes":
+		p.LimitBytes, err = parseSize(key, val)
 	default:
 		return fmt.Errorf("link: unknown key %q; keys: %s", key, strings.Join(Keys, ", "))
 	}
@@ -353,6 +382,9 @@ func (spec *Spec) Validate() error {
 		if d.p.Reorder > 0 && d.p.Delay == 0 {
 			return fmt.Errorf("link: %s: reorder=%s needs a delay for reordered packets to overtake (as netem's reorder does)", d.name, pct(d.p.Reorder))
 		}
+		if d.p.Limit < 0 || d.p.LimitBytes < 0 {
+			return fmt.Errorf("link: %s: limit and limit-bytes cannot be negative", d.name)
+		}
 		if d.p.Dist != Uniform && d.p.Jitter == 0 {
 			return fmt.Errorf("link: %s: dist=%s needs a jitter to shape; without one every packet has the same delay", d.name, d.p.Dist)
 		}
@@ -414,6 +446,12 @@ func (p Params) items(prefix string) []string {
 	if p.MTU > 0 {
 		add("mtu", strconv.Itoa(p.MTU))
 	}
+	if p.Limit > 0 {
+		add("limit", strconv.Itoa(p.Limit))
+	}
+	if p.LimitBytes > 0 {
+		add("limit-bytes", formatSize(p.LimitBytes))
+	}
 	return out
 }
 
@@ -429,6 +467,41 @@ func formatRate(bps int64) string {
 	}
 	digits := strconv.FormatInt(bps, 10)
 	return placePoint(digits, len(digits)-3) + "kbit"
+}
+
+// sizeUnits are the byte suffixes, largest first, with their powers of
+// two. Binary units only: a buffer is counted in them, and one spelling
+// per value keeps String's output what Parse reads.
+var sizeUnits = []struct {
+	suffix string
+	shift  uint
+}{{"gib", 30}, {"mib", 20}, {"kib", 10}}
+
+// parseSize reads a positive whole number of bytes, bare or with KiB, MiB
+// or GiB in any case, such as 65536 or 64MiB.
+func parseSize(key, val string) (int64, error) {
+	num, shift := strings.ToLower(val), uint(0)
+	for _, u := range sizeUnits {
+		if n, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, shift = n, u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 1 || n > math.MaxInt64>>shift {
+		return 0, valueError(key, val, "a positive whole number of bytes, bare or with KiB, MiB or GiB, such as 64MiB")
+	}
+	return n << shift, nil
+}
+
+// formatSize writes bytes in the largest binary unit that keeps them whole.
+func formatSize(n int64) string {
+	for _, u := range sizeUnits {
+		if n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + strings.ToUpper(u.suffix[:1]) + "iB"
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // PresetNames lists the presets, sorted.

@@ -26,6 +26,11 @@ func TestParse(t *testing.T) {
 		t.Errorf("per-direction Parse = %+v", spec)
 	}
 
+	spec, err = Parse("delay=1s,limit=10,up:limit-bytes=4MiB,down:limit-bytes=1000")
+	if err != nil || spec.Up.Limit != 10 || spec.Down.Limit != 10 || spec.Up.LimitBytes != 4<<20 || spec.Down.LimitBytes != 1000 {
+		t.Errorf("limits = %+v, %v", spec, err)
+	}
+
 	spec, err = Parse("lte,loss=5%")
 	if err != nil || spec.Up.Loss != 0.05 || spec.Up.Rate != 5e6 || spec.Down.Rate != 20e6 {
 		t.Errorf("preset with override = %+v, %v", spec, err)
@@ -56,6 +61,11 @@ func TestParseErrors(t *testing.T) {
 		{"rate=0.0001kbit", `rate="0.0001kbit"`},
 		{"loss=-1%", `loss="-1%"`},
 		{"loss=NaN%", `loss="NaN%"`},
+		{"limit=0", `limit="0": want a whole number of at least 1`},
+		{"limit-bytes=0", `limit-bytes="0": want a positive whole number of bytes`},
+		{"limit-bytes=64MB", `limit-bytes="64MB"`},
+		{"limit-bytes=1.5MiB", `limit-bytes="1.5MiB"`},
+		{"limit-bytes=9999999999GiB", `limit-bytes="9999999999GiB"`},
 	}
 	for _, tt := range tests {
 		_, err := Parse(tt.in)
@@ -89,7 +99,7 @@ func TestPresetsParse(t *testing.T) {
 
 func TestStringRoundTrips(t *testing.T) {
 	for _, s := range []string{"", "loss=10%", "lte", "lossy-wifi,seed=9", "up:delay=1ms,down:dist=pareto,down:jitter=2ms,down:delay=3ms",
-		"rate=1.5mbit,queue=7,mtu=576,dup=0.25%,corrupt=1e-05%"} {
+		"rate=1.5mbit,queue=7,mtu=576,dup=0.25%,corrupt=1e-05%", "delay=1s,limit=10,up:limit-bytes=3000"} {
 		spec, err := Parse(s)
 		if err != nil {
 			t.Fatal(err)
@@ -113,6 +123,11 @@ func TestStringAsWritten(t *testing.T) {
 		"rate=2000kbit":     "rate=2mbit",
 		"rate=1.001kbit":    "rate=1.001kbit",
 		"rate=1gbit":        "rate=1gbit",
+		"limit-bytes=65536": "limit-bytes=64KiB",
+		"limit-bytes=64mib": "limit-bytes=64MiB",
+		"limit-bytes=1025":  "limit-bytes=1025",
+		"limit-bytes=2GIB":  "limit-bytes=2GiB",
+		"limit=5,delay=1ms": "delay=1ms,limit=5",
 		"delay=20ms,jitter=5ms,order=netem,dist=pareto": "delay=20ms,jitter=5ms,dist=pareto,order=netem",
 	} {
 		spec, err := Parse(in)
@@ -128,7 +143,8 @@ func TestStringAsWritten(t *testing.T) {
 
 // FuzzParse: whatever parses must print back to itself.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"loss=10%", "lte,loss=5%", "up:rate=1kbit,down:burst=1%/2%/3%/4%", "delay=1ms,reorder=2%", "seed=18446744073709551615"} {
+	for _, s := range []string{"loss=10%", "lte,loss=5%", "up:rate=1kbit,down:burst=1%/2%/3%/4%", "delay=1ms,reorder=2%", "seed=18446744073709551615",
+		"delay=10s,limit=1000,limit-bytes=64MiB", "up:limit-bytes=1536,down:limit=1", "limit-bytes=8GiB", "limit-bytes=+7kib"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -61,6 +61,8 @@ SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.`,
 			{"rate", "rate limit `R` such as 10mbit, counting 28 header bytes per packet"},
 			{"queue", fmt.Sprintf("`N` packets may wait at the rate limit before tail drop (default %d)", link.DefaultQueue)},
 			{"mtu", "drop datagrams larger than `N` bytes"},
+			{"limit", fmt.Sprintf("hold at most `N` packets each way, delayed or queued, dropping the rest (netem's limit; default %d)", link.DefaultLimit)},
+			{"limit-bytes", fmt.Sprintf("hold at most `SIZE` payload bytes each way, such as 4MiB (default %dMiB)", link.DefaultLimitBytes>>20)},
 			{"seed", fmt.Sprintf("random `SEED`: the same seed gives every packet the same fate (default %d)", link.DefaultSeed)},
 		} {
 			fs.Var(itemValue{k.key, &items}, k.key, k.usage)
@@ -288,7 +290,9 @@ func lateness(l link.Lateness) string {
 }
 
 // linkDrops is every datagram the link itself dropped.
-func linkDrops(s link.Stats) uint64 { return s.Lost + s.QueueDrops + s.MTUDrops + s.OutageDrops }
+func linkDrops(s link.Stats) uint64 {
+	return s.Lost + s.QueueDrops + s.LimitDrops + s.MTUDrops + s.OutageDrops
+}
 
 func socketDrops(n uint64, known bool) string {
 	if !known {

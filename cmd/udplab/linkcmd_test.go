@@ -64,8 +64,8 @@ func TestLinkReport(t *testing.T) {
 		"[  0.00-  2.00 s] up   offered=3 delivered=3 link_drops=0 socket_drops=unknown pkt/s=1.5 bitrate=1.20kbit/s",
 		"[  0.00-  2.00 s] down offered=0 delivered=0 link_drops=0 socket_drops=unknown pkt/s=0.0 bitrate=0.00kbit/s",
 		"[  0.00-  2.00 s] clients=1 refused=2 expired=0",
-		"summary up   offered=3 delivered=3 lost=0 queue_drops=0 mtu_drops=0 outage_drops=0 dup=0 corrupt=0 reordered=0 queue_high=0 bytes_in=300 bytes_out=300 socket_drops=unknown",
-		"summary down offered=0 delivered=0 lost=0 queue_drops=0 mtu_drops=0 outage_drops=0 dup=0 corrupt=0 reordered=0 queue_high=0 bytes_in=0 bytes_out=0 socket_drops=unknown",
+		"summary up   offered=3 delivered=3 lost=0 queue_drops=0 limit_drops=0 mtu_drops=0 outage_drops=0 dup=0 corrupt=0 reordered=0 queue_high=0 bytes_in=300 bytes_out=300 socket_drops=unknown",
+		"summary down offered=0 delivered=0 lost=0 queue_drops=0 limit_drops=0 mtu_drops=0 outage_drops=0 dup=0 corrupt=0 reordered=0 queue_high=0 bytes_in=0 bytes_out=0 socket_drops=unknown",
 		"summary clients=1 refused=2 expired=0",
 	}
 	got := bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n"))
