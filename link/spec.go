@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/udplab/udplab/internal/cliflag"
 )
 
 // Params are one direction's impairments. The zero value is a perfect link:
@@ -469,39 +471,29 @@ func formatRate(bps int64) string {
 	return placePoint(digits, len(digits)-3) + "kbit"
 }
 
-// sizeUnits are the byte suffixes, largest first, with their powers of
-// two. Binary units only: a buffer is counted in them, and one spelling
-// per value keeps String's output what Parse reads.
-var sizeUnits = []struct {
-	suffix string
-	shift  uint
-}{{"gib", 30}, {"mib", 20}, {"kib", 10}}
-
-// parseSize reads a positive whole number of bytes, bare or with KiB, MiB
-// or GiB in any case, such as 65536 or 64MiB.
+// parseSize reads a positive byte count as every udplab flag does (see
+// cliflag.ParseBytes): bare, or with kB, MB, GB or KiB, MiB, GiB.
 func parseSize(key, val string) (int64, error) {
-	num, shift := strings.ToLower(val), uint(0)
-	for _, u := range sizeUnits {
-		if n, ok := strings.CutSuffix(num, u.suffix); ok {
-			num, shift = n, u.shift
-			break
-		}
+	n, err := cliflag.ParseBytes(val)
+	if err != nil || n < 1 {
+		return 0, valueError(key, val, "a positive byte count such as 64MiB, 4MB or 65536 (kB, MB, GB are powers of 1000; KiB, MiB, GiB of 1024)")
 	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 1 || n > math.MaxInt64>>shift {
-		return 0, valueError(key, val, "a positive whole number of bytes, bare or with KiB, MiB or GiB, such as 64MiB")
-	}
-	return n << shift, nil
+	return n, nil
 }
 
-// formatSize writes bytes in the largest binary unit that keeps them whole.
+// formatSize writes bytes in the largest power-of-1024 unit that keeps
+// them whole, as a buffer size is usually written, or else as cliflag
+// writes byte counts.
 func formatSize(n int64) string {
-	for _, u := range sizeUnits {
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"GiB", 30}, {"MiB", 20}, {"KiB", 10}} {
 		if n%(1<<u.shift) == 0 {
-			return strconv.FormatInt(n>>u.shift, 10) + strings.ToUpper(u.suffix[:1]) + "iB"
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
 		}
 	}
-	return strconv.FormatInt(n, 10)
+	return cliflag.FormatBytes(n)
 }
 
 // PresetNames lists the presets, sorted.
