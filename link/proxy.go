@@ -13,6 +13,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
+	"github.com/udplab/udplab/internal/logrl"
 	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/internal/udpsock"
 )
@@ -27,12 +28,22 @@ type ProxyConfig struct {
 	// is closed. Zero means 60s.
 	Idle time.Duration
 	// MaxClients bounds the upstream sockets; datagrams from further
-	// clients are dropped and counted. Zero means 1024.
+	// clients are dropped and counted. Zero means DefaultMaxClients.
 	MaxClients int
-	// Logger gets client arrivals and expiries at debug level. Nil means
+	// Logger gets client arrivals and expiries at debug level, and
+	// refused clients and failed upstream sockets as warnings, each kind
+	// at most once a second with a count of those suppressed. Nil means
 	// slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultMaxClients is ProxyConfig.MaxClients when zero. A client costs an
+// upstream socket (a file descriptor), a goroutine and a few KiB, and holds
+// no read buffer while its socket is idle (see newUpstreamReader), so 1024
+// of them, a flood of new source addresses included, take a few MiB. The
+// open-files limit (often 1024) may refuse new clients before this does:
+// they are counted and logged just the same.
+const DefaultMaxClients = 1024
 
 // Proxy relays datagrams between clients and one server through a Link,
 // so that any UDP program can be put behind impairments. Each client
@@ -45,8 +56,12 @@ type Proxy struct {
 	to         net.Addr
 	dial       func() (net.PacketConn, error)
 
+	log        *logrl.Logger // cfg.Logger, at most a line a second per kind
+	maxClients any           // cfg.MaxClients, boxed once so that a suppressed line allocates nothing
+
 	mu      sync.Mutex
 	clients map[clientKey]*proxyClient
+	peak    int // most clients in the map since it was made
 	closed  bool
 	gone    dropCount    // socket drops at the upstream sockets closed so far
 	final   [2]dropCount // both directions' socket drops as Close found them
@@ -138,13 +153,14 @@ func NewProxyConn(listen net.PacketConn, to net.Addr, dial func() (net.PacketCon
 		cfg.Idle = 60 * time.Second
 	}
 	if cfg.MaxClients == 0 {
-		cfg.MaxClients = 1024
+		cfg.MaxClients = DefaultMaxClients
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	p := &Proxy{
 		cfg: cfg, pc: listen, listenSock: sockstat.Of(listen), to: to, dial: dial,
+		log: logrl.New(cfg.Logger, logrl.DefaultEvery), maxClients: cfg.MaxClients,
 		clients: map[clientKey]*proxyClient{}, gone: dropCount{known: true}, done: make(chan struct{}),
 	}
 	p.wg.Add(2)
@@ -234,6 +250,7 @@ func (p *Proxy) Close() error {
 		err = p.pc.Close()
 	})
 	p.wg.Wait()
+	p.log.Flush()
 	return err
 }
 
@@ -252,6 +269,10 @@ func newReader(pc net.PacketConn) packetReader {
 	if u, ok := pc.(*net.UDPConn); ok {
 		return newBatchReader(u)
 	}
+	return newSingleReader(pc)
+}
+
+func newSingleReader(pc net.PacketConn) *singleReader {
 	return &singleReader{pc: pc, buf: make([]byte, 64<<10)}
 }
 
@@ -335,14 +356,19 @@ func (p *Proxy) client(from net.Addr) *proxyClient {
 	if c, ok := p.clients[key]; ok {
 		return c
 	}
-	if p.closed || len(p.clients) >= p.cfg.MaxClients {
+	if p.closed {
 		p.refused.Add(1)
+		return nil
+	}
+	if len(p.clients) >= p.cfg.MaxClients {
+		p.refused.Add(1)
+		p.log.Warn("full", "link: proxy refused a client: it has MaxClients already", "client", from, "max_clients", p.maxClients)
 		return nil
 	}
 	up, err := p.dial()
 	if err != nil {
-		p.cfg.Logger.Error("link: proxy cannot open an upstream socket", "client", from, "err", err)
 		p.refused.Add(1)
+		p.log.Warn("dial", "link: proxy refused a client: cannot open an upstream socket", "client", from, "err", err)
 		return nil
 	}
 	if u, ok := from.(*net.UDPAddr); ok {
@@ -350,7 +376,8 @@ func (p *Proxy) client(from net.Addr) *proxyClient {
 	}
 	c := &proxyClient{addr: from, up: up, sock: sockstat.Of(up)}
 	p.clients[key] = c
-	p.cfg.Logger.Debug("link: new client", "client", from, "upstream", up.LocalAddr())
+	p.peak = max(p.peak, len(p.clients))
+	p.log.Debug("new", "link: new client", "client", from, "upstream", up.LocalAddr())
 	p.wg.Add(1)
 	go p.readServer(c)
 	return c
@@ -359,7 +386,7 @@ func (p *Proxy) client(from net.Addr) *proxyClient {
 // readServer relays one client's replies back through the Down direction.
 func (p *Proxy) readServer(c *proxyClient) {
 	defer p.wg.Done()
-	r := newReader(c.up)
+	r := newUpstreamReader(c.up)
 	for {
 		err := r.read(func(b []byte, _ net.Addr) {
 			c.last.Store(time.Now().UnixNano())
@@ -406,6 +433,15 @@ func (p *Proxy) expireIdle(now time.Time) {
 		}
 		p.closeClient(key, c, t)
 		p.expired.Add(1)
-		p.cfg.Logger.Debug("link: client expired", "client", c.addr)
+		p.log.Debug("expired", "link: client expired", "client", c.addr)
+	}
+	if len(p.clients) == 0 && p.peak > remakeMapPast {
+		// Go maps never shrink: after a flood of new sources the empty
+		// map would keep its buckets for good.
+		p.clients, p.peak = map[clientKey]*proxyClient{}, 0
 	}
 }
+
+// remakeMapPast is how many clients a map must have held before it is
+// made anew once empty; below it, its buckets cost less than remaking it.
+const remakeMapPast = 64

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -43,6 +44,7 @@ SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.`,
 			listen, to, preset, up, down, schedule, trace string
 			stats, idle                                   time.Duration
 			items                                         []string
+			maxClients                                    int
 		)
 		cliflag.Addr(fs, &listen, "listen", "", false, "`ADDR` clients send to")
 		cliflag.Addr(fs, &to, "to", "", false, "the server's `ADDR`")
@@ -62,7 +64,7 @@ SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.`,
 			{"queue", fmt.Sprintf("`N` packets may wait at the rate limit before tail drop (default %d)", link.DefaultQueue)},
 			{"mtu", "drop datagrams larger than `N` bytes"},
 			{"limit", fmt.Sprintf("hold at most `N` packets each way, delayed or queued, dropping the rest (netem's limit; default %d)", link.DefaultLimit)},
-			{"limit-bytes", fmt.Sprintf("hold at most `SIZE` payload bytes each way, such as 4MiB (default %dMiB)", link.DefaultLimitBytes>>20)},
+			{"limit-bytes", fmt.Sprintf("hold at most `SIZE` payload bytes each way, such as 4MiB or 4MB (default %dMiB)", link.DefaultLimitBytes>>20)},
 			{"seed", fmt.Sprintf("random `SEED`: the same seed gives every packet the same fate (default %d)", link.DefaultSeed)},
 		} {
 			fs.Var(itemValue{k.key, &items}, k.key, k.usage)
@@ -73,6 +75,8 @@ SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.`,
 		fs.StringVar(&trace, "trace", "", "write each packet's fate to `FILE` as JSON Lines")
 		fs.DurationVar(&stats, "stats", 5*time.Second, "print each interval's counters this often; 0 prints only the summary")
 		fs.DurationVar(&idle, "idle", 60*time.Second, "forget a client silent this long")
+		cliflag.Int(fs, &maxClients, "max-clients", link.DefaultMaxClients, 1, math.MaxInt,
+			"relay for at most `N` client addresses at once; datagrams from more are refused, counted and logged at most once a second")
 		return func(ctx context.Context, st *stdio) error {
 			if listen == "" || to == "" {
 				return usagef("--listen and --to are both needed")
@@ -102,7 +106,7 @@ SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.`,
 					return usagef("--schedule: %s", strings.TrimPrefix(err.Error(), "link: "))
 				}
 			}
-			return runLink(ctx, st, spec, steps, listen, to, trace, stats, idle)
+			return runLink(ctx, st, spec, steps, linkProxy{listen, to, idle, maxClients}, trace, stats)
 		}
 	},
 }
@@ -141,7 +145,14 @@ func isLocal(ip net.IP) bool {
 	return false
 }
 
-func runLink(ctx context.Context, st *stdio, spec link.Spec, steps []link.Step, listen, to, trace string, every, idle time.Duration) error {
+// linkProxy is what the proxy of udplab link is told.
+type linkProxy struct {
+	listen, to string
+	idle       time.Duration
+	maxClients int
+}
+
+func runLink(ctx context.Context, st *stdio, spec link.Spec, steps []link.Step, px linkProxy, trace string, every time.Duration) error {
 	var opts link.Options
 	if trace != "" {
 		f, err := os.Create(trace)
@@ -156,12 +167,12 @@ func runLink(ctx context.Context, st *stdio, spec link.Spec, steps []link.Step, 
 		return unprefixed{err}
 	}
 	log := newLogger(st, "info")
-	p, err := link.NewProxy(link.ProxyConfig{Listen: listen, To: to, Link: l, Idle: idle, Logger: log})
+	p, err := link.NewProxy(link.ProxyConfig{Listen: px.listen, To: px.to, Link: l, Idle: px.idle, MaxClients: px.maxClients, Logger: log})
 	if err != nil {
 		l.Close()
 		return unprefixed{err}
 	}
-	log.Info("link: relaying", "listen", p.Addr(), "to", to, "link", spec.String())
+	log.Info("link: relaying", "listen", p.Addr(), "to", px.to, "link", spec.String())
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
