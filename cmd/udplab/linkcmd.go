@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"os"
@@ -41,13 +42,13 @@ clients. Each schedule step is logged as it takes effect. On SIGINT or
 SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
 		var (
-			listen, to, preset, up, down, schedule, trace string
-			stats, idle                                   time.Duration
-			items                                         []string
-			maxClients                                    int
+			run              linkRun
+			preset, up, down string
+			schedule         string
+			items            []string
 		)
-		cliflag.Addr(fs, &listen, "listen", "", false, "`ADDR` clients send to")
-		cliflag.Addr(fs, &to, "to", "", false, "the server's `ADDR`")
+		cliflag.Addr(fs, &run.listen, "listen", "", false, "`ADDR` clients send to")
+		cliflag.Addr(fs, &run.to, "to", "", false, "the server's `ADDR`")
 		fs.Var(cliflag.ChoiceValue{V: &preset, Choices: append([]string{""}, link.PresetNames()...)}, "preset",
 			"start from the preset `NAME`: "+strings.Join(link.PresetNames(), ", "))
 		for _, k := range []struct{ key, usage string }{
@@ -72,19 +73,20 @@ SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.`,
 		fs.Var(specValue{"up", &up}, "up", "link grammar `SPEC` for the up direction only")
 		fs.Var(specValue{"down", &down}, "down", "link grammar `SPEC` for the down direction only")
 		fs.StringVar(&schedule, "schedule", "", "change the link over time: `OFFSET:SPEC;...` where a SPEC may be outage")
-		fs.StringVar(&trace, "trace", "", "write each packet's fate to `FILE` as JSON Lines")
-		fs.DurationVar(&stats, "stats", 5*time.Second, "print each interval's counters this often; 0 prints only the summary")
-		fs.DurationVar(&idle, "idle", 60*time.Second, "forget a client silent this long")
-		cliflag.Int(fs, &maxClients, "max-clients", link.DefaultMaxClients, 1, math.MaxInt,
+		fs.StringVar(&run.trace, "trace", "", "write each packet's fate to `FILE` as JSON Lines")
+		fs.DurationVar(&run.every, "stats", 5*time.Second, "print each interval's counters this often; 0 prints only the summary")
+		fs.DurationVar(&run.idle, "idle", 60*time.Second, "forget a client silent this long")
+		cliflag.Addr(fs, &run.metrics, "metrics", "", false, "serve the link's counters at http://`ADDR`/metrics in Prometheus' text format")
+		cliflag.Int(fs, &run.maxClients, "max-clients", link.DefaultMaxClients, 1, math.MaxInt,
 			"relay for at most `N` client addresses at once; datagrams from more are refused, counted and logged at most once a second")
 		return func(ctx context.Context, st *stdio) error {
-			if listen == "" || to == "" {
+			if run.listen == "" || run.to == "" {
 				return usagef("--listen and --to are both needed")
 			}
-			if stats < 0 || idle <= 0 {
+			if run.every < 0 || run.idle <= 0 {
 				return usagef("--stats wants zero or more and --idle a positive duration")
 			}
-			if err := checkLoop(listen, to); err != nil {
+			if err := checkLoop(run.listen, run.to); err != nil {
 				return err
 			}
 			spec, err := link.Parse(preset)
@@ -100,13 +102,13 @@ SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.`,
 			if err != nil {
 				return usagef("%s", strings.TrimPrefix(err.Error(), "link: "))
 			}
-			var steps []link.Step
+			run.spec = spec
 			if schedule != "" {
-				if steps, err = link.ParseSchedule(schedule, spec); err != nil {
+				if run.steps, err = link.ParseSchedule(schedule, spec); err != nil {
 					return usagef("--schedule: %s", strings.TrimPrefix(err.Error(), "link: "))
 				}
 			}
-			return runLink(ctx, st, spec, steps, linkProxy{listen, to, idle, maxClients}, trace, stats)
+			return run.run(ctx, st)
 		}
 	},
 }
@@ -145,34 +147,54 @@ func isLocal(ip net.IP) bool {
 	return false
 }
 
-// linkProxy is what the proxy of udplab link is told.
-type linkProxy struct {
-	listen, to string
-	idle       time.Duration
-	maxClients int
+// linkRun is one udplab link, as its flags set it.
+type linkRun struct {
+	spec           link.Spec
+	steps          []link.Step
+	listen, to     string
+	idle           time.Duration
+	maxClients     int
+	trace, metrics string        // files and addresses; empty for none
+	every          time.Duration // --stats
 }
 
-func runLink(ctx context.Context, st *stdio, spec link.Spec, steps []link.Step, px linkProxy, trace string, every time.Duration) error {
+func (r *linkRun) run(ctx context.Context, st *stdio) error {
 	var opts link.Options
-	if trace != "" {
-		f, err := os.Create(trace)
+	if r.trace != "" {
+		f, err := os.Create(r.trace)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
 		opts.Trace = f
 	}
-	l, err := link.New(spec, &opts)
+	l, err := link.New(r.spec, &opts)
 	if err != nil {
 		return unprefixed{err}
 	}
 	log := newLogger(st, "info")
-	p, err := link.NewProxy(link.ProxyConfig{Listen: px.listen, To: px.to, Link: l, Idle: px.idle, MaxClients: px.maxClients, Logger: log})
+	p, err := link.NewProxy(link.ProxyConfig{Listen: r.listen, To: r.to, Link: l, Idle: r.idle, MaxClients: r.maxClients, Logger: log})
 	if err != nil {
 		l.Close()
 		return unprefixed{err}
 	}
-	log.Info("link: relaying", "listen", p.Addr(), "to", px.to, "link", spec.String())
+	if r.metrics != "" {
+		m, err := serveMetrics(r.metrics, l, p, log)
+		if err != nil {
+			p.Close()
+			l.Close()
+			return fmt.Errorf("--metrics: %w", err)
+		}
+		defer m.stop()
+	}
+	return r.relay(ctx, st, log, l, p, opts.Trace)
+}
+
+// relay reports on the running proxy until ctx ends, then closes it and
+// the link.
+func (r *linkRun) relay(ctx context.Context, st *stdio, log *slog.Logger, l *link.Link, p *link.Proxy, trace io.Writer) error {
+	spec, steps, every := r.spec, r.steps, r.every
+	log.Info("link: relaying", "listen", p.Addr(), "to", r.to, "link", spec.String())
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -207,8 +229,8 @@ func runLink(ctx context.Context, st *stdio, spec link.Spec, steps []link.Step, 
 	if err := l.Close(); err != nil {
 		return unprefixed{err}
 	}
-	if opts.Trace != nil {
-		return opts.Trace.(*os.File).Sync()
+	if trace != nil {
+		return trace.(*os.File).Sync()
 	}
 	return nil
 }
