@@ -218,8 +218,8 @@ func (d *direction) rateRoom(p *Params, now time.Time) bool {
 		i++
 	}
 	d.txEnds = d.txEnds[i:]
-	if len(d.txEnds) == 0 {
-		d.txEnds = nil // let a flood's backing array go
+	if len(d.txEnds) == 0 && cap(d.txEnds) > shrinkCap {
+		d.txEnds = nil // a flood's backing array goes once the queue empties
 	}
 	return len(d.txEnds) < limit
 }
@@ -338,9 +338,9 @@ func (d *direction) pop() packet {
 	return p
 }
 
-// shrinkCap is the queue capacity past which an empty queue's backing
-// array is let go: small ones are kept, so a steady flow reallocates
-// nothing.
+// shrinkCap is the capacity past which an empty queue's backing array
+// (the delay line's or the rate queue's) is let go: small ones are kept,
+// so a steady flow reallocates nothing.
 const shrinkCap = 1024
 
 // deliverNow delivers the pooled copy bp, twice if dup, and returns it
