@@ -35,6 +35,13 @@ rates take kbit, mbit or gbit. The same --seed gives every packet the same
 fate. A --schedule changes the link over time, for example
 "0s:loss=1%;10s:loss=30%;20s:outage;25s:loss=1%".
 
+Memory is bounded whatever the flags: each direction holds at most --limit
+packets and --limit-bytes of payload at once (delayed or queued), dropping
+the rest as limit_drops, and the proxy relays for at most --max-clients
+client addresses. Errors that datagrams cause are logged at most once a
+second each, with the count suppressed. --metrics serves every counter
+for Prometheus.
+
 Every --stats it prints a line per direction for that interval, as iperf3's
 -i does: datagrams offered, delivered, dropped by the link and by the
 proxy's socket buffers, packets and bits per second delivered; then the
