@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -319,6 +320,27 @@ func (c *stalledConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		return c.UDPConn.ReadFrom(b)
 	case <-c.closed:
 		return 0, nil, net.ErrClosed
+	}
+}
+
+// SyscallConn stalls reads through the descriptor too, as the proxy reads
+// an upstream socket that way; Control still reaches it, for its drops.
+func (c *stalledConn) SyscallConn() (syscall.RawConn, error) {
+	rc, err := c.UDPConn.SyscallConn()
+	return stalledRaw{rc, c}, err
+}
+
+type stalledRaw struct {
+	syscall.RawConn
+	c *stalledConn
+}
+
+func (r stalledRaw) Read(f func(fd uintptr) bool) error {
+	select {
+	case <-r.c.open:
+		return r.RawConn.Read(f)
+	case <-r.c.closed:
+		return net.ErrClosed
 	}
 }
 
