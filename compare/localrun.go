@@ -140,7 +140,7 @@ func (e *localRun) settled(srv modes.Server, parity bool) func() bool {
 // drained reports whether every datagram offered to a direction has left
 // it: dropped, delivered, or refused by the socket.
 func drained(s link.Stats) bool {
-	return s.Offered+s.Duplicated == drops(s)+s.Delivered+s.WriteErrors
+	return s.Offered+s.Duplicated == s.Dropped()+s.Delivered+s.WriteErrors
 }
 
 // readDrops reads both sockets' kernel drop counters: now, or as each

@@ -64,5 +64,6 @@ func (c *Config) probeConnect(ctx context.Context, name string, spec link.Spec) 
 // lossFree is p without its random impairments: what remains is what
 // every packet meets.
 func lossFree(p link.Params) link.Params {
-	return link.Params{Delay: p.Delay, Jitter: p.Jitter, Dist: p.Dist, Order: p.Order, Rate: p.Rate, Queue: p.Queue, MTU: p.MTU}
+	return link.Params{Delay: p.Delay, Jitter: p.Jitter, Dist: p.Dist, Order: p.Order, Rate: p.Rate, Queue: p.Queue, MTU: p.MTU,
+		Limit: p.Limit, LimitBytes: p.LimitBytes}
 }

@@ -515,9 +515,11 @@ func (c *Config) runLocal(ctx context.Context, name string, lk Link) (Result, er
 // linkFigures takes what the link counted in both directions: its drops
 // and duplicates, its queue's, and its own timing error.
 func (r *Result) linkFigures(s link.Spec, up, down link.Stats) {
-	linkDrops, linkDups := drops(up)+drops(down), up.Duplicated+down.Duplicated
+	linkDrops, linkDups := up.Dropped()+down.Dropped(), up.Duplicated+down.Duplicated
 	r.LinkDrops, r.LinkDuplicates = &linkDrops, &linkDups
-	queueDrops, queueHigh := up.QueueDrops+down.QueueDrops, max(up.QueueHigh, down.QueueHigh)
+	// A packet the hold limit drops is dropped for a full queue too.
+	queueDrops := up.QueueDrops + up.LimitDrops + down.QueueDrops + down.LimitDrops
+	queueHigh := max(up.QueueHigh, down.QueueHigh)
 	r.QueueDrops, r.QueueHigh = &queueDrops, &queueHigh
 	r.timing(s, up, down)
 }
@@ -727,7 +729,6 @@ func ipHeader(addr string) int {
 	return ipv4Header
 }
 
-func drops(s link.Stats) uint64 { return s.Lost + s.QueueDrops + s.MTUDrops + s.OutageDrops }
 
 // countReplies wraps h to add the length of every reply it makes to n: the
 // application bytes the server offers.

@@ -79,6 +79,12 @@ type Lateness struct {
 }
 
 // String renders s on one line, as udplab link prints it.
+// Dropped is every datagram the link itself dropped: lost, at a full
+// queue or hold limit, over the MTU, or in an outage.
+func (s Stats) Dropped() uint64 {
+	return s.Lost + s.QueueDrops + s.LimitDrops + s.MTUDrops + s.OutageDrops
+}
+
 func (s Stats) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "offered=%d delivered=%d lost=%d queue_drops=%d limit_drops=%d mtu_drops=%d outage_drops=%d dup=%d corrupt=%d reordered=%d queue_high=%d bytes_in=%d bytes_out=%d",

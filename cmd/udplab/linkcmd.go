@@ -302,7 +302,7 @@ func (r *linkReport) interval(now time.Time) {
 		a, b := r.prev.dirs[d], cur.dirs[d]
 		delivered := b.Delivered - a.Delivered
 		fmt.Fprintf(r.w, "%s %-4s offered=%d delivered=%d link_drops=%d socket_drops=%s pkt/s=%.1f bitrate=%s%s\n",
-			span, d, b.Offered-a.Offered, delivered, linkDrops(b)-linkDrops(a),
+			span, d, b.Offered-a.Offered, delivered, b.Dropped()-a.Dropped(),
 			socketDrops(cur.drops[d]-r.prev.drops[d], cur.known[d] && r.prev.known[d]),
 			float64(delivered)/secs, bitrate(float64(b.DeliveredBytes-a.DeliveredBytes)*8/secs),
 			lateness(r.l.IntervalLateness(d)))
@@ -329,10 +329,6 @@ func lateness(l link.Lateness) string {
 	return " " + l.String()
 }
 
-// linkDrops is every datagram the link itself dropped.
-func linkDrops(s link.Stats) uint64 {
-	return s.Lost + s.QueueDrops + s.LimitDrops + s.MTUDrops + s.OutageDrops
-}
 
 func socketDrops(n uint64, known bool) string {
 	if !known {
