@@ -729,7 +729,6 @@ func ipHeader(addr string) int {
 	return ipv4Header
 }
 
-
 // countReplies wraps h to add the length of every reply it makes to n: the
 // application bytes the server offers.
 func countReplies(h message.Handler, n *atomic.Uint64) message.Handler {

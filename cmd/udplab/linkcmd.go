@@ -329,7 +329,6 @@ func lateness(l link.Lateness) string {
 	return " " + l.String()
 }
 
-
 func socketDrops(n uint64, known bool) string {
 	if !known {
 		return "unknown"
