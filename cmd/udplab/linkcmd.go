@@ -186,13 +186,14 @@ func (r *linkRun) run(ctx context.Context, st *stdio) error {
 		return unprefixed{err}
 	}
 	if r.metrics != "" {
-		m, err := serveMetrics(r.metrics, l, p, log)
+		url, stop, err := startMetrics(r.metrics, newLinkCollector(l, p), log)
 		if err != nil {
 			p.Close()
 			l.Close()
-			return fmt.Errorf("--metrics: %w", err)
+			return err
 		}
-		defer m.stop()
+		log.Info("link: metrics", "url", url)
+		defer stop()
 	}
 	return r.relay(ctx, st, log, l, p, opts.Trace)
 }

@@ -1,16 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"log/slog"
-	"net"
-	"net/http"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/udplab/udplab/link"
 )
@@ -116,51 +109,4 @@ func (c *linkCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.clients, prometheus.GaugeValue, float64(c.p.Clients()))
 	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(c.p.Refused()))
 	ch <- prometheus.MustNewConstMetric(c.expired, prometheus.CounterValue, float64(c.p.Expired()))
-}
-
-// metricsServer serves /metrics for a link until stop.
-type metricsServer struct {
-	addr net.Addr // where it listens
-	srv  *http.Server
-	done chan struct{}
-}
-
-// serveMetrics listens on addr and serves, at /metrics in Prometheus' text
-// format, the link's and the proxy's counters and Go's runtime and process
-// metrics (the process's resident memory is the figure a flood moves), as
-// serve's startMetrics does for the servers.
-func serveMetrics(addr string, l *link.Link, p *link.Proxy, log *slog.Logger) (*metricsServer, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newLinkCollector(l, p))
-	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: errLog, ErrorHandling: promhttp.ContinueOnError}))
-	m := &metricsServer{
-		addr: ln.Addr(),
-		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: metricsHeaderTimeout, ErrorLog: errLog},
-		done: make(chan struct{}),
-	}
-	log.Info("link: metrics", "url", "http://"+ln.Addr().String()+"/metrics")
-	go func() {
-		defer close(m.done)
-		if err := m.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.Error("link: metrics server stopped", "err", err)
-		}
-	}()
-	return m, nil
-}
-
-// stop closes the server, giving a scrape under way a moment to finish,
-// and waits for it.
-func (m *metricsServer) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), metricsStopWait)
-	defer cancel()
-	if m.srv.Shutdown(ctx) != nil {
-		m.srv.Close()
-	}
-	<-m.done
 }

@@ -39,7 +39,7 @@ func TestLinkMetricsServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	m, err := serveMetrics("127.0.0.1:0", l, p, quiet)
+	url, stop, err := startMetrics("127.0.0.1:0", newLinkCollector(l, p), quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,6 @@ func TestLinkMetricsServe(t *testing.T) {
 		}
 	}
 	conntest.WaitFor(t, func() bool { return l.Stats(link.Up).Offered == 3 })
-	url := "http://" + m.addr.String() + "/metrics"
 	fams, err := scrape(url)
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +79,7 @@ func TestLinkMetricsServe(t *testing.T) {
 	if fams["process_resident_memory_bytes"] == nil {
 		t.Error("/metrics lacks the process's resident memory")
 	}
-	m.stop()
+	stop()
 	if _, err := scrape(url); err == nil {
 		t.Error("/metrics still answers after stop")
 	}

@@ -124,16 +124,16 @@ func metricHelp(key string) string {
 }
 
 // startMetrics serves the Prometheus text format at http://addr/metrics:
-// the counters of the servers in set, and Go's runtime and process
-// metrics. It returns the endpoint's URL and stop, which shuts the
-// endpoint down and returns once its goroutines have ended.
-func startMetrics(addr string, set *serverSet, log *slog.Logger) (url string, stop func(), err error) {
+// what c collects (serve's servers, or a link and its proxy), and Go's
+// runtime and process metrics. It returns the endpoint's URL and stop,
+// which shuts the endpoint down and returns once its goroutines have ended.
+func startMetrics(addr string, c prometheus.Collector, log *slog.Logger) (url string, stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, fmt.Errorf("--metrics %s: %w", addr, err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), set)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), c)
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: errLog, ErrorHandling: promhttp.ContinueOnError}))
