@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	kcp "github.com/xtaci/kcp-go/v5"
-
 	"github.com/udplab/udplab/internal/conntest"
 	"github.com/udplab/udplab/internal/leakcheck"
 	"github.com/udplab/udplab/message"
@@ -191,34 +189,6 @@ func TestSessionTableIsBounded(t *testing.T) {
 	}
 	if st := s.Stats(); st.Refused == 0 || st.Sessions != 2 {
 		t.Errorf("stats = %+v, want refusals and 2 sessions", st)
-	}
-}
-
-// TestPlainKCPClient greets the server from kcp-go directly, keyed as
-// kcptun keys it: no udplab code on the client side.
-func TestPlainKCPClient(t *testing.T) {
-	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{Key: "secret"})
-	key, err := DeriveKey("secret")
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := kcp.NewAESGCMCrypt(key[:16])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := kcp.DialWithOptions(s.Addr().String(), block, 10, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	sess.SetDeadline(time.Now().Add(conntest.Timeout))
-	if _, err := sess.Write([]byte("Alice")); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 1500)
-	n, err := sess.Read(buf)
-	if err != nil || string(buf[:n]) != "Hello Alice!\n" {
-		t.Errorf("plain kcp-go client got %q, %v", buf[:n], err)
 	}
 }
 
