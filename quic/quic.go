@@ -19,10 +19,12 @@
 //     server counts a bad request. Otherwise the server runs the handler,
 //     writes the reply and closes the stream (FIN): the reply is every byte
 //     up to the FIN, possibly none.
-//   - A request the handler refuses (message.ErrBadRequest), or whose reply
-//     would exceed MaxMessage, gets RESET_STREAM with CodeRefused and no
-//     reply. A reset is not an empty reply: an empty reply is a FIN with no
-//     bytes.
+//   - An empty request (a FIN with no bytes), a request the handler
+//     refuses (message.ErrBadRequest), and one whose reply would exceed
+//     MaxMessage get RESET_STREAM with CodeRefused and no reply: no udplab
+//     server answers an empty request (see message.Counters.Reply). A
+//     reset is not an empty reply, which only a handler of one's own could
+//     make: that would be a FIN with no bytes.
 //   - Streams are independent: many may be in flight at once (a Server
 //     allows MaxStreams per connection), and each reply comes back on its
 //     request's stream, in whatever order they complete. A server opens no
