@@ -141,36 +141,24 @@ func sized(dst, req []byte) ([]byte, error) {
 	return append(dst, bytes.Repeat([]byte("x"), n)...), nil
 }
 
-// blocking is a handler that tells entered when it has a request and
-// answers once release is closed.
-type blocking struct{ entered, release chan struct{} }
-
-func newBlocking() *blocking {
-	return &blocking{entered: make(chan struct{}, 1), release: make(chan struct{})}
-}
-
-func (b *blocking) handle(dst, req []byte) ([]byte, error) {
-	b.entered <- struct{}{}
-	<-b.release
-	return message.Echo(dst, req)
-}
-
 // TestShutdownAnswersWhatItRead: a request being handled when Shutdown
 // comes is answered, and Shutdown returns nil once it is; nothing is read
 // after.
 func TestShutdownAnswersWhatItRead(t *testing.T) {
-	b := newBlocking()
-	s := startServer(t, "udp4", "127.0.0.1:0", b.handle)
+	h := conntest.NewHolder()
+	s := startServer(t, "udp4", "127.0.0.1:0", h.Handle)
+	t.Cleanup(h.Free)
 	c := dial(t, s.Addr())
-	if err := c.Send(context.Background(), []byte("first")); err != nil {
+	if err := c.Send(context.Background(), []byte("wait first")); err != nil {
 		t.Fatal(err)
 	}
-	<-b.entered
+	<-h.Entered
 	done := make(chan error)
 	go func() { done <- s.Shutdown(context.Background()) }()
-	close(b.release)
-	if got, err := c.Receive(ctxTimeout(t)); err != nil || string(got) != "first" {
-		t.Fatalf("reply = %q, %v; want first", got, err)
+	conntest.WaitFor(t, s.draining.Load)
+	h.Free()
+	if got, err := c.Receive(ctxTimeout(t)); err != nil || string(got) != "wait first" {
+		t.Fatalf("reply = %q, %v; want wait first", got, err)
 	}
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown = %v, want nil", err)

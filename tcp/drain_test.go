@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/udplab/udplab/internal/conntest"
@@ -49,30 +48,12 @@ func TestOverBudget(t *testing.T) {
 
 func isReset(err error) bool { return strings.Contains(err.Error(), "reset") }
 
-// blocking is an echo handler that holds requests starting with "wait":
-// it tells entered when it has one and answers once free is called.
-type blocking struct {
-	entered, release chan struct{}
-	once             sync.Once
-}
-
-// serveBlocking starts a server of a blocking handler, freed at the latest
-// as t ends, before the server's Close, which waits for it.
-func serveBlocking(t testing.TB) (*Server, *blocking) {
-	b := &blocking{entered: make(chan struct{}, 1), release: make(chan struct{})}
-	s := startServer(t, "127.0.0.1:0", b.handle, nil)
-	t.Cleanup(b.free)
-	return s, b
-}
-
-func (b *blocking) free() { b.once.Do(func() { close(b.release) }) }
-
-func (b *blocking) handle(dst, req []byte) ([]byte, error) {
-	if bytes.HasPrefix(req, []byte("wait")) {
-		b.entered <- struct{}{}
-		<-b.release
-	}
-	return message.Echo(dst, req)
+// serveHolder starts a server of a conntest.Holder.
+func serveHolder(t testing.TB) (*Server, *conntest.Holder) {
+	h := conntest.NewHolder()
+	s := startServer(t, "127.0.0.1:0", h.Handle, nil)
+	t.Cleanup(h.Free)
+	return s, h
 }
 
 // TestShutdownDrains: a request in the handler when Shutdown comes is
@@ -80,7 +61,7 @@ func (b *blocking) handle(dst, req []byte) ([]byte, error) {
 // Shutdown returns nil. An idle connection ends at once, and no new
 // connection is accepted.
 func TestShutdownDrains(t *testing.T) {
-	s, b := serveBlocking(t)
+	s, b := serveHolder(t)
 	c, idle := dial(t, s.Addr()), dial(t, s.Addr())
 	if got := conntest.RoundTrip(t, idle, "hi"); got != "hi" {
 		t.Fatalf("reply = %q, want hi", got)
@@ -90,11 +71,11 @@ func TestShutdownDrains(t *testing.T) {
 	if err := c.Send(ctx, []byte("wait first")); err != nil {
 		t.Fatal(err)
 	}
-	<-b.entered
+	<-b.Entered
 	done := make(chan error)
 	go func() { done <- s.Shutdown(context.Background()) }()
-	conntest.WaitFor(t, func() bool { return s.draining.Load() })
-	b.free()
+	conntest.WaitFor(t, s.draining.Load)
+	b.Free()
 	if got, err := c.Receive(ctx); err != nil || string(got) != "wait first" {
 		t.Fatalf("reply = %q, %v; want wait first", got, err)
 	}
@@ -116,14 +97,14 @@ func TestShutdownDrains(t *testing.T) {
 // connection while the handler holds a request, and says it cut that one
 // off.
 func TestShutdownCutOff(t *testing.T) {
-	s, b := serveBlocking(t)
+	s, b := serveHolder(t)
 	c := dial(t, s.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
 	defer cancel()
 	if err := c.Send(ctx, []byte("wait late")); err != nil {
 		t.Fatal(err)
 	}
-	<-b.entered
+	<-b.Entered
 	done := make(chan error)
 	gone, stop := context.WithCancel(context.Background())
 	stop()
@@ -131,7 +112,7 @@ func TestShutdownCutOff(t *testing.T) {
 	if _, err := c.Receive(ctx); err == nil {
 		t.Error("a reply came through a connection cut off")
 	}
-	b.free()
+	b.Free()
 	err := <-done
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "1 requests cut off") {
 		t.Errorf("Shutdown = %v, want 1 request cut off and context.Canceled", err)
