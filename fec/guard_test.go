@@ -2,10 +2,8 @@ package fec
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
-	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -122,8 +120,6 @@ func TestShutdownCutOff(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		err := s.Shutdown(ctx)
-		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "1 requests cut off") {
-			t.Errorf("Shutdown = %v, want 1 request cut off and context.Canceled", err)
-		}
+		conntest.WantCutOff(t, err, 1)
 	})
 }

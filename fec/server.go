@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/udplab/udplab/internal/backoff"
+	"github.com/udplab/udplab/internal/drain"
 	"github.com/udplab/udplab/internal/guard"
 	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/internal/udpsock"
@@ -184,23 +185,28 @@ func (s *Server) Close() error {
 // of at its flush time, and closes the server. If ctx ends first (a slow
 // handler), Shutdown closes the server anyway, which waits for the
 // handler, and returns an error matching ctx's that says how many
-// requests were cut off: at most the one. Datagrams still queued in the
-// socket are not read.
+// requests were cut off (a *drain.CutOff): at most the one. Datagrams
+// still queued in the socket are not read.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	// A deadline already past wakes the read, and every read after it.
 	_ = s.pc.SetReadDeadline(time.Now())
-	select {
-	case <-s.read:
+	err := drain.Wait(ctx, s.read, s.inHand)
+	if err != nil {
+		err = fmt.Errorf("fec: shutdown: %w", err)
+	} else {
 		s.flushAll()
-		return s.Close()
-	case <-ctx.Done():
-	}
-	var err error
-	if s.answering.Load() {
-		err = fmt.Errorf("fec: shutdown: 1 requests cut off: %w", context.Cause(ctx))
 	}
 	return errors.Join(err, s.Close())
+}
+
+// inHand is how many requests the server holds unanswered: 1 while it
+// handles a datagram.
+func (s *Server) inHand() int64 {
+	if s.answering.Load() {
+		return 1
+	}
+	return 0
 }
 
 // flushAll sends the parity of every peer's open group.

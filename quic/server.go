@@ -16,6 +16,7 @@ import (
 	quicgo "github.com/quic-go/quic-go"
 
 	"github.com/udplab/udplab/internal/budget"
+	"github.com/udplab/udplab/internal/drain"
 	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/message"
 )
@@ -237,24 +238,16 @@ func (s *Server) Close() error {
 // CodeNormal. Streams the client opens meanwhile are not served: the close
 // ends them. If ctx ends first, Shutdown closes every connection and
 // returns an error matching ctx's that says how many requests were being
-// served. Shutdown returns after Close's wait for the server's goroutines.
+// served (a *drain.CutOff). Shutdown returns after Close's wait for the server's goroutines.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.drainStop()
 	s.ln.Close()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	var cut error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		if n := s.active.Load(); n > 0 {
-			cut = fmt.Errorf("quic: shutdown: %d requests cut off: %w", n, context.Cause(ctx))
-		}
+	done := drain.Done(&s.wg)
+	err := drain.Wait(ctx, done, s.active.Load)
+	if err != nil {
+		err = fmt.Errorf("quic: shutdown: %w", err)
 	}
-	err := errors.Join(cut, s.Close())
+	err = errors.Join(err, s.Close())
 	<-done
 	return err
 }

@@ -3,10 +3,8 @@ package raw
 import (
 	"bytes"
 	"context"
-	"errors"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
@@ -188,9 +186,7 @@ func TestShutdownCutOff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := s.Shutdown(ctx)
-	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "1 requests cut off") {
-		t.Errorf("Shutdown = %v, want 1 request cut off and context.Canceled", err)
-	}
+	conntest.WantCutOff(t, err, 1)
 }
 
 func ctxTimeout(t *testing.T) context.Context {

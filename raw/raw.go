@@ -18,6 +18,7 @@ import (
 
 	"github.com/udplab/udplab/internal/backoff"
 	"github.com/udplab/udplab/internal/deadline"
+	"github.com/udplab/udplab/internal/drain"
 	"github.com/udplab/udplab/internal/guard"
 	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/internal/udpsock"
@@ -240,29 +241,26 @@ func (s *Server) Close() error {
 // that is all there is to drain. If ctx ends first (a slow handler),
 // Shutdown closes the server anyway, which waits for the handler, and
 // returns an error matching ctx's that says how many requests were cut
-// off: at most the one. Datagrams still queued in the socket are not read.
+// off (a *drain.CutOff): at most the one. Datagrams still queued in the
+// socket are not read.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	// A deadline already past wakes the read, and every read after it.
 	_ = s.pc.SetReadDeadline(time.Now())
-	select {
-	case <-s.done:
-		return s.Close()
-	case <-ctx.Done():
+	err := drain.Wait(ctx, s.done, s.inHand)
+	if err != nil {
+		err = fmt.Errorf("raw: shutdown: %w", err)
 	}
-	cut := 0
-	if s.answering.Load() {
-		cut = 1
-	}
-	return errors.Join(cutOff(ctx, cut), s.Close())
+	return errors.Join(err, s.Close())
 }
 
-// cutOff is Shutdown's error when ctx ended with cut requests unanswered.
-func cutOff(ctx context.Context, cut int) error {
-	if cut == 0 {
-		return nil
+// inHand is how many requests the server holds unanswered: 1 while it
+// handles a datagram.
+func (s *Server) inHand() int64 {
+	if s.answering.Load() {
+		return 1
 	}
-	return fmt.Errorf("raw: shutdown: %d requests cut off: %w", cut, context.Cause(ctx))
+	return 0
 }
 
 // serve is the server's one goroutine. On a *net.UDPConn it uses the

@@ -16,6 +16,7 @@ import (
 	"github.com/udplab/udplab/internal/backoff"
 	"github.com/udplab/udplab/internal/budget"
 	"github.com/udplab/udplab/internal/connset"
+	"github.com/udplab/udplab/internal/drain"
 	"github.com/udplab/udplab/message"
 )
 
@@ -219,27 +220,19 @@ func (s *Server) closeListener() error {
 // could discard them), and the server closes. A connection idle when
 // Shutdown comes finishes at once. If ctx ends first, Shutdown closes every
 // connection and returns an error matching ctx's that says how many
-// requests read were not answered yet. Shutdown returns after Close's
+// requests read were not answered yet (a *drain.CutOff). Shutdown returns after Close's
 // wait for the server's goroutines.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	_ = s.closeListener()
 	// A deadline already past wakes every read; see connState.Read.
 	s.conns.Each(func(c net.Conn) { _ = c.SetReadDeadline(time.Now()) })
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	var cut error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		if n := s.pending.Load(); n > 0 {
-			cut = fmt.Errorf("tcp: shutdown: %d requests cut off: %w", n, context.Cause(ctx))
-		}
+	done := drain.Done(&s.wg)
+	err := drain.Wait(ctx, done, s.pending.Load)
+	if err != nil {
+		err = fmt.Errorf("tcp: shutdown: %w", err)
 	}
-	err := errors.Join(cut, s.Close())
+	err = errors.Join(err, s.Close())
 	<-done
 	return err
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/udplab/udplab/internal/drain"
 	"github.com/udplab/udplab/message"
 )
 
@@ -291,4 +292,14 @@ func (h *Holder) Handle(dst, req []byte) ([]byte, error) {
 		<-h.release
 	}
 	return message.Echo(dst, req)
+}
+
+// WantCutOff fails t unless err, a Shutdown's whose context was cancelled,
+// says that n requests were cut off.
+func WantCutOff(t testing.TB, err error, n int64) {
+	t.Helper()
+	var cut *drain.CutOff
+	if !errors.As(err, &cut) || cut.Requests != n || !errors.Is(err, context.Canceled) {
+		t.Errorf("Shutdown = %v, want %d requests cut off and context.Canceled", err, n)
+	}
 }
