@@ -215,10 +215,8 @@ func (s *Server) closeListener() error {
 
 // Shutdown stops accepting connections and lets each open one finish: the
 // requests it has read are answered, then the server closes its sending
-// side and waits for the client to close (so that the client has received
-// the replies: closing with bytes unread would reset the connection and
-// could discard them), and the server closes. A connection idle when
-// Shutdown comes finishes at once. If ctx ends first, Shutdown closes every
+// side and waits for the client to close (see linger), and the server
+// closes. A connection idle when Shutdown comes is closed at once. If ctx ends first, Shutdown closes every
 // connection and returns an error matching ctx's that says how many
 // requests read were not answered yet (a *drain.CutOff). Shutdown returns after Close's
 // wait for the server's goroutines.
@@ -281,6 +279,7 @@ type connState struct {
 	out      []byte    // replies not yet written
 	held     int       // requests whose replies are in out
 	writeErr error     // why a write failed: the connection is done
+	drained  bool      // replies were written while the server shut down
 }
 
 func (s *Server) serveConn(c net.Conn) {
@@ -309,7 +308,7 @@ func (s *Server) serveConn(c net.Conn) {
 		_ = cs.flush()
 	}
 	s.pending.Add(int64(-cs.held))
-	if cs.ended(err) {
+	if cs.ended(err) && cs.drained {
 		cs.linger()
 	}
 }
@@ -318,9 +317,12 @@ func (s *Server) serveConn(c net.Conn) {
 var errDraining = errors.New("tcp: server shutting down")
 
 // linger closes the sending side of a connection the server shuts down,
-// after its replies, and reads until the client closes its own: the
-// client has then read the replies. A client that never closes is cut off
-// by the end of Shutdown's context, or after Idle.
+// after the replies it wrote meanwhile, and reads until the client closes
+// its own: the client has then read the replies (closing with its bytes
+// unread would reset the connection, and the reset could discard them). A
+// client that never closes is cut off by the end of Shutdown's context,
+// or after Idle. A connection that wrote nothing since Shutdown began has
+// nothing to wait for, and is closed at once.
 func (cs *connState) linger() {
 	cw, ok := cs.c.(interface{ CloseWrite() error })
 	if !ok || cw.CloseWrite() != nil {
@@ -499,6 +501,7 @@ func (cs *connState) flush() error {
 	if err == nil {
 		cs.s.pending.Add(int64(-cs.held))
 		cs.held = 0
+		cs.drained = cs.drained || cs.s.draining.Load()
 	}
 	cs.out = cs.out[:0]
 	if cap(cs.out) > keepBufferSize {
