@@ -92,10 +92,15 @@ type encoder struct {
 
 func newEncoder(cfg *Config, codes *codecs, fl *flusher, st *counters, write func([]byte) error) *encoder {
 	d, p := cfg.DataShards, cfg.ParityShards
-	return &encoder{
-		d: d, p: p, codes: codes, flush: fl, st: st, write: write,
-		shards: make([][]byte, d+p), group: rand.Uint32(),
-		data: make([][]byte, d), parity: make([][]byte, p),
+	return &encoder{d: d, p: p, codes: codes, flush: fl, st: st, write: write, group: rand.Uint32()}
+}
+
+// grow makes the group's slices on the first send: a server makes an
+// encoder for every peer, and most peers of a flood never get a reply.
+// e.mu is held.
+func (e *encoder) grow() {
+	if e.data == nil {
+		e.shards, e.data, e.parity = make([][]byte, e.d+e.p), make([][]byte, e.d), make([][]byte, e.p)
 	}
 }
 
@@ -109,6 +114,7 @@ func (e *encoder) send(msg []byte) error {
 	if e.closed {
 		return net.ErrClosed
 	}
+	e.grow()
 	b := getBuf(HeaderBytes + len(msg))
 	copy(b[HeaderBytes:], msg)
 	putData(b, e.group, e.n)
@@ -127,6 +133,16 @@ func (e *encoder) send(msg []byte) error {
 		e.closeGroup(false)
 	}
 	return nil
+}
+
+// flushOpen closes the open group early, if it has messages: the sender is
+// going away.
+func (e *encoder) flushOpen() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.closed && e.n > 0 {
+		e.closeGroup(true)
+	}
 }
 
 // flushGroup closes group early if it is still open: its flush time came

@@ -86,7 +86,7 @@ func TestBadConfigClosesSocket(t *testing.T) {
 		"NewConn":   func(pc net.PacketConn) error { _, err := NewConn(pc, pc.LocalAddr(), bad); return err },
 		"NewServer": func(pc net.PacketConn) error { _, err := NewServer(pc, message.Echo, bad); return err },
 	} {
-		pc := newMemNet().listen("10.0.0.1:1")
+		pc := newMemNet().listen("10.0.0.1:4000")
 		if err := build(pc); err == nil {
 			t.Fatalf("%s with %+v succeeded", name, bad)
 		}
@@ -205,9 +205,9 @@ func TestListenAndStats(t *testing.T) {
 func TestMaxPeers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := newMemNet()
-		s := newServer(t, n.listen("10.0.0.1:1"), message.Greet, &Config{MaxPeers: 2})
+		s := newServer(t, n.listen("10.0.0.1:4000"), message.Greet, &Config{MaxPeers: 2})
 		var conns []*Conn
-		for _, addr := range []string{"10.0.0.2:1", "10.0.0.3:1", "10.0.0.4:1"} {
+		for _, addr := range []string{"10.0.0.2:4000", "10.0.0.3:4000", "10.0.0.4:4000"} {
 			conns = append(conns, newClient(t, n.listen(addr), s.Addr(), nil))
 		}
 		for i, c := range conns {
@@ -228,8 +228,8 @@ func TestMaxPeers(t *testing.T) {
 func TestIdlePeersAreReaped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := newMemNet()
-		s := newServer(t, n.listen("10.0.0.1:1"), message.Greet, &Config{Idle: time.Second})
-		c := newClient(t, n.listen("10.0.0.2:1"), s.Addr(), nil)
+		s := newServer(t, n.listen("10.0.0.1:4000"), message.Greet, &Config{Idle: time.Second})
+		c := newClient(t, n.listen("10.0.0.2:4000"), s.Addr(), nil)
 		// The reaper looks every 0.5s from 0. The client's last datagram is
 		// its request's parity, at DefaultFlush: at 1s the peer has been
 		// silent for less than Idle, at 1.5s for more.
@@ -258,7 +258,7 @@ func TestIdlePeersAreReaped(t *testing.T) {
 func TestCloseUnblocks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := newMemNet()
-		c := newClient(t, n.listen("10.0.0.2:1"), n.listen("10.0.0.1:1").addr, nil)
+		c := newClient(t, n.listen("10.0.0.2:4000"), n.listen("10.0.0.1:4000").addr, nil)
 		errc := make(chan error)
 		go func() {
 			_, err := c.Receive(context.Background())
@@ -288,7 +288,7 @@ func TestCloseUnblocks(t *testing.T) {
 func TestReceiveDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := newMemNet()
-		c := newClient(t, n.listen("10.0.0.2:1"), n.listen("10.0.0.1:1").addr, nil)
+		c := newClient(t, n.listen("10.0.0.2:4000"), n.listen("10.0.0.1:4000").addr, nil)
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 		defer cancel()
@@ -303,20 +303,20 @@ func TestReceiveDeadline(t *testing.T) {
 }
 
 // TestParityWithheld: a forged source that sends one small data shard
-// gets its reply but not the parity that would make the server send it
-// more than 3 times what it received; a real client, which sends parity
-// too, gets both.
+// gets its reply, 3 times its request's wire bytes, but not the parity
+// that would make the server send it more than 3 times what it received;
+// a real client, which sends parity too, gets both.
 func TestParityWithheld(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := newMemNet()
-		big := func(dst, req []byte) ([]byte, error) { return append(dst, make([]byte, 100)...), nil }
-		s := newServer(t, n.listen("10.0.0.1:1"), big, nil)
-		forged := n.listen("10.0.0.2:1")
+		big := func(dst, req []byte) ([]byte, error) { return append(dst, make([]byte, 83)...), nil }
+		s := newServer(t, n.listen("10.0.0.1:4000"), big, nil)
+		forged := n.listen("10.0.0.2:4000")
 		forged.WriteTo(dataShard(1, 0, []byte("x")), s.Addr()) // 41 bytes with headers: 123 may come back
 		time.Sleep(time.Second)
 		synctest.Wait()
 		if got := sent(t, forged, time.Now(), 10, 3); strings.Count(got, "data") != 1 || strings.Contains(got, "parity") {
-			t.Errorf("forged source got %s, want the reply (141 bytes with headers) alone", got)
+			t.Errorf("forged source got %s, want the reply (123 bytes with headers) alone", got)
 		}
 		if st := s.Stats(); st.Withheld != 1 || st.FEC.ParitySent != 0 {
 			t.Errorf("stats = %+v, want 1 parity withheld, none sent", st)
@@ -324,7 +324,7 @@ func TestParityWithheld(t *testing.T) {
 
 		// The client's parity goes out before the reply's (a shorter
 		// Flush), so it has counted by the time the reply's parity is due.
-		c := newClient(t, n.listen("10.0.0.3:1"), s.Addr(), &Config{Flush: time.Millisecond})
+		c := newClient(t, n.listen("10.0.0.3:4000"), s.Addr(), &Config{Flush: time.Millisecond})
 		for range 3 {
 			conntest.RoundTrip(t, c, "a name of some length")
 			time.Sleep(time.Second) // each a group of one, with its parity

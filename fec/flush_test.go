@@ -40,8 +40,8 @@ func TestFlushTimes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const flush = 10 * time.Millisecond
 		n := newMemNet()
-		server := n.listen("10.0.0.1:1")
-		c := newClient(t, n.listen("10.0.0.2:1"), server.addr, &Config{DataShards: 4, ParityShards: 2, Flush: flush})
+		server := n.listen("10.0.0.1:4000")
+		c := newClient(t, n.listen("10.0.0.2:4000"), server.addr, &Config{DataShards: 4, ParityShards: 2, Flush: flush})
 		ctx := context.Background()
 		start := time.Now()
 		step := func(name string, wait time.Duration, want string) {
@@ -82,8 +82,8 @@ func TestFlushTimes(t *testing.T) {
 func TestServerFlushTimes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := newMemNet()
-		client := n.listen("10.0.0.2:1")
-		s := newServer(t, n.listen("10.0.0.1:1"), func(dst, req []byte) ([]byte, error) {
+		client := n.listen("10.0.0.2:4000")
+		s := newServer(t, n.listen("10.0.0.1:4000"), func(dst, req []byte) ([]byte, error) {
 			return append(dst, "re: "...), nil
 		}, nil)
 		start := time.Now()

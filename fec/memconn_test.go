@@ -46,7 +46,7 @@ type memConn struct {
 
 func newMemNet() *memNet { return &memNet{conns: map[netip.AddrPort]*memConn{}} }
 
-// listen returns a conn at addr ("10.0.0.1:1").
+// listen returns a conn at addr ("10.0.0.1:4000").
 func (n *memNet) listen(addr string) *memConn {
 	ap := netip.MustParseAddrPort(addr)
 	c := &memConn{net: n, addr: net.UDPAddrFromAddrPort(ap), in: make(chan memPacket, 1<<14),

@@ -146,8 +146,8 @@ func requestRecovery(t *testing.T, d, p int, cases []groupCase) {
 	cfg := &Config{DataShards: d, ParityShards: p}
 	n := newMemNet()
 	rec := &recorder{got: map[string]int{}}
-	s := newServer(t, n.listen("10.0.0.1:1"), rec.handle, cfg)
-	cpc := n.listen("10.0.0.2:1")
+	s := newServer(t, n.listen("10.0.0.1:4000"), rec.handle, cfg)
+	cpc := n.listen("10.0.0.2:4000")
 	cpc.fate = dropper(drops(cases, d, p))
 	c := newClient(t, cpc, s.Addr(), cfg)
 	for g, gc := range cases {
@@ -205,10 +205,10 @@ func TestReplyRecovery(t *testing.T) {
 func replyRecovery(t *testing.T, d, p int, cases []groupCase) {
 	cfg := &Config{DataShards: d, ParityShards: p}
 	n := newMemNet()
-	spc := n.listen("10.0.0.1:1")
+	spc := n.listen("10.0.0.1:4000")
 	spc.fate = dropper(drops(cases, d, p))
 	s := newServer(t, spc, message.Echo, cfg)
-	c := newClient(t, n.listen("10.0.0.2:1"), s.Addr(), cfg)
+	c := newClient(t, n.listen("10.0.0.2:4000"), s.Addr(), cfg)
 	var lost uint64
 	for g, gc := range cases {
 		sendGroup(t, c, g, gc.k, d) // the echoes group alike

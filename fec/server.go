@@ -1,6 +1,7 @@
 package fec
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/udplab/udplab/internal/backoff"
+	"github.com/udplab/udplab/internal/drain"
+	"github.com/udplab/udplab/internal/guard"
 	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/internal/udpsock"
 	"github.com/udplab/udplab/message"
@@ -24,12 +27,20 @@ import (
 // no peer. A request the handler refuses, or whose reply would not fit a
 // shard, is counted and dropped; the server keeps serving everyone.
 //
-// Nothing shows that a source address is not forged, so a server sends no
-// peer parity that would make what it sent that peer, IP and UDP headers
-// included (28 bytes a datagram), more than 3 times what it received from
-// it; such parity is withheld and counted. Greetings and echoes stay well
-// within the limit, parity and all, even before a request's own parity
-// arrives; only replies several times longer than their requests meet it.
+// Nothing shows that a source address is not forged: fec has no handshake,
+// and a peer is never validated, so the server is stateless with respect
+// to return routability however long it keeps a peer. Every datagram is
+// checked alone (see package guard): one from the server's own address (a
+// reflection loop) or from a port below 1024 (unless Config.AllowLowPorts)
+// is dropped before it is parsed, and creates no peer; a reply whose data
+// shard would put more than 3 times the wire bytes of its request's data
+// shard on the wire is not sent. On top, a server sends no peer parity
+// that would make what it sent that peer, IP and UDP headers included (28
+// bytes a datagram), more than 3 times what it received from it; such
+// parity is withheld. Each is counted (see ServerStats). Greetings and
+// echoes stay well within the limits, parity and all, even before a
+// request's own parity arrives; only replies several times longer than
+// their requests meet them.
 //
 // Two goroutines serve: one reads and answers, one sends the parity of
 // groups that do not fill within Flush and forgets idle peers.
@@ -44,9 +55,15 @@ type Server struct {
 	counters                        message.Counters
 	st                              counters
 	seen, refused, reaped, withheld atomic.Uint64
+	sources                         *guard.Sources
+	capped                          guard.Capped
 	drops                           *sockstat.Counter
 	reply                           []byte  // the read loop's reply buffer
 	gone                            []*peer // the reaper's scratch
+
+	draining  atomic.Bool   // set by Shutdown: the read loop reads nothing more
+	answering atomic.Bool   // the read loop holds a datagram it has not finished
+	read      chan struct{} // closed when the read loop has returned
 
 	mu    sync.Mutex
 	peers map[peerKey]*peer
@@ -70,6 +87,9 @@ type ServerStats struct {
 	// Withheld counts parity shards not sent because they would have sent
 	// a peer more than 3 times the bytes it sent (see the Server doc).
 	Withheld uint64
+	// Counts is what the per-datagram checks refused: datagrams dropped
+	// for their source, and replies left unsent for the 3x rule.
+	guard.Counts
 }
 
 // peerKey names a peer: its unmapped address and port, or, for a
@@ -81,6 +101,7 @@ type peerKey struct {
 
 // peer is one source address's state.
 type peer struct {
+	src  netip.AddrPort // its address, for the 3x rule; invalid if not UDP
 	enc  *encoder
 	dec  *decoder
 	seen time.Time // the last datagram from it; guarded by Server.mu
@@ -116,7 +137,8 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, erro
 		pc: pc, h: h, cfg: c, log: c.Logger,
 		codes: newCodecs(c.DataShards, c.ParityShards), flush: newFlusher(c.Flush),
 		drops: sockstat.NewCounter(pc), peers: make(map[peerKey]*peer),
-		closing: make(chan struct{}),
+		sources: guard.NewSources(pc.LocalAddr(), c.AllowLowPorts),
+		closing: make(chan struct{}), read: make(chan struct{}),
 	}
 	s.wg.Add(2)
 	go s.serve()
@@ -132,7 +154,7 @@ func (s *Server) Stats() ServerStats {
 	return ServerStats{
 		ServerStats: s.counters.Stats(), FEC: s.st.stats(),
 		Peers: s.seen.Load(), Refused: s.refused.Load(), Reaped: s.reaped.Load(),
-		Withheld: s.withheld.Load(),
+		Withheld: s.withheld.Load(), Counts: guard.Read(s.sources, &s.capped),
 	}
 }
 
@@ -158,16 +180,55 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
+// Shutdown stops reading datagrams, lets the server finish the one it is
+// handling, sends the parity of every peer's open group at once instead
+// of at its flush time, and closes the server. If ctx ends first (a slow
+// handler), Shutdown closes the server anyway, which waits for the
+// handler, and returns an error matching ctx's that says how many
+// requests were cut off (a *drain.CutOff): at most the one. Datagrams
+// still queued in the socket are not read.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	// A deadline already past wakes the read, and every read after it.
+	_ = s.pc.SetReadDeadline(time.Now())
+	err := drain.Wait(ctx, s.read, s.inHand)
+	if err != nil {
+		err = fmt.Errorf("fec: shutdown: %w", err)
+	} else {
+		s.flushAll()
+	}
+	return errors.Join(err, s.Close())
+}
+
+// inHand is how many requests the server holds unanswered: 1 while it
+// handles a datagram.
+func (s *Server) inHand() int64 {
+	if s.answering.Load() {
+		return 1
+	}
+	return 0
+}
+
+// flushAll sends the parity of every peer's open group.
+func (s *Server) flushAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.peers {
+		p.enc.flushOpen()
+	}
+}
+
 // serve is the read loop: it decodes each datagram and answers each
 // message it delivers.
 func (s *Server) serve() {
 	defer s.wg.Done()
+	defer close(s.read)
 	buf := make([]byte, readBufferSize)
 	var retry backoff.Backoff
 	for {
 		n, from, ap, err := udpsock.ReadFrom(s.pc, buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || s.draining.Load() {
 				return
 			}
 			s.counters.Error()
@@ -177,15 +238,26 @@ func (s *Server) serve() {
 			continue
 		}
 		retry.Reset()
-		h, shard, ok := parse(buf[:n], s.cfg.DataShards, s.cfg.ParityShards)
-		if !ok {
-			s.st.malformed.Add(1)
-			continue
-		}
-		if p := s.peer(from, ap); p != nil {
-			p.recv.Add(int64(n + ipOverhead))
-			p.dec.handle(h, shard)
-		}
+		s.answering.Store(true)
+		s.take(buf[:n], from, ap)
+		s.answering.Store(false)
+	}
+}
+
+// take checks one datagram's source, parses it, and hands it to its peer,
+// which answers any request it completes.
+func (s *Server) take(b []byte, from net.Addr, ap netip.AddrPort) {
+	if !s.sources.Allow(guard.AddrPort(from, ap)) {
+		return
+	}
+	h, shard, ok := parse(b, s.cfg.DataShards, s.cfg.ParityShards)
+	if !ok {
+		s.st.malformed.Add(1)
+		return
+	}
+	if p := s.peer(from, ap); p != nil {
+		p.recv.Add(int64(len(b) + ipOverhead))
+		p.dec.handle(h, shard)
 	}
 }
 
@@ -224,7 +296,7 @@ func (s *Server) refuse() {
 
 // newPeer makes the state for a new source address.
 func (s *Server) newPeer(from net.Addr, ap netip.AddrPort) *peer {
-	p := new(peer)
+	p := &peer{src: guard.AddrPort(from, ap)}
 	send := func(b []byte) error { return udpsock.WriteTo(s.pc, b, from, ap) }
 	write := func(b []byte) error {
 		if !p.spend(b) {
@@ -257,13 +329,15 @@ func (p *peer) spend(b []byte) bool {
 }
 
 // answer runs the handler on one delivered request and sends the reply to
-// its peer. It runs on the read loop.
+// its peer, if its data shard keeps within 3 times the request's. It runs
+// on the read loop.
 func (s *Server) answer(p *peer, req []byte) {
-	reply, ok := s.counters.Reply(s.h, s.reply[:0], req, MaxMessage)
+	reply, ok := s.counters.Handle(s.h, s.reply[:0], req, MaxMessage)
 	s.reply = reply
-	if !ok {
+	if !ok || !s.capped.Allow(HeaderBytes+len(req), HeaderBytes+len(reply), p.src) {
 		return
 	}
+	s.counters.Replied()
 	if err := p.enc.send(reply); err != nil && !errors.Is(err, net.ErrClosed) {
 		s.counters.Error()
 	}

@@ -134,6 +134,7 @@ func (s fecServer) Describe() []any {
 
 func (s fecServer) Summary() []any {
 	st := s.Server.Stats()
-	return []any{"peers", st.Peers, "refused", st.Refused, "reaped", st.Reaped,
-		"recovered", st.FEC.Recovered, "lost", st.FEC.Lost, "malformed", st.FEC.Malformed, "withheld", st.Withheld}
+	return append([]any{"peers", st.Peers, "refused", st.Refused, "reaped", st.Reaped,
+		"recovered", st.FEC.Recovered, "lost", st.FEC.Lost, "malformed", st.FEC.Malformed, "withheld", st.Withheld},
+		guardAttrs(st.Counts)...)
 }

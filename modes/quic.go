@@ -188,7 +188,7 @@ func (s quicServer) Describe() []any {
 
 func (s quicServer) Summary() []any {
 	st := s.Server.Stats()
-	return []any{"connections", st.Accepted, "refused", st.Refused, "streams", st.Streams, "packets_lost", st.Wire.PacketsLost}
+	return []any{"connections", st.Accepted, "refused", st.Refused, "streams", st.Streams, "packets_lost", st.Wire.PacketsLost, "over_budget", st.OverBudget}
 }
 
 // pinValue is a SHA-256 fingerprint in hex, colons and case ignored.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/udplab/udplab/internal/guard"
 	"github.com/udplab/udplab/message"
 	"github.com/udplab/udplab/raw"
 )
@@ -93,5 +94,14 @@ func (rawTransport) Counters() Counters          { return Counters{} }
 
 type rawServer struct{ *raw.Server }
 
-func (rawServer) Describe() []any { return []any{"delivery", Unreliable} }
-func (rawServer) Summary() []any  { return nil }
+func (s rawServer) Stats() message.ServerStats { return s.Server.Stats().ServerStats }
+func (rawServer) Describe() []any              { return []any{"delivery", Unreliable} }
+func (s rawServer) Summary() []any             { return guardAttrs(s.Server.Stats().Counts) }
+
+// guardAttrs is what a UDP server's source and 3× checks refused, as
+// Summary attributes: serve's summary prints them, and metrics are scraped
+// by these names.
+func guardAttrs(c guard.Counts) []any {
+	return []any{"loops_dropped", c.LoopsDropped, "low_ports_dropped", c.LowPortsDropped,
+		"amplification_capped", c.AmplificationCapped, "amplification_capped_bytes", c.AmplificationCappedBytes}
+}

@@ -181,5 +181,5 @@ func (s tcpServer) Describe() []any {
 
 func (s tcpServer) Summary() []any {
 	st := s.Server.Stats()
-	return []any{"connections", st.Accepted, "refused", st.Refused, "reaped", st.Reaped, "text", st.Text}
+	return []any{"connections", st.Accepted, "refused", st.Refused, "reaped", st.Reaped, "text", st.Text, "over_budget", st.OverBudget}
 }

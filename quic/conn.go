@@ -459,17 +459,26 @@ func (c *Conn) Close() error {
 	return c.closeErr
 }
 
-// linger waits, on a chat Conn that sent recently, until three probe
-// timeouts (RFC 9002: smoothed RTT, four deviations, 25 ms of ACK delay)
-// have passed since its last Send, or maxLinger, or the peer closes. By
-// then a message sent has normally reached the peer, even after a loss or
-// two: quic-go resends a lost packet within about one probe timeout.
+// linger waits, on a chat Conn that sent recently, for its last messages
+// to reach the peer (see lingerFor).
 func (c *Conn) linger() {
-	last := c.lastSend.Load()
-	if !c.chat || last == 0 {
+	if c.chat {
+		lingerFor(c.qc, c.lastSend.Load())
+	}
+}
+
+// lingerFor waits until three probe timeouts (RFC 9002: smoothed RTT, four
+// deviations, 25 ms of ACK delay) have passed since qc last sent data, at
+// last (Unix nanoseconds; 0 for never), or maxLinger, or qc ends. By then
+// what it sent has normally reached the peer, even after a loss or two:
+// quic-go resends a lost packet within about one probe timeout. QUIC's
+// close discards what the peer has not acknowledged, so a closing end
+// lingers first.
+func lingerFor(qc *quicgo.Conn, last int64) {
+	if last == 0 {
 		return
 	}
-	st := c.qc.ConnectionStats()
+	st := qc.ConnectionStats()
 	pto := st.SmoothedRTT + 4*st.MeanDeviation + 25*time.Millisecond
 	wait := time.Until(time.Unix(0, last).Add(min(3*pto, maxLinger)))
 	if wait <= 0 {
@@ -479,7 +488,7 @@ func (c *Conn) linger() {
 	defer t.Stop()
 	select {
 	case <-t.C:
-	case <-c.qc.Context().Done():
+	case <-qc.Context().Done():
 	}
 }
 

@@ -19,10 +19,12 @@
 //     server counts a bad request. Otherwise the server runs the handler,
 //     writes the reply and closes the stream (FIN): the reply is every byte
 //     up to the FIN, possibly none.
-//   - A request the handler refuses (message.ErrBadRequest), or whose reply
-//     would exceed MaxMessage, gets RESET_STREAM with CodeRefused and no
-//     reply. A reset is not an empty reply: an empty reply is a FIN with no
-//     bytes.
+//   - An empty request (a FIN with no bytes), a request the handler
+//     refuses (message.ErrBadRequest), and one whose reply would exceed
+//     MaxMessage get RESET_STREAM with CodeRefused and no reply: no udplab
+//     server answers an empty request (see message.Counters.Reply). A
+//     reset is not an empty reply, which only a handler of one's own could
+//     make: that would be a FIN with no bytes.
 //   - Streams are independent: many may be in flight at once (a Server
 //     allows MaxStreams per connection), and each reply comes back on its
 //     request's stream, in whatever order they complete. A server opens no
@@ -80,6 +82,7 @@ import (
 
 	quicgo "github.com/quic-go/quic-go"
 
+	"github.com/udplab/udplab/internal/budget"
 	"github.com/udplab/udplab/message"
 )
 
@@ -118,6 +121,11 @@ const (
 	// DefaultMaxConns bounds a Server's connections, handshaking or
 	// served, like tcp.DefaultMaxConns.
 	DefaultMaxConns = 1024
+	// DefaultMaxBuffered bounds what a Server's request streams together
+	// buffer beyond startBuffer each, as tcp.DefaultMaxBuffered does its
+	// connections': without it, MaxStreams streams of MaxMessage on each
+	// of DefaultMaxConns connections could ask for a terabyte.
+	DefaultMaxBuffered = 64 << 20
 	// MaxStreams is how many requests a client may have in flight on one
 	// connection: the Server's MaxIncomingStreams, and the replies a Conn
 	// holds before Send waits for Receive. Benchmarks keep 32 in flight;
@@ -223,7 +231,10 @@ var errTooLarge = fmt.Errorf("%w: a stream longer than %d bytes", message.ErrToo
 
 // buffer is a message buffer, pooled: a pointer, so the pool does not
 // allocate to hold it.
-type buffer struct{ b []byte }
+type buffer struct {
+	b    []byte
+	held int // bytes of a server's budget it holds
+}
 
 var buffers = sync.Pool{New: func() any { return &buffer{b: make([]byte, 0, startBuffer)} }}
 
@@ -237,26 +248,43 @@ func putBuffer(b *buffer) {
 	buffers.Put(b)
 }
 
+// errOverBudget is a stream that needs more buffer than the server's
+// shared budget has left.
+var errOverBudget = errors.New("quic: request buffers of all streams at their limit")
+
 // readMessage reads r to its end into buf's spare capacity and returns the
 // bytes. It grows buf, doubling, only as bytes arrive, and stops with
 // errTooLarge once more than MaxMessage have: a stream never makes it hold
 // more than twice what was sent, nor more than MaxMessage+1 bytes.
 func readMessage(r io.Reader, buf []byte) ([]byte, error) {
+	msg, _, err := readWithin(r, buf, nil)
+	return msg, err
+}
+
+// readWithin is readMessage taking every byte it grows buf by from b
+// first: held is how many, for the caller to give back. It stops with
+// errOverBudget when b has not enough left.
+func readWithin(r io.Reader, buf []byte, b *budget.Bytes) (msg []byte, held int, err error) {
 	buf = buf[:0]
 	for {
 		if len(buf) == cap(buf) {
-			grown := make([]byte, len(buf), min(2*cap(buf)+startBuffer, MaxMessage+1))
+			size := min(2*cap(buf)+startBuffer, MaxMessage+1)
+			if !b.Take(size - cap(buf)) {
+				return buf, held, errOverBudget
+			}
+			held += size - cap(buf)
+			grown := make([]byte, len(buf), size)
 			buf = grown[:copy(grown, buf)]
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		switch {
 		case len(buf) > MaxMessage:
-			return buf, errTooLarge
+			return buf, held, errTooLarge
 		case errors.Is(err, io.EOF):
-			return buf, nil
+			return buf, held, nil
 		case err != nil:
-			return buf, err
+			return buf, held, err
 		}
 	}
 }

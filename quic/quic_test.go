@@ -136,11 +136,12 @@ func TestInterop(t *testing.T) {
 			t.Errorf("request %q = %q, %v; want %q", tt.req, got, err, tt.want)
 		}
 	}
-	// A refused request is a reset with CodeRefused, not an empty reply.
+	// An empty request is refused: a reset with CodeRefused, not an empty
+	// reply.
 	_, err = plainRequest(t, qc, nil)
 	var se *quicgo.StreamError
 	if !errors.As(err, &se) || se.ErrorCode != CodeRefused || !se.Remote {
-		t.Errorf("empty greeting: %v, want a reset with CodeRefused", err)
+		t.Errorf("empty request: %v, want a reset with CodeRefused", err)
 	}
 	if qc.ConnectionState().TLS.NegotiatedProtocol != ALPN {
 		t.Errorf("ALPN = %q", qc.ConnectionState().TLS.NegotiatedProtocol)

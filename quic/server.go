@@ -15,6 +15,8 @@ import (
 
 	quicgo "github.com/quic-go/quic-go"
 
+	"github.com/udplab/udplab/internal/budget"
+	"github.com/udplab/udplab/internal/drain"
 	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/message"
 )
@@ -40,6 +42,13 @@ type ServerConfig struct {
 	// (QUIC's CONNECTION_REFUSED) and counted, once per client address a
 	// second (see refusalWindow). Zero or less means DefaultMaxConns.
 	MaxConns int
+	// MaxBuffered bounds the bytes all request streams together hold in
+	// buffers beyond the first 512 each. A buffer grows only as a
+	// request's bytes arrive; a stream whose request needs more than is
+	// left gets STOP_SENDING and RESET_STREAM with CodeRefused and is
+	// counted (Stats.OverBudget), and the connection goes on. Zero or less
+	// means DefaultMaxBuffered.
+	MaxBuffered int64
 }
 
 // withDefaults returns a copy of c (or of the zero config) with every unset
@@ -56,6 +65,9 @@ func (c *ServerConfig) withDefaults() ServerConfig {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = DefaultMaxConns
 	}
+	if cfg.MaxBuffered <= 0 {
+		cfg.MaxBuffered = DefaultMaxBuffered
+	}
 	return cfg
 }
 
@@ -67,6 +79,9 @@ type Stats struct {
 	Refused  uint64    // connection attempts refused because MaxConns were open
 	Streams  uint64    // request streams accepted
 	Wire     WireStats // every connection's, ended ones included
+	// OverBudget counts request streams refused because they needed more
+	// buffer than MaxBuffered had left.
+	OverBudget uint64
 }
 
 // Server serves a Handler over QUIC: see the package comment for the
@@ -86,8 +101,14 @@ type Server struct {
 	fp    string
 	drops *sockstat.Counter
 
-	counters                   message.Counters
-	accepted, refused, streams atomic.Uint64
+	counters                               message.Counters
+	accepted, refused, streams, overBudget atomic.Uint64
+	budget                                 *budget.Bytes
+	active                                 atomic.Int64 // request streams being served
+
+	// drain is done once Shutdown starts: no more connections or streams.
+	drain     context.Context
+	drainStop context.CancelFunc
 
 	mu     sync.Mutex
 	places []context.Context         // a context per connection admitted; done once it ends
@@ -126,8 +147,9 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *ServerConfig) (*Server
 		pc: pc, h: h, cfg: c, log: c.Logger, fp: fp,
 		debug: c.Logger.Enabled(context.Background(), slog.LevelDebug),
 		drops: sockstat.NewCounter(pc),
-		conns: make(map[*quicgo.Conn]struct{}),
+		conns: make(map[*quicgo.Conn]struct{}), budget: budget.New(c.MaxBuffered),
 	}
+	s.drain, s.drainStop = context.WithCancel(context.Background())
 	s.tr = newTransport(pc)
 	s.tr.ConnContext = s.admit
 	// With a reset key, a client still sending on a connection the server
@@ -180,6 +202,7 @@ func (s *Server) Stats() Stats {
 		Refused:     s.refused.Load(),
 		Streams:     s.streams.Load(),
 		Wire:        wire,
+		OverBudget:  s.overBudget.Load(),
 	}
 }
 
@@ -202,9 +225,31 @@ func (s *Server) Close() error {
 		s.drops.Close()
 		s.tr.Close()
 		s.closeErr = s.pc.Close()
+		s.drainStop()
 	})
 	s.wg.Wait()
 	return s.closeErr
+}
+
+// Shutdown stops accepting connections and streams and lets each open
+// connection finish: the request streams it has accepted are answered,
+// and the connection lingers until its last reply has normally reached the
+// client (see lingerFor), or the client closes, before it is closed with
+// CodeNormal. Streams the client opens meanwhile are not served: the close
+// ends them. If ctx ends first, Shutdown closes every connection and
+// returns an error matching ctx's that says how many requests were being
+// served (a *drain.CutOff). Shutdown returns after Close's wait for the server's goroutines.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.drainStop()
+	s.ln.Close()
+	done := drain.Done(&s.wg)
+	err := drain.Wait(ctx, done, s.active.Load)
+	if err != nil {
+		err = fmt.Errorf("quic: shutdown: %w", err)
+	}
+	err = errors.Join(err, s.Close())
+	<-done
+	return err
 }
 
 // errFull refuses a connection attempt beyond MaxConns.
@@ -307,34 +352,51 @@ func (s *Server) untrack(qc *quicgo.Conn) {
 }
 
 // serveConn serves each request stream qc's client opens, one goroutine
-// each, until the connection ends.
+// each, until the connection ends or the server shuts down; then it waits
+// for the streams it started, and on shutdown closes qc once their replies
+// have had time to arrive.
 func (s *Server) serveConn(qc *quicgo.Conn) {
 	defer s.wg.Done()
 	defer s.untrack(qc)
 	s.log.Debug("quic: connection", "from", qc.RemoteAddr())
+	ctx, cancel := context.WithCancel(qc.Context())
+	defer cancel()
+	defer context.AfterFunc(s.drain, cancel)()
+	var streams sync.WaitGroup
+	var last atomic.Int64 // when a reply was last written, in Unix nanoseconds
 	for {
-		str, err := qc.AcceptStream(qc.Context())
+		str, err := qc.AcceptStream(ctx)
 		if err != nil {
-			return
+			break
 		}
 		s.streams.Add(1)
-		s.wg.Add(1) // safe: this goroutine's own count keeps wg above zero
-		go s.serveStream(qc, str)
+		s.active.Add(1)
+		streams.Go(func() {
+			defer s.active.Add(-1)
+			if s.serveStream(qc, str) {
+				last.Store(time.Now().UnixNano())
+			}
+		})
+	}
+	streams.Wait()
+	if qc.Context().Err() == nil {
+		lingerFor(qc, last.Load())
+		qc.CloseWithError(CodeNormal, "server shutting down")
 	}
 }
 
-// serveStream answers one request stream. Every path ends both of its
-// directions (FIN or reset), so quic-go frees its place for another.
-func (s *Server) serveStream(qc *quicgo.Conn, str *quicgo.Stream) {
-	defer s.wg.Done()
-	in, out := getBuffer(), getBuffer()
-	defer putBuffer(in)
+// serveStream answers one request stream, and reports whether it wrote a
+// reply. Every path ends both of its directions (FIN or reset), so
+// quic-go frees its place for another.
+func (s *Server) serveStream(qc *quicgo.Conn, str *quicgo.Stream) (replied bool) {
+	in, out := s.getBuffer(), getBuffer()
+	defer s.putBuffer(in)
 	defer putBuffer(out)
-	req, err := readMessage(str, in.b)
-	in.b = req
+	req, held, err := readWithin(str, in.b, s.budget)
+	in.b, in.held = req, in.held+held
 	if err != nil {
 		s.badStream(qc, str, err)
-		return
+		return false
 	}
 	reply, ok := s.counters.Reply(s.h, out.b, req, MaxMessage)
 	out.b = reply
@@ -343,14 +405,36 @@ func (s *Server) serveStream(qc *quicgo.Conn, str *quicgo.Stream) {
 	}
 	if !ok {
 		str.CancelWrite(CodeRefused)
-		return
+		return false
 	}
 	if _, err := str.Write(reply); err != nil {
 		str.CancelWrite(CodeCancelled)
 		s.writeFailed(qc, err)
-		return
+		return false
 	}
 	str.Close()
+	return true
+}
+
+// getBuffer returns a pooled request buffer with its capacity beyond
+// startBuffer taken from the budget, or a new small one when the budget
+// has not that much left.
+func (s *Server) getBuffer() *buffer {
+	b := getBuffer()
+	if extra := cap(b.b) - startBuffer; extra > 0 {
+		if !s.budget.Take(extra) {
+			return &buffer{b: make([]byte, 0, startBuffer)}
+		}
+		b.held = extra
+	}
+	return b
+}
+
+// putBuffer gives back what b holds of the budget and pools it.
+func (s *Server) putBuffer(b *buffer) {
+	s.budget.Give(b.held)
+	b.held = 0
+	putBuffer(b)
 }
 
 // badStream ends a stream whose request could not be read: one longer than
@@ -358,10 +442,15 @@ func (s *Server) serveStream(qc *quicgo.Conn, str *quicgo.Stream) {
 // connection's end cut short, is nobody's fault.
 func (s *Server) badStream(qc *quicgo.Conn, str *quicgo.Stream, err error) {
 	code := quicgo.StreamErrorCode(CodeCancelled)
-	if errors.Is(err, errTooLarge) {
+	switch {
+	case errors.Is(err, errTooLarge):
 		code = CodeTooLarge
 		s.counters.BadRequest()
 		s.log.Debug("quic: request too large", "from", qc.RemoteAddr(), "stream", str.StreamID())
+	case errors.Is(err, errOverBudget):
+		code = CodeRefused
+		s.overBudget.Add(1)
+		s.log.Debug("quic: request over the buffer budget", "from", qc.RemoteAddr(), "stream", str.StreamID())
 	}
 	str.CancelRead(code)
 	str.CancelWrite(code)

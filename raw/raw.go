@@ -11,12 +11,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/udplab/udplab/internal/backoff"
 	"github.com/udplab/udplab/internal/deadline"
+	"github.com/udplab/udplab/internal/drain"
+	"github.com/udplab/udplab/internal/guard"
 	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/internal/udpsock"
 	"github.com/udplab/udplab/message"
@@ -143,13 +146,26 @@ type ServerConfig struct {
 // datagram's source. One socket serves any number of clients; there is no
 // per-client state. A request the handler refuses, or whose reply would not
 // fit a datagram, is counted and dropped; the server keeps serving.
+//
+// Nothing shows that a datagram's source address is not forged, and raw
+// keeps no state that could show it, so every datagram is checked alone
+// (see package guard): one from the server's own address (a reflection
+// loop) or from a port below 1024 (unless ServerConfig.AllowLowPorts) is
+// dropped before the handler runs, and a reply that would put more than 3
+// times the request's bytes on the wire is not sent. Each is counted (see
+// Stats).
 type Server struct {
 	pc  net.PacketConn
 	h   message.Handler
 	log *slog.Logger
 
 	counters message.Counters
+	sources  *guard.Sources
+	capped   guard.Capped
 	drops    *sockstat.Counter
+
+	draining  atomic.Bool // set by Shutdown: serve reads nothing more
+	answering atomic.Bool // serve holds a request it read and has not answered
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close, wakes a backing-off serve
@@ -157,6 +173,13 @@ type Server struct {
 }
 
 var _ message.Server = (*Server)(nil)
+
+// Stats is what a raw server has done so far: what it did with the
+// requests it read, and what its checks (see Server) refused.
+type Stats struct {
+	message.ServerStats
+	guard.Counts
+}
 
 // Listen binds addr and serves h on it until Close. The socket gets
 // sockstat.BufferSize buffers, so a burst waits in the kernel rather than
@@ -181,6 +204,7 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *ServerConfig) *Server 
 		log = slog.Default()
 	}
 	s := &Server{pc: pc, h: h, log: log, drops: sockstat.NewCounter(pc),
+		sources: guard.NewSources(pc.LocalAddr(), cfg.AllowLowPorts),
 		closing: make(chan struct{}), done: make(chan struct{})}
 	go s.serve()
 	return s
@@ -190,7 +214,9 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *ServerConfig) *Server 
 func (s *Server) Addr() net.Addr { return s.pc.LocalAddr() }
 
 // Stats returns what the server has done so far.
-func (s *Server) Stats() message.ServerStats { return s.counters.Stats() }
+func (s *Server) Stats() Stats {
+	return Stats{ServerStats: s.counters.Stats(), Counts: guard.Read(s.sources, &s.capped)}
+}
 
 // SocketDrops returns how many datagrams the kernel dropped at the server's
 // socket because its receive buffer was full; ok is false when that is
@@ -210,6 +236,33 @@ func (s *Server) Close() error {
 	return err
 }
 
+// Shutdown stops reading datagrams, lets the server answer the one it is
+// answering, if any, and closes it. raw keeps nothing between datagrams, so
+// that is all there is to drain. If ctx ends first (a slow handler),
+// Shutdown closes the server anyway, which waits for the handler, and
+// returns an error matching ctx's that says how many requests were cut
+// off (a *drain.CutOff): at most the one. Datagrams still queued in the
+// socket are not read.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	// A deadline already past wakes the read, and every read after it.
+	_ = s.pc.SetReadDeadline(time.Now())
+	err := drain.Wait(ctx, s.done, s.inHand)
+	if err != nil {
+		err = fmt.Errorf("raw: shutdown: %w", err)
+	}
+	return errors.Join(err, s.Close())
+}
+
+// inHand is how many requests the server holds unanswered: 1 while it
+// handles a datagram.
+func (s *Server) inHand() int64 {
+	if s.answering.Load() {
+		return 1
+	}
+	return 0
+}
+
 // serve is the server's one goroutine. On a *net.UDPConn it uses the
 // allocation-free AddrPort calls; any other PacketConn (an impaired one from
 // the link package, say) goes through ReadFrom and WriteTo.
@@ -222,7 +275,7 @@ func (s *Server) serve() {
 	for {
 		n, from, ap, err := udpsock.ReadFrom(s.pc, buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || s.draining.Load() {
 				return
 			}
 			s.counters.Error()
@@ -232,23 +285,46 @@ func (s *Server) serve() {
 			continue
 		}
 		retry.Reset()
-		var ok bool
-		reply, ok = s.counters.Reply(s.h, reply[:0], buf[:n], MaxMessage)
-		if debug {
-			src := any(from)
-			if from == nil {
-				src = ap
-			}
-			s.log.Debug("raw: request", "from", src, "bytes", n, "answered", ok)
-		}
-		if !ok {
+		src := guard.AddrPort(from, ap)
+		if !s.sources.Allow(src) {
 			continue
 		}
-		if err := udpsock.WriteTo(s.pc, reply, from, ap); err != nil {
+		s.answering.Store(true)
+		var ok bool
+		reply, ok = s.answer(reply[:0], buf[:n], src)
+		if debug {
+			s.log.Debug("raw: request", "from", source(from, src), "bytes", n, "answered", ok)
+		}
+		if ok {
+			err = udpsock.WriteTo(s.pc, reply, from, ap)
+		}
+		s.answering.Store(false)
+		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			s.counters.Error()
 		}
 	}
+}
+
+// answer runs the handler on req from src and reports whether its reply
+// may go: it must fit a datagram and keep within guard.Factor times the
+// request's wire bytes.
+func (s *Server) answer(dst, req []byte, src netip.AddrPort) ([]byte, bool) {
+	reply, ok := s.counters.Handle(s.h, dst, req, MaxMessage)
+	if !ok || !s.capped.Allow(len(req), len(reply), src) {
+		return reply, false
+	}
+	s.counters.Replied()
+	return reply, true
+}
+
+// source is a datagram's source for a log line: the address ReadFrom gave,
+// or, on a *net.UDPConn, which gives none, its AddrPort.
+func source(from net.Addr, ap netip.AddrPort) any {
+	if from == nil {
+		return ap
+	}
+	return from
 }

@@ -3,9 +3,11 @@ package tcp
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 
+	"github.com/udplab/udplab/internal/budget"
 	"github.com/udplab/udplab/message"
 )
 
@@ -54,10 +56,26 @@ type reader struct {
 	seen   int   // buf[r:r+seen] holds no '\n': where line resumes its search
 	err    error // a broken frame: every later frame call returns it
 	shrink bool  // go back to readBufferSize after a message longer than keepBufferSize
+
+	// budget, if not nil, is shared with other readers: the buffer grows
+	// past readBufferSize only with bytes taken from it (held of them).
+	budget *budget.Bytes
+	held   int
 }
 
+// errOverBudget is a message that needs more buffer than the shared budget
+// has left: its reader cannot go on.
+var errOverBudget = errors.New("tcp: read buffers of all connections at their limit")
+
+// newReader returns a reader of src with no budget: a server sets one.
 func newReader(src io.Reader, shrink bool) *reader {
 	return &reader{src: src, buf: make([]byte, readBufferSize), shrink: shrink}
+}
+
+// free gives back what the reader holds of its budget; it reads no more.
+func (b *reader) free() {
+	b.budget.Give(b.held)
+	b.held, b.buf = 0, nil
 }
 
 // buffered returns how many bytes are read and not yet returned.
@@ -127,7 +145,8 @@ func (b *reader) release() {
 	if b.r == b.w {
 		b.r, b.w = 0, 0
 		if b.shrink && len(b.buf) > keepBufferSize {
-			b.buf = make([]byte, readBufferSize)
+			b.budget.Give(b.held)
+			b.held, b.buf = 0, make([]byte, readBufferSize)
 		}
 	}
 }
@@ -137,14 +156,20 @@ func (b *reader) release() {
 // take at most. fill moves the buffered bytes to the front when the rest of
 // the buffer cannot take what is missing, and grows the buffer, doubling up
 // to limit, when they fill it: the buffer is never more than twice what has
-// arrived, whatever a header declares.
+// arrived, whatever a header declares. Growing takes the new bytes from the
+// budget first, and fails with errOverBudget when it has not that many.
 func (b *reader) fill(need, limit int) error {
 	if b.r > 0 && len(b.buf)-b.w < need-b.buffered() {
 		b.w = copy(b.buf, b.buf[b.r:b.w])
 		b.r = 0
 	}
 	if b.w == len(b.buf) {
-		grown := make([]byte, min(2*len(b.buf), limit))
+		size := min(2*len(b.buf), limit)
+		if !b.budget.Take(size - len(b.buf)) {
+			return errOverBudget
+		}
+		b.held += size - len(b.buf)
+		grown := make([]byte, size)
 		b.w = copy(grown, b.buf[b.r:b.w])
 		b.r, b.buf = 0, grown
 	}

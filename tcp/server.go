@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/udplab/udplab/internal/backoff"
+	"github.com/udplab/udplab/internal/budget"
 	"github.com/udplab/udplab/internal/connset"
+	"github.com/udplab/udplab/internal/drain"
 	"github.com/udplab/udplab/message"
 )
 
@@ -28,6 +30,12 @@ const (
 	// DefaultMaxConns bounds the connections served at once (each holds a
 	// goroutine and a buffer), like reliable.DefaultMaxSessions.
 	DefaultMaxConns = 1024
+	// DefaultMaxBuffered bounds what all connections together buffer of
+	// requests beyond each one's first page: 64 messages of MaxMessage
+	// under way at once, and every one of DefaultMaxConns connections
+	// keeping keepBufferSize between messages, in far less than a small
+	// server's memory.
+	DefaultMaxBuffered = 64 << 20
 	// TextPause is how long a text client's bytes without a newline wait
 	// for more before they are taken as a request. The tutorial's Python
 	// client sends a name with no newline and waits for the reply; a line
@@ -60,6 +68,13 @@ type ServerConfig struct {
 	// it is closed at once and counted as refused. Zero or less means
 	// DefaultMaxConns.
 	MaxConns int
+	// MaxBuffered bounds the bytes all connections together hold in read
+	// buffers beyond the first 4 KiB each, for requests under way. A
+	// buffer grows only as bytes arrive, whatever a frame header declares;
+	// a connection whose request needs more than is left is closed and
+	// counted (Stats.OverBudget), rather than left waiting on the others.
+	// Zero or less means DefaultMaxBuffered.
+	MaxBuffered int64
 }
 
 // withDefaults returns a copy of c (or of the zero config) with every unset
@@ -78,6 +93,9 @@ func (c *ServerConfig) withDefaults() ServerConfig {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = DefaultMaxConns
 	}
+	if cfg.MaxBuffered <= 0 {
+		cfg.MaxBuffered = DefaultMaxBuffered
+	}
 	return cfg
 }
 
@@ -89,6 +107,9 @@ type Stats struct {
 	Refused  uint64 // connections closed at once because MaxConns were open
 	Reaped   uint64 // connections closed after Idle of silence
 	Text     uint64 // connections that spoke text rather than frames
+	// OverBudget counts connections closed because their request needed
+	// more read buffer than MaxBuffered had left.
+	OverBudget uint64
 }
 
 // Server serves a Handler on every connection a listener accepts, one
@@ -108,14 +129,18 @@ type Server struct {
 	log   *slog.Logger
 	debug bool
 
-	counters     message.Counters
-	reaped, text atomic.Uint64
+	counters                 message.Counters
+	reaped, text, overBudget atomic.Uint64
+	budget                   *budget.Bytes
+	pending                  atomic.Int64 // requests read and not yet answered, all connections
 
-	conns *connset.Set[net.Conn]
+	conns    *connset.Set[net.Conn]
+	draining atomic.Bool // set by Shutdown: no new connections, no new requests
 
+	lnOnce    sync.Once
+	lnErr     error
 	closeOnce sync.Once
-	closing   chan struct{} // closed by Close, wakes a backing-off accept loop
-	closeErr  error
+	closing   chan struct{}  // closed by Close, wakes a backing-off accept loop
 	wg        sync.WaitGroup // the accept loop and every connection's loop
 }
 
@@ -143,6 +168,7 @@ func newServer(l net.Listener, h message.Handler, cfg *ServerConfig, pause time.
 		l: l, h: h, cfg: c, pause: pause, log: c.Logger,
 		debug:   c.Logger.Enabled(context.Background(), slog.LevelDebug),
 		conns:   connset.New[net.Conn](c.MaxConns),
+		budget:  budget.New(c.MaxBuffered),
 		closing: make(chan struct{}),
 	}
 	s.wg.Add(1)
@@ -163,6 +189,7 @@ func (s *Server) Stats() Stats {
 		Refused:     refused,
 		Reaped:      s.reaped.Load(),
 		Text:        s.text.Load(),
+		OverBudget:  s.overBudget.Load(),
 	}
 }
 
@@ -174,10 +201,38 @@ func (s *Server) Close() error {
 		// connection wakes its Read or Write.
 		s.conns.Close()
 		close(s.closing)
-		s.closeErr = s.l.Close()
 	})
+	err := s.closeListener()
 	s.wg.Wait()
-	return s.closeErr
+	return err
+}
+
+// closeListener closes the listener once, for Shutdown or Close.
+func (s *Server) closeListener() error {
+	s.lnOnce.Do(func() { s.lnErr = s.l.Close() })
+	return s.lnErr
+}
+
+// Shutdown stops accepting connections and lets each open one finish: the
+// requests it has read are answered, then the server closes its sending
+// side and waits for the client to close (see linger), and the server
+// closes. A connection idle when Shutdown comes is closed at once. If ctx ends first, Shutdown closes every
+// connection and returns an error matching ctx's that says how many
+// requests read were not answered yet (a *drain.CutOff). Shutdown returns after Close's
+// wait for the server's goroutines.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	_ = s.closeListener()
+	// A deadline already past wakes every read; see connState.Read.
+	s.conns.Each(func(c net.Conn) { _ = c.SetReadDeadline(time.Now()) })
+	done := drain.Done(&s.wg)
+	err := drain.Wait(ctx, done, s.pending.Load)
+	if err != nil {
+		err = fmt.Errorf("tcp: shutdown: %w", err)
+	}
+	err = errors.Join(err, s.Close())
+	<-done
+	return err
 }
 
 func (s *Server) acceptLoop() {
@@ -188,7 +243,7 @@ func (s *Server) acceptLoop() {
 		if err != nil {
 			// Not every listener says net.ErrClosed once closed: ask the
 			// server instead.
-			if s.conns.Closed() {
+			if s.conns.Closed() || s.draining.Load() {
 				return
 			}
 			// Out of file descriptors, say.
@@ -222,7 +277,9 @@ type connState struct {
 	readSet  time.Time // when the idle read deadline was set; zero after a pause
 	writeSet time.Time // when the write deadline was set
 	out      []byte    // replies not yet written
+	held     int       // requests whose replies are in out
 	writeErr error     // why a write failed: the connection is done
+	drained  bool      // replies were written while the server shut down
 }
 
 func (s *Server) serveConn(c net.Conn) {
@@ -234,6 +291,8 @@ func (s *Server) serveConn(c net.Conn) {
 	noDelay(c)
 	cs := &connState{s: s, c: c, out: make([]byte, 0, readBufferSize)}
 	cs.r = newReader(cs, true)
+	cs.r.budget = s.budget
+	defer cs.r.free()
 	var err error
 	if err = cs.r.fill(1, 1); err == nil {
 		if cs.r.buf[0] == 0 {
@@ -248,7 +307,29 @@ func (s *Server) serveConn(c net.Conn) {
 		// Replies to the requests before a broken one still go out.
 		_ = cs.flush()
 	}
-	cs.ended(err)
+	s.pending.Add(int64(-cs.held))
+	if cs.ended(err) && cs.drained {
+		cs.linger()
+	}
+}
+
+// errDraining ends a connection's loop once the server shuts down.
+var errDraining = errors.New("tcp: server shutting down")
+
+// linger closes the sending side of a connection the server shuts down,
+// after the replies it wrote meanwhile, and reads until the client closes
+// its own: the client has then read the replies (closing with its bytes
+// unread would reset the connection, and the reset could discard them). A
+// client that never closes is cut off by the end of Shutdown's context,
+// or after Idle. A connection that wrote nothing since Shutdown began has
+// nothing to wait for, and is closed at once.
+func (cs *connState) linger() {
+	cw, ok := cs.c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = cs.c.SetReadDeadline(time.Now().Add(cs.s.cfg.Idle))
+	_, _ = io.Copy(io.Discard, cs.c)
 }
 
 // Read reads the connection for the reader, under the read deadline the
@@ -260,6 +341,9 @@ func (cs *connState) Read(p []byte) (int, error) {
 	if err := cs.flush(); err != nil {
 		return 0, err
 	}
+	if cs.s.draining.Load() {
+		return 0, errDraining
+	}
 	now := time.Now()
 	idle := cs.s.cfg.Idle
 	switch {
@@ -270,25 +354,35 @@ func (cs *connState) Read(p []byte) (int, error) {
 		_ = cs.c.SetReadDeadline(now.Add(idle + idle/deadlineSlack))
 		cs.readSet = now
 	}
+	// Again, after the deadline: Shutdown may have set its own past one
+	// just before, and the one set here would hide it.
+	if cs.s.draining.Load() {
+		return 0, errDraining
+	}
 	return cs.c.Read(p)
 }
 
-// ended counts and logs why a connection's loop ended.
-func (cs *connState) ended(err error) {
+// ended counts and logs why a connection's loop ended, and reports
+// whether it ended for Shutdown, which lets it linger.
+func (cs *connState) ended(err error) (draining bool) {
 	s := cs.s
 	switch {
 	case err == nil || errors.Is(err, io.EOF) && cs.r.buffered() == 0:
 		// exit, or the client closed between requests.
 	case s.conns.Closed():
 		// The server closed the connection.
-		return
+		return false
+	case cs.writeErr == nil && s.draining.Load() && (errors.Is(err, errDraining) || isTimeout(err)):
+		return true
+	case errors.Is(err, errOverBudget):
+		s.overBudget.Add(1)
 	case cs.writeErr != nil:
 		// A reply could not be written in writeTimeout, or at all.
 		s.counters.Error()
 	case isTimeout(err):
 		s.reaped.Add(1)
 		s.log.Debug("tcp: idle connection reaped", "from", cs.c.RemoteAddr(), "idle", s.cfg.Idle, "partial_bytes", cs.r.buffered())
-		return
+		return false
 	case errors.Is(err, message.ErrBadRequest), errors.Is(err, io.EOF):
 		// A broken frame or an overlong line leaves the stream
 		// unreadable, as does a stream that ends inside a frame.
@@ -299,6 +393,7 @@ func (cs *connState) ended(err error) {
 	if err != nil {
 		s.log.Debug("tcp: connection closed", "from", cs.c.RemoteAddr(), "err", err)
 	}
+	return false
 }
 
 func isTimeout(err error) bool {
@@ -314,6 +409,7 @@ func (cs *connState) serveFrames() error {
 		if err != nil {
 			return err
 		}
+		cs.took()
 		// The reply goes after room for its header, filled in below.
 		mark := len(cs.out)
 		reply, ok := cs.s.counters.Reply(cs.s.h, append(cs.out, 0, 0, 0, 0), req, MaxMessage)
@@ -337,6 +433,7 @@ func (cs *connState) serveText() error {
 		if err != nil {
 			return err
 		}
+		cs.took()
 		mark := len(cs.out)
 		reply, ok := cs.s.counters.Reply(cs.s.h, cs.out, req, MaxMessage)
 		cs.out = reply
@@ -361,6 +458,12 @@ func (cs *connState) textRequest() ([]byte, error) {
 	return req, err
 }
 
+// took counts a request read, unanswered until its reply is written.
+func (cs *connState) took() {
+	cs.held++
+	cs.s.pending.Add(1)
+}
+
 // flushSize is how many bytes of replies wait for later requests at most
 // before they are written: past it, one write per 64 KiB costs the kernel
 // no more than fewer larger ones would.
@@ -371,6 +474,10 @@ const flushSize = 64 << 10
 // replies waiting if they are many or the request is exit; end reports
 // that the connection is done.
 func (cs *connState) answered(req []byte, ok bool) (end bool, err error) {
+	if !ok {
+		cs.held--
+		cs.s.pending.Add(-1)
+	}
 	if cs.s.debug {
 		cs.s.log.Debug("tcp: request", "from", cs.c.RemoteAddr(), "bytes", len(req), "answered", ok)
 	}
@@ -391,6 +498,11 @@ func (cs *connState) flush() error {
 		cs.writeSet = now
 	}
 	_, err := cs.c.Write(cs.out)
+	if err == nil {
+		cs.s.pending.Add(int64(-cs.held))
+		cs.held = 0
+		cs.drained = cs.drained || cs.s.draining.Load()
+	}
 	cs.out = cs.out[:0]
 	if cap(cs.out) > keepBufferSize {
 		cs.out = make([]byte, 0, readBufferSize)

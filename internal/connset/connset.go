@@ -85,6 +85,16 @@ func (s *Set[M]) Close() {
 	}
 }
 
+// Each calls f on every member, with the set locked: f must not call the
+// set's methods.
+func (s *Set[M]) Each(f func(M)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for m := range s.members {
+		f(m)
+	}
+}
+
 // Counts returns how many members Add has admitted, and how many it has
 // refused because the set was full.
 func (s *Set[M]) Counts() (accepted, refused uint64) {

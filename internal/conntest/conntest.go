@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/udplab/udplab/internal/drain"
 	"github.com/udplab/udplab/message"
 )
 
@@ -263,4 +264,42 @@ func GreetMany(t testing.TB, conns []message.Conn, each int) {
 		})
 	}
 	wg.Wait()
+}
+
+// Holder is an echo handler that holds the requests starting with "wait",
+// for tests of what a server does with a request under way: each one sends
+// on Entered as it starts, and waits for Free.
+type Holder struct {
+	Entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+// NewHolder returns a Holder. A test registers t.Cleanup(h.Free) once it
+// has started its server, so that Free comes before the server's Close,
+// which waits for the handler.
+func NewHolder() *Holder {
+	return &Holder{Entered: make(chan struct{}, 16), release: make(chan struct{})}
+}
+
+// Free lets every held request, and every later one, through.
+func (h *Holder) Free() { h.once.Do(func() { close(h.release) }) }
+
+// Handle is the handler.
+func (h *Holder) Handle(dst, req []byte) ([]byte, error) {
+	if bytes.HasPrefix(req, []byte("wait")) {
+		h.Entered <- struct{}{}
+		<-h.release
+	}
+	return message.Echo(dst, req)
+}
+
+// WantCutOff fails t unless err, a Shutdown's whose context was cancelled,
+// says that n requests were cut off.
+func WantCutOff(t testing.TB, err error, n int64) {
+	t.Helper()
+	var cut *drain.CutOff
+	if !errors.As(err, &cut) || cut.Requests != n || !errors.Is(err, context.Canceled) {
+		t.Errorf("Shutdown = %v, want %d requests cut off and context.Canceled", err, n)
+	}
 }
