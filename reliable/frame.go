@@ -5,10 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync/atomic"
 
 	kcp "github.com/xtaci/kcp-go/v5"
 
+	"github.com/udplab/udplab/internal/budget"
 	"github.com/udplab/udplab/message"
 )
 
@@ -87,14 +87,14 @@ func looksLikeHeader(b []byte) bool {
 // the server's sessions share (nil: no budget, for a client).
 type reader struct {
 	s       *kcp.UDPSession
-	budget  *budget
+	budget  *budget.Bytes
 	seg     []byte // one segment's worth
 	pending []byte // the framed message being reassembled
 	held    int    // bytes of pending's capacity taken from budget
 	want    int    // its length; 0 when none is under way
 }
 
-func newReader(s *kcp.UDPSession, b *budget) *reader {
+func newReader(s *kcp.UDPSession, b *budget.Bytes) *reader {
 	return &reader{s: s, budget: b, seg: make([]byte, maxSegment)}
 }
 
@@ -146,8 +146,8 @@ func (r *reader) grow() error {
 		return nil
 	}
 	size := min(max(2*cap(r.pending), 4*maxSegment), r.want)
-	if err := r.budget.take(size - r.held); err != nil {
-		return err
+	if !r.budget.Take(size - r.held) {
+		return errBudget
 	}
 	r.held = size
 	r.pending = append(make([]byte, 0, size), r.pending...)
@@ -156,7 +156,7 @@ func (r *reader) grow() error {
 
 // release gives the reader's memory back to the budget.
 func (r *reader) release() {
-	r.budget.give(r.held)
+	r.budget.Give(r.held)
 	r.held, r.pending = 0, nil
 }
 
@@ -166,42 +166,6 @@ var errBudget = errors.New("reliable: reassembly memory budget spent")
 // reassemblyBudget is what a server's sessions together may hold in
 // messages being reassembled: 64 sessions each mid-way through a
 // MaxMessage message, while each of a thousand held sessions costs
-// nothing until its data arrives.
-const reassemblyBudget = 64 * MaxMessage
-
-// budget is memory shared by a server's sessions. A nil *budget has no
-// limit. Its methods are safe for concurrent use.
-type budget struct {
-	left, refused atomic.Int64
-}
-
-func newBudget(n int) *budget {
-	b := &budget{}
-	b.left.Store(int64(n))
-	return b
-}
-
-func (b *budget) take(n int) error {
-	if b == nil {
-		return nil
-	}
-	if b.left.Add(-int64(n)) < 0 {
-		b.left.Add(int64(n))
-		b.refused.Add(1)
-		return errBudget
-	}
-	return nil
-}
-
-func (b *budget) give(n int) {
-	if b != nil {
-		b.left.Add(int64(n))
-	}
-}
-
-func (b *budget) refusals() uint64 {
-	if b == nil {
-		return 0
-	}
-	return uint64(b.refused.Load())
-}
+// nothing until its data arrives. A variable so that a test can make it
+// small.
+var reassemblyBudget int64 = 64 * MaxMessage

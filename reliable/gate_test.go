@@ -502,3 +502,23 @@ func TestAcceptOneFirstValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestReassemblyBudget: a long message that would take reassembly past the
+// server's budget drops its session, counted, gives its memory back, and
+// the server goes on greeting.
+func TestReassemblyBudget(t *testing.T) {
+	defer func(n int64) { reassemblyBudget = n }(reassemblyBudget)
+	reassemblyBudget = 10000 // the first growth of a reader (6 kB) fits, the second does not
+	s := startServer(t, "udp4", "127.0.0.1:0", message.Echo, Config{})
+	c := dial(t, s.Addr(), Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
+	defer cancel()
+	if err := c.Send(ctx, make([]byte, 100000)); err != nil {
+		t.Fatal(err)
+	}
+	conntest.WaitFor(t, func() bool { return s.Stats().ReassemblyRefused == 1 })
+	conntest.WaitFor(t, func() bool { return s.asm.Left() == reassemblyBudget })
+	if got := conntest.RoundTrip(t, dial(t, s.Addr(), Config{}), "Alice"); got != "Alice" {
+		t.Errorf("after the refusal, echo = %q", got)
+	}
+}

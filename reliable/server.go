@@ -13,6 +13,7 @@ import (
 
 	kcp "github.com/xtaci/kcp-go/v5"
 
+	"github.com/udplab/udplab/internal/budget"
 	"github.com/udplab/udplab/internal/connset"
 	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/message"
@@ -26,15 +27,17 @@ import (
 // does any packet from a source that has not yet shown it receives what
 // the server sends it (see gate).
 type Server struct {
-	l     *kcp.Listener
-	pc    net.PacketConn
-	gate  *gate
-	asm   *budget // reassembly memory, shared by every session
-	h     message.Handler
-	cfg   Config
-	mss   int
-	log   *slog.Logger
-	debug bool
+	l    *kcp.Listener
+	pc   net.PacketConn
+	gate *gate
+	asm  *budget.Bytes // reassembly memory, shared by every session
+	// asmRefused counts sessions dropped for want of reassembly memory.
+	asmRefused atomic.Uint64
+	h          message.Handler
+	cfg        Config
+	mss        int
+	log        *slog.Logger
+	debug      bool
 
 	counters message.Counters
 	drops    *sockstat.Counter
@@ -114,7 +117,7 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, erro
 	}
 	sockstat.SetBuffers(pc)
 	s := &Server{
-		l: l, pc: pc, gate: g, asm: newBudget(reassemblyBudget), h: h, cfg: c, log: c.Logger, drops: sockstat.NewCounter(pc),
+		l: l, pc: pc, gate: g, asm: budget.New(reassemblyBudget), h: h, cfg: c, log: c.Logger, drops: sockstat.NewCounter(pc),
 		mss:      segmentPayload(c.MTU, !c.NoFEC, block),
 		debug:    c.Logger.Enabled(context.Background(), slog.LevelDebug),
 		authBase: atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors),
@@ -158,7 +161,7 @@ func (s *Server) Stats() Stats {
 		Replays:           gc.replays.Load(),
 		LoopsDropped:      loops,
 		LowPortsDropped:   low,
-		ReassemblyRefused: s.asm.refusals(),
+		ReassemblyRefused: s.asmRefused.Load(),
 	}
 }
 
@@ -255,6 +258,7 @@ func (s *Server) serveSession(sess *kcp.UDPSession) {
 				s.reaped.Add(1)
 				s.log.Debug("reliable: idle session reaped", "from", sess.RemoteAddr(), "idle", s.cfg.Idle)
 			case errors.Is(err, errBudget):
+				s.asmRefused.Add(1)
 				s.log.Debug("reliable: session dropped", "from", sess.RemoteAddr(), "err", err)
 			case errors.Is(err, message.ErrBadRequest):
 				// A broken frame leaves the message stream unreadable:
