@@ -22,7 +22,7 @@ import (
 // a counter, NAME_total, on which rate() and increase() work. A server
 // adding a number of the "now" kind adds its name here; one that only grows
 // needs nothing.
-var gaugeNames = []string{"sessions", "probation", "conns", "peers"}
+var gaugeNames = []string{"sessions", "probation"}
 
 // Timeouts of the metrics endpoint, which listens on the network.
 const (
