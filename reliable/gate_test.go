@@ -342,36 +342,54 @@ func TestPlainKCPClients(t *testing.T) {
 	}
 }
 
-// TestShutdownAnswersAccepted pipelines requests, then drains: every one
-// is answered, and the drain ends on its own, well before its deadline.
+// TestShutdownAnswersAccepted pipelines requests from several clients,
+// then drains: every request the server read is answered, every answer
+// arrives, in order, and the drain ends on its own. On an idle machine
+// every request is read before the drain settles; a loaded one may leave
+// some unsent by the clients, which the server never acknowledged.
 func TestShutdownAnswersAccepted(t *testing.T) {
 	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{})
-	c := dial(t, s.Addr(), Config{})
-	conntest.RoundTrip(t, c, "first")
-	const n = 200
+	const clients, n = 5, 100
 	ctx := context.Background()
-	for i := range n {
-		if err := c.Send(ctx, fmt.Appendf(nil, "n%d", i)); err != nil {
-			t.Fatal(err)
+	conns := make([]*Conn, clients)
+	for k := range conns {
+		conns[k] = dial(t, s.Addr(), Config{})
+		conntest.RoundTrip(t, conns[k], "first")
+		for i := range n {
+			if err := conns[k].Send(ctx, fmt.Appendf(nil, "c%dn%d", k, i)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		done <- s.Shutdown(ctx)
-	}()
-	for i := range n {
-		ctx, cancel := context.WithTimeout(ctx, conntest.Timeout)
-		got, err := c.Receive(ctx)
-		cancel()
-		if want := fmt.Sprintf("Hello n%d!\n", i); err != nil || string(got) != want {
-			t.Fatalf("reply %d = %q, %v; want %q", i, got, err, want)
+	before := s.Stats().Requests
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := s.Shutdown(dctx); err != nil {
+		t.Fatalf("Shutdown = %v, want nil", err)
+	}
+	st := s.Stats()
+	if st.Replies != st.Requests || st.Requests < before {
+		t.Fatalf("after the drain: %d requests read (%d before it), %d answered; want every one answered", st.Requests, before, st.Replies)
+	}
+	received := 0
+	for k, c := range conns {
+		for i := 0; i < n && received < int(st.Replies)-clients; i++ {
+			rctx, cancel := context.WithTimeout(ctx, conntest.Timeout)
+			got, err := c.Receive(rctx)
+			cancel()
+			if err != nil {
+				break // this client had fewer requests read
+			}
+			if want := fmt.Sprintf("Hello c%dn%d!\n", k, i); string(got) != want {
+				t.Fatalf("client %d's reply %d = %q; want %q", k, i, got, want)
+			}
+			received++
 		}
 	}
-	if err := <-done; err != nil {
-		t.Errorf("Shutdown = %v, want nil", err)
+	if received != int(st.Replies)-clients {
+		t.Errorf("received %d replies; the server answered %d requests after the first of each client", received, int(st.Replies)-clients)
 	}
+	t.Logf("%d of %d requests read and answered before the drain settled", st.Requests-clients, clients*n)
 	// A new client finds the server closed.
 	if _, err := conntest.Request(dial(t, s.Addr(), Config{}), []byte("late"), 200*time.Millisecond); err == nil {
 		t.Error("a client after the drain was answered")
