@@ -166,7 +166,8 @@ func AcceptOne(ctx context.Context, pc net.PacketConn, cfg *Config) (*Conn, erro
 	}
 	// The gate makes the first peer the first validated one, and keeps
 	// spoofed resets and replays from it, as for a server.
-	l, err := kcp.ServeConn(block, c.DataShards, c.ParityShards, newGate(pc, block, &c))
+	g := newGate(pc, block, &c)
+	l, err := kcp.ServeConn(block, c.DataShards, c.ParityShards, g)
 	if err != nil {
 		return nil, fmt.Errorf("reliable: listen %s: %w", pc.LocalAddr(), err)
 	}
@@ -190,6 +191,9 @@ func AcceptOne(ctx context.Context, pc net.PacketConn, cfg *Config) (*Conn, erro
 		}
 		return nil, fmt.Errorf("reliable: accept on %s: %w", pc.LocalAddr(), err)
 	}
+	// The peer is chosen: no other source is probed or heard from now on,
+	// so none costs a session nobody accepts.
+	g.keepOnly(s.RemoteAddr())
 	tune(s, &c)
 	return newConn(s, pc, l, segmentPayload(c.MTU, !c.NoFEC, block)), nil
 }

@@ -12,12 +12,14 @@ import (
 	"github.com/udplab/udplab/internal/connset"
 )
 
-// minSettle is the least time a session must be quiet, with nothing
-// unanswered, before a drain counts its replies as acknowledged: kcp-go
-// says nothing of what its peer has acknowledged, so the drain waits two
-// retransmission timeouts, and at least this long, after the session's
-// last packet or reply.
-const minSettle = 100 * time.Millisecond
+// Drain timing. kcp-go says nothing of what its peer has acknowledged, so
+// a draining session that has answered everything waits two of its
+// retransmission timeouts after its last reply, at least minSettle and at
+// most maxSettle, for the reply (or its one retransmission) to arrive.
+const (
+	minSettle = 100 * time.Millisecond
+	maxSettle = 2 * time.Second
+)
 
 // drainState is what Shutdown watches: whether a drain is on, and each
 // session's activity.
@@ -27,10 +29,8 @@ type drainState struct {
 	sessions map[*kcp.UDPSession]*activity
 }
 
-// activity is one session's: whether a request is being answered, and
-// when it last answered one.
+// activity is one session's: when it last answered a request.
 type activity struct {
-	busy atomic.Bool
 	last atomic.Int64 // UnixNano
 }
 
@@ -52,6 +52,23 @@ func (d *drainState) untrack(sess *kcp.UDPSession) {
 	d.mu.Unlock()
 }
 
+// open is how many tracked sessions there are.
+func (d *drainState) open() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.sessions)
+}
+
+// wake makes every session's blocked read return what kcp-go holds for it,
+// then time out.
+func (d *drainState) wake() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for sess := range d.sessions {
+		sess.SetReadDeadline(time.Now())
+	}
+}
+
 // admitSession adds sess to the server's sessions, unless a drain is on.
 func (s *Server) admitSession(sess *kcp.UDPSession) connset.Outcome {
 	if s.drain.on.Load() {
@@ -61,38 +78,48 @@ func (s *Server) admitSession(sess *kcp.UDPSession) connset.Outcome {
 	return s.sessions.Add(sess)
 }
 
-// unsettled counts the sessions that may still have a request to answer
-// or a reply not yet acknowledged.
-func (s *Server) unsettled(now time.Time) int {
-	s.drain.mu.Lock()
-	defer s.drain.mu.Unlock()
-	n := 0
-	for sess, a := range s.drain.sessions {
-		last := time.Unix(0, a.last.Load())
-		if seen := s.gate.lastSeen(sess.RemoteAddr()); seen.After(last) {
-			last = seen
-		}
-		settle := max(minSettle, 2*time.Duration(sess.GetRTO())*time.Millisecond)
-		if a.busy.Load() || now.Sub(last) < settle {
-			n++
-		}
+// setReadDeadline sets sess's deadline for its next request: the idle
+// timeout, or, draining, now, so that the read returns what kcp-go holds
+// (it returns data before it checks the deadline) and then times out. The
+// drain flag is read after the deadline is set: Shutdown sets the flag
+// before it wakes the sessions, so one of the two sees the other.
+func (s *Server) setReadDeadline(sess *kcp.UDPSession) {
+	sess.SetReadDeadline(time.Now().Add(s.cfg.Idle))
+	if s.drain.on.Load() {
+		sess.SetReadDeadline(time.Now())
 	}
-	return n
 }
 
-// Shutdown drains the server: it opens no new session, goes on answering
-// the sessions it has (KCP acknowledges a request on arrival, so every
-// request that arrives is answered), and once every session has been quiet
-// long enough for its replies to be acknowledged, or ctx ends, closes the
-// server. The error says how many sessions were cut off with work in
-// flight.
+// settle waits, draining, for sess's last replies to be acknowledged.
+func (s *Server) settle(sess *kcp.UDPSession, act *activity) {
+	wait := min(max(minSettle, 2*time.Duration(sess.GetRTO())*time.Millisecond), maxSettle)
+	left := time.Until(time.Unix(0, act.last.Load()).Add(wait))
+	if left <= 0 {
+		return
+	}
+	t := time.NewTimer(left)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.closing:
+	}
+}
+
+// Shutdown drains the server. It opens no new session and, as the gate
+// drops every packet carrying a data segment, takes no new request (KCP
+// acknowledges a request on arrival, so these were never acknowledged).
+// Each session answers the requests kcp-go holds for it, waits for its
+// replies to be acknowledged (see settle), and closes. Once every session
+// has, or ctx ends, Shutdown closes the server; the error then says how
+// many sessions were cut off.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.drain.on.Store(true)
 	s.gate.drain()
+	s.drain.wake()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		n := s.unsettled(time.Now())
+		n := s.drain.open()
 		if n == 0 {
 			return s.Close()
 		}

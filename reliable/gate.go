@@ -51,9 +51,11 @@ type gate struct {
 
 	mu        sync.Mutex
 	peers     map[netip.AddrPort]*peer // validated sources
+	unbound   []*peer                  // validated, no session yet; oldest first
 	probation *probation
 	replays   *replays // nil without a key
 	draining  bool
+	only      *peer // set: every other source is dropped (AcceptOne's)
 
 	pending *held // a validated source's held packets, for the next ReadFroms
 	probe   []byte
@@ -67,11 +69,12 @@ type peer struct {
 	conv      uint32 // the conversation its session carries, when known
 	lastSeen  time.Time
 	validated time.Time
+	bound     bool // kcp-go opened its session
 }
 
 // gateCounts are what the gate refused or did.
 type gateCounts struct {
-	probes, validated, unvalidated, resets, replays, authFailures atomic.Uint64
+	probes, validated, unvalidated, resets, replays, authFailures, drained atomic.Uint64
 }
 
 func newGate(pc net.PacketConn, block kcp.BlockCrypt, cfg *Config) *gate {
@@ -119,15 +122,18 @@ func (g *gate) admit(pkt []byte, addr net.Addr) bool {
 	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.expireUnbound(now)
 	if p := g.peers[src]; p != nil {
-		return g.established(p, pkt, now)
+		return g.established(p, addr, pkt, now)
 	}
-	g.onProbation(src, addr, pkt, now)
+	if g.only == nil {
+		g.onProbation(src, addr, pkt, now)
+	}
 	return false
 }
 
 // established reports whether a packet from validated source p goes on.
-func (g *gate) established(p *peer, pkt []byte, now time.Time) bool {
+func (g *gate) established(p *peer, addr net.Addr, pkt []byte, now time.Time) bool {
 	if g.replays != nil {
 		if nonce := g.codec.nonce(pkt); nonce != nil && !g.replays.add(nonce) {
 			g.counts.replays.Add(1)
@@ -141,16 +147,68 @@ func (g *gate) established(p *peer, pkt []byte, now time.Time) bool {
 		return false
 	}
 	if !g.authenticated {
-		if seg, ok := g.firstSegment(pkt); ok && seg.conv != p.conv {
-			if now.Sub(p.lastSeen) < resetIdle {
-				g.counts.resets.Add(1)
-				return false
-			}
-			p.conv = seg.conv
+		switch g.conversation(p, pkt, now) {
+		case otherLive:
+			g.counts.resets.Add(1)
+			return false
+		case otherIdle:
+			// The source must show again that it receives, under its
+			// new conversation, before kcp-go may replace the session.
+			g.onProbation(p.src, addr, pkt, now)
+			return false
 		}
+	}
+	if g.draining && g.carriesData(pkt) {
+		// kcp-go would acknowledge the request; draining, the server
+		// takes no new one.
+		g.counts.drained.Add(1)
+		return false
 	}
 	p.lastSeen = now
 	return true
+}
+
+// Whose conversation a packet from a validated source is.
+type whose int
+
+const (
+	ours      whose = iota // the session's, or not one kcp-go reads
+	otherLive              // another, while the session is live: a spoofed reset
+	otherIdle              // another, after resetIdle of silence: a restart, or a spoofer
+)
+
+// conversation says whose pkt is, reading its conversation id as kcp-go's
+// listener does (see demux).
+func (g *gate) conversation(p *peer, pkt []byte, now time.Time) whose {
+	plain, why := g.codec.decrypt(pkt)
+	if why != accepted {
+		return ours // kcp-go drops it
+	}
+	conv, _, ok := demux(plain)
+	switch {
+	case !ok || conv == p.conv:
+		return ours
+	case now.Sub(p.lastSeen) < resetIdle:
+		return otherLive
+	}
+	return otherIdle
+}
+
+// carriesData reports whether pkt holds a data segment (or may rebuild
+// one: a parity shard is let through).
+func (g *gate) carriesData(pkt []byte) bool {
+	segs, why := g.codec.open(pkt)
+	for why == accepted && len(segs) > 0 {
+		seg, rest, ok := nextSegment(segs)
+		if !ok {
+			return false
+		}
+		if seg.cmd == kcp.IKCP_CMD_PUSH {
+			return true
+		}
+		segs = rest
+	}
+	return false
 }
 
 // answersProbe reports whether pkt acknowledges a probe sent to p.
@@ -170,16 +228,6 @@ func (g *gate) answersProbe(pkt []byte, p *peer, now time.Time) bool {
 		segs = rest
 	}
 	return false
-}
-
-// firstSegment reads a packet's first KCP segment, decrypting a copy.
-func (g *gate) firstSegment(pkt []byte) (segment, bool) {
-	segs, why := g.codec.open(pkt)
-	if why != accepted {
-		return segment{}, false
-	}
-	seg, _, ok := nextSegment(segs)
-	return seg, ok
 }
 
 // onProbation deals with a packet from a source not yet validated: an
@@ -224,9 +272,51 @@ func (g *gate) onProbation(src netip.AddrPort, addr net.Addr, pkt []byte, now ti
 
 // validate lets src through from now on and queues the packets it held.
 func (g *gate) validate(src netip.AddrPort, conv uint32, now time.Time) {
-	g.peers[src] = &peer{src: src, conv: conv, lastSeen: now, validated: now}
+	p := &peer{src: src, conv: conv, lastSeen: now, validated: now}
+	g.peers[src] = p
+	g.unbound = append(g.unbound, p)
 	g.counts.validated.Add(1)
 	g.pending = g.probation.take(src)
+}
+
+// expireUnbound forgets validated sources for which kcp-go opened no
+// session within probationLease (their packets were lost, or kcp-go's
+// accept queue was full), and the oldest beyond probationMax: a source
+// that answers probes and never opens a session holds nothing for long.
+func (g *gate) expireUnbound(now time.Time) {
+	for len(g.unbound) > 0 {
+		p := g.unbound[0]
+		if !p.bound && g.peers[p.src] == p && now.Sub(p.validated) < probationLease && len(g.unbound) <= probationMax {
+			return
+		}
+		g.unbound = g.unbound[1:]
+		if !p.bound && g.peers[p.src] == p {
+			delete(g.peers, p.src)
+		}
+	}
+	g.unbound = nil // give back a flood's array
+}
+
+// bind records that kcp-go opened addr's session.
+func (g *gate) bind(addr net.Addr) {
+	g.mu.Lock()
+	if p := g.peers[sourceKey(addr)]; p != nil {
+		p.bound = true
+	}
+	g.mu.Unlock()
+}
+
+// keepOnly drops every source but addr from now on, which it binds.
+func (g *gate) keepOnly(addr net.Addr) {
+	g.bind(addr)
+	g.mu.Lock()
+	g.only = g.peers[sourceKey(addr)]
+	for src, p := range g.peers {
+		if p != g.only {
+			delete(g.peers, src)
+		}
+	}
+	g.mu.Unlock()
 }
 
 // sendProbe answers push, the first data segment of a packet of size
@@ -247,29 +337,22 @@ func (g *gate) sendProbe(src netip.AddrPort, addr net.Addr, push segment, size i
 	}
 }
 
-// forget ends src's validation when its session ends: a later packet from
-// it is probed again.
-func (g *gate) forget(addr net.Addr) {
+// forget ends addr's validation when its session, of conversation conv,
+// ends: a later packet from it is probed again. A source validated since
+// under another conversation (a restarted client) stays.
+func (g *gate) forget(addr net.Addr, conv uint32) {
 	g.mu.Lock()
-	delete(g.peers, sourceKey(addr))
+	src := sourceKey(addr)
+	if p := g.peers[src]; p != nil && (p.conv == conv || g.authenticated) {
+		delete(g.peers, src)
+	}
 	if len(g.peers) == 0 {
 		g.peers = make(map[netip.AddrPort]*peer) // give back a flood's buckets
 	}
 	g.mu.Unlock()
 }
 
-// lastSeen is when a packet from addr last went on to kcp-go; zero when
-// addr is not validated.
-func (g *gate) lastSeen(addr net.Addr) time.Time {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if p := g.peers[sourceKey(addr)]; p != nil {
-		return p.lastSeen
-	}
-	return time.Time{}
-}
-
-// drain stops validating new sources.
+// drain stops validating new sources, and letting data segments through.
 func (g *gate) drain() {
 	g.mu.Lock()
 	g.draining = true

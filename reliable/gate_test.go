@@ -199,7 +199,8 @@ var floodPackets = flag.Int("flood", 100000, "packets TestKeyedFloodOpensNothing
 // and from the client's own address: no session opens, each is counted,
 // and real clients are answered.
 func TestKeyedFloodOpensNothing(t *testing.T) {
-	cfg := Config{Key: "secret"}
+	// No FEC: a real client's parity shards would be counted too.
+	cfg := Config{Key: "secret", NoFEC: true}
 	s, pc := serveSpoofed(t, cfg)
 	c := dial(t, s.Addr(), cfg)
 	conntest.RoundTrip(t, c, "Alice")
@@ -249,9 +250,10 @@ func sealedPush(t *testing.T, cfg Config) []byte {
 	return append([]byte(nil), c.seal(kcpPush(1, "Mallory"))...)
 }
 
-// TestSpoofedResetLeavesSession sends, from a live client's address, a
-// packet of another conversation with sn 0, which kcp-go takes as a
-// reset; the client's session goes on answering.
+// TestSpoofedResetLeavesSession sends, from a live client's address,
+// packets of another conversation with sn 0, which kcp-go takes as a
+// reset (one of them with a length past its end, which kcp-go's listener
+// does not look at); the client's session goes on answering.
 func TestSpoofedResetLeavesSession(t *testing.T) {
 	for _, cfg := range []Config{{NoFEC: true}, {}} {
 		t.Run(cfg.FECString(), func(t *testing.T) {
@@ -260,11 +262,15 @@ func TestSpoofedResetLeavesSession(t *testing.T) {
 			conntest.RoundTrip(t, c, "Alice")
 			// The server sees the client at 127.0.0.1 and its port.
 			port := c.LocalAddr().(*net.UDPAddr).Port
-			pc.inject(kcpPush(0xdead, "x"), fmt.Sprintf("127.0.0.1:%d", port))
+			from := fmt.Sprintf("127.0.0.1:%d", port)
+			pc.inject(kcpPush(0xdead, "x"), from)
+			badLength := kcpPush(0xbeef, "")
+			binary.LittleEndian.PutUint32(badLength[20:], 1000)
+			pc.inject(badLength, from)
 			if got := conntest.RoundTrip(t, c, "Bob"); got != "Hello Bob!\n" {
 				t.Errorf("after a spoofed reset, reply = %q", got)
 			}
-			if st := s.Stats(); st.ResetsRefused != 1 || st.Accepted != 1 {
+			if st := s.Stats(); st.ResetsRefused != 2 || st.Accepted != 1 {
 				t.Errorf("stats = %+v, want the reset refused and one session", st)
 			}
 		})
@@ -285,8 +291,10 @@ func TestReplayOpensNothing(t *testing.T) {
 	}
 	pc.inject(first.pkt, first.from.String())
 	greetAfter(t, s, cfg)
-	if st := s.Stats(); st.Accepted != 2 || st.Replays != 1001 || st.Probes != 2 {
-		t.Errorf("stats = %+v; want 2 sessions (the real clients), 1001 replays, 2 probes", st)
+	// A real client probed again when its first packet is resent before
+	// the probe's round trip ends (a loaded machine) makes more probes.
+	if st := s.Stats(); st.Accepted != 2 || st.Replays != 1001 || st.Probes < 2 {
+		t.Errorf("stats = %+v; want 2 sessions (the real clients), 1001 replays, 2 probes or more", st)
 	}
 }
 
@@ -298,7 +306,7 @@ func TestLoopsAndLowPortsDropped(t *testing.T) {
 	pc.inject(kcpPush(2, "Mallory"), "127.0.0.1:53")
 	greetAfter(t, s, Config{NoFEC: true})
 	st := s.Stats()
-	if st.LoopsDropped != 1 || st.LowPortsDropped != 1 || st.Probes != 1 {
+	if st.LoopsDropped != 1 || st.LowPortsDropped != 1 || st.Probes < 1 {
 		t.Errorf("stats = %+v; want 1 loop and 1 low port dropped, 1 probe (the real client's)", st)
 	}
 	if got := pc.sentTo(s.Addr().String()) + pc.sentTo("127.0.0.1:53"); got != 0 {
@@ -466,12 +474,34 @@ func TestGateSteps(t *testing.T) {
 	if g.admit(kcpPush(8, "reset"), src) {
 		t.Error("another conversation from a live session's address went through")
 	}
-	now = now.Add(resetIdle)
-	if !g.admit(kcpPush(8, "restart"), src) {
-		t.Errorf("another conversation after %s of silence was refused", resetIdle)
+	// kcp-go reads a conversation id where this reader finds no whole
+	// segment: a push whose length runs past the packet, and an
+	// out-of-band packet. Each would end the session there.
+	badLength := kcpPush(9, "")
+	binary.LittleEndian.PutUint32(badLength[20:], 1000)
+	oob := append([]byte{0, 0, 0, 0, 0xf3, 0, 12, 0}, 9, 0, 0, 0)
+	for _, reset := range [][]byte{badLength, oob} {
+		if g.admit(reset, src) {
+			t.Errorf("%q from a live session's address went through", reset)
+		}
 	}
-	if st := g.counts.resets.Load(); st != 1 {
-		t.Errorf("resets refused = %d, want 1", st)
+	if st := g.counts.resets.Load(); st != 3 {
+		t.Errorf("resets refused = %d, want 3", st)
+	}
+	// Silent for resetIdle, the source may start another conversation,
+	// once it has answered a probe for it: a spoofer cannot.
+	now = now.Add(resetIdle)
+	restart := kcpPush(8, "restart")
+	if g.admit(restart, src) || len(rc.writes) != 2 {
+		t.Fatalf("another conversation after %s of silence: probes %d, want it probed, not let through", resetIdle, len(rc.writes))
+	}
+	probe, _, _ = nextSegment(rc.writes[1])
+	ack = appendSegment(nil, segment{conv: 8, cmd: kcp.IKCP_CMD_ACK, ts: probe.ts, sn: probe.sn})
+	if g.admit(ack, src) || g.pending == nil || len(g.pending.pkts) != 1 || string(g.pending.pkts[0]) != string(restart) {
+		t.Fatalf("after the restart's acknowledgement: pending = %+v, want the held push", g.pending)
+	}
+	if p := g.peers[sourceKey(src)]; p == nil || p.conv != 8 {
+		t.Errorf("peer = %+v, want conversation 8", p)
 	}
 }
 

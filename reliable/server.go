@@ -47,6 +47,7 @@ type Server struct {
 	sessions *connset.Set[*kcp.UDPSession]
 	drain    drainState
 
+	closing   chan struct{} // closed by Close
 	closeOnce sync.Once
 	closeErr  error
 	wg        sync.WaitGroup // the accept loop and every session's loop
@@ -122,6 +123,7 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, erro
 		debug:    c.Logger.Enabled(context.Background(), slog.LevelDebug),
 		authBase: atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors),
 		sessions: connset.New[*kcp.UDPSession](c.MaxSessions),
+		closing:  make(chan struct{}),
 	}
 	if u, ok := pc.LocalAddr().(*net.UDPAddr); ok && !u.IP.IsLoopback() && c.Key == "" {
 		s.log.Warn("reliable: listening beyond loopback without a key: anyone can forge packets; set a key", "addr", u)
@@ -175,6 +177,7 @@ func (s *Server) SocketDrops() (n uint64, ok bool) { return s.drops.Drops() }
 // the server's goroutines have stopped.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		close(s.closing)
 		// From here the accept loop closes what it accepts; closing a
 		// session wakes its Read.
 		s.sessions.Close()
@@ -222,60 +225,68 @@ func (s *Server) acceptLoop() {
 			return
 		}
 		if out := s.admitSession(sess); out != connset.Added {
-			s.gate.forget(sess.RemoteAddr())
+			s.gate.forget(sess.RemoteAddr(), sess.GetConv())
 			if out == connset.Full {
 				s.log.Debug("reliable: session refused", "from", sess.RemoteAddr(), "max_sessions", s.cfg.MaxSessions)
 			}
 			continue
 		}
-		// The accept loop's own count keeps Close's Wait from returning
-		// before this Add.
+		s.gate.bind(sess.RemoteAddr())
+		// Tracked before its goroutine starts, so that a drain begun
+		// meanwhile waits for it. The accept loop's own count keeps
+		// Close's Wait from returning before this Add.
+		act := s.drain.track(sess)
 		s.wg.Add(1)
 		tune(sess, &s.cfg)
-		go s.serveSession(sess)
+		go s.serveSession(sess, act)
 	}
 }
 
-func (s *Server) serveSession(sess *kcp.UDPSession) {
+func (s *Server) serveSession(sess *kcp.UDPSession, act *activity) {
 	defer s.wg.Done()
 	defer func() {
 		sess.Close()
 		s.sessions.Remove(sess)
-		s.gate.forget(sess.RemoteAddr())
+		s.gate.forget(sess.RemoteAddr(), sess.GetConv())
+		s.drain.untrack(sess)
 	}()
-	act := s.drain.track(sess)
-	defer s.drain.untrack(sess)
 	r := newReader(sess, s.asm)
 	defer r.release()
 	reply := make([]byte, 0, maxSegment)
 	for {
-		sess.SetReadDeadline(time.Now().Add(s.cfg.Idle))
+		s.setReadDeadline(sess)
 		req, err := r.next()
 		if err != nil {
-			err = sessionErr(context.Background(), err)
-			switch {
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				s.reaped.Add(1)
-				s.log.Debug("reliable: idle session reaped", "from", sess.RemoteAddr(), "idle", s.cfg.Idle)
-			case errors.Is(err, errBudget):
-				s.asmRefused.Add(1)
-				s.log.Debug("reliable: session dropped", "from", sess.RemoteAddr(), "err", err)
-			case errors.Is(err, message.ErrBadRequest):
-				// A broken frame leaves the message stream unreadable:
-				// drop this session, keep serving the rest.
-				s.counters.BadRequest()
-				s.log.Debug("reliable: session dropped", "from", sess.RemoteAddr(), "err", err)
-			}
+			s.sessionEnded(sess, act, err)
 			return
 		}
-		act.busy.Store(true)
 		err = s.answer(sess, req, &reply)
 		act.last.Store(time.Now().UnixNano())
-		act.busy.Store(false)
 		if err != nil {
 			s.counters.Error()
 			return
 		}
+	}
+}
+
+// sessionEnded counts and logs why sess's loop ended; a session ended by
+// the drain waits for its last replies to be acknowledged first.
+func (s *Server) sessionEnded(sess *kcp.UDPSession, act *activity, err error) {
+	err = sessionErr(context.Background(), err)
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded) && s.drain.on.Load():
+		s.settle(sess, act)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.reaped.Add(1)
+		s.log.Debug("reliable: idle session reaped", "from", sess.RemoteAddr(), "idle", s.cfg.Idle)
+	case errors.Is(err, errBudget):
+		s.asmRefused.Add(1)
+		s.log.Debug("reliable: session dropped", "from", sess.RemoteAddr(), "err", err)
+	case errors.Is(err, message.ErrBadRequest):
+		// A broken frame leaves the message stream unreadable: drop
+		// this session, keep serving the rest.
+		s.counters.BadRequest()
+		s.log.Debug("reliable: session dropped", "from", sess.RemoteAddr(), "err", err)
 	}
 }
 

@@ -71,9 +71,9 @@ const (
 	shard              // an FEC parity shard (or kcp-go's out-of-band data): no segment of its own
 )
 
-// open returns pkt's KCP segments, decrypted and checked, in the codec's
-// buffer, without touching pkt (kcp-go decrypts it again).
-func (c *codec) open(pkt []byte) (segs []byte, why refusal) {
+// decrypt returns pkt's plaintext below the cipher's header, checked, in
+// the codec's buffer, without touching pkt (kcp-go decrypts it again).
+func (c *codec) decrypt(pkt []byte) ([]byte, refusal) {
 	switch {
 	case len(pkt) > len(c.buf):
 		return nil, malformed
@@ -86,7 +86,7 @@ func (c *codec) open(pkt []byte) (segs []byte, why refusal) {
 		if err != nil {
 			return nil, authFailed
 		}
-		segs = plain
+		return plain, accepted
 	case c.block != nil:
 		if len(pkt) < cfbHeader {
 			return nil, malformed
@@ -96,9 +96,17 @@ func (c *codec) open(pkt []byte) (segs []byte, why refusal) {
 		if crc32.ChecksumIEEE(plain[cfbHeader:]) != binary.LittleEndian.Uint32(plain[cfbNonce:]) {
 			return nil, authFailed
 		}
-		segs = plain[cfbHeader:]
-	default:
-		segs = pkt
+		return plain[cfbHeader:], accepted
+	}
+	return pkt, accepted
+}
+
+// open returns pkt's KCP segments, decrypted and checked, below any FEC
+// data header.
+func (c *codec) open(pkt []byte) (segs []byte, why refusal) {
+	segs, why = c.decrypt(pkt)
+	if why != accepted {
+		return nil, why
 	}
 	// A data shard's FEC header; a parity shard carries no segment of its
 	// own to read.
@@ -117,6 +125,32 @@ func (c *codec) open(pkt []byte) (segs []byte, why refusal) {
 		return nil, malformed
 	}
 	return segs, accepted
+}
+
+// demux reads a decrypted packet's conversation id and first sequence
+// number exactly as kcp-go's listener does (sess.go, Listener.packetInput)
+// to choose between a session and a new one: a mismatch there with sn 0,
+// or any out-of-band packet, ends the session. ok is false where kcp-go
+// reads no conversation id.
+func demux(plain []byte) (conv, sn uint32, ok bool) {
+	if len(plain) < min(kcp.IKCP_OVERHEAD, fecOverhead+4) {
+		return 0, 0, false
+	}
+	switch binary.LittleEndian.Uint16(plain[4:]) {
+	case fecTypeData:
+		if len(plain) < fecOverhead+kcp.IKCP_OVERHEAD {
+			return 0, 0, false
+		}
+		return binary.LittleEndian.Uint32(plain[fecOverhead:]), binary.LittleEndian.Uint32(plain[fecOverhead+12:]), true
+	case fecTypeParity:
+		return 0, 0, false
+	case fecTypeOOB:
+		return binary.LittleEndian.Uint32(plain[fecOverhead:]), 0, true
+	}
+	if len(plain) < kcp.IKCP_OVERHEAD {
+		return 0, 0, false
+	}
+	return binary.LittleEndian.Uint32(plain), binary.LittleEndian.Uint32(plain[12:]), true
 }
 
 // seal returns plain as one packet under the codec's cipher, in the
