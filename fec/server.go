@@ -171,6 +171,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		s.drops.Close()
+		s.sources.Close()
 		s.closeErr = s.pc.Close()
 		s.wg.Wait()
 		for _, p := range s.peers {

@@ -230,6 +230,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		s.drops.Close()
+		s.sources.Close()
 		err = s.pc.Close()
 	})
 	<-s.done

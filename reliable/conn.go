@@ -32,11 +32,14 @@ import (
 // Conn is a reliable client session with one server. It implements
 // message.Conn.
 type Conn struct {
-	s   *kcp.UDPSession
-	pc  net.PacketConn
-	l   *kcp.Listener // set when the session was accepted, see AcceptOne
-	mss int
-	r   *reader
+	s  *kcp.UDPSession
+	pc net.PacketConn
+	l  *kcp.Listener // set when the session was accepted, see AcceptOne
+	// gate, set with l, registered the socket as a listener of this
+	// process (see guard.Sources), until Close.
+	gate *gate
+	mss  int
+	r    *reader
 
 	// The deadline setters, bound once: a method value made per call
 	// would allocate on every Send and Receive.
@@ -146,6 +149,9 @@ func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.s.Close()
 		err = c.pc.Close()
+		if c.gate != nil {
+			c.gate.sources.Close()
+		}
 		if c.l != nil {
 			drainQueued(c.l)
 			c.l.Close()
@@ -169,6 +175,7 @@ func AcceptOne(ctx context.Context, pc net.PacketConn, cfg *Config) (*Conn, erro
 	g := newGate(pc, block, &c)
 	l, err := kcp.ServeConn(block, c.DataShards, c.ParityShards, g)
 	if err != nil {
+		g.sources.Close()
 		return nil, fmt.Errorf("reliable: listen %s: %w", pc.LocalAddr(), err)
 	}
 	sockstat.SetBuffers(pc)
@@ -184,6 +191,7 @@ func AcceptOne(ctx context.Context, pc net.PacketConn, cfg *Config) (*Conn, erro
 	}
 	if err != nil {
 		pc.Close()
+		g.sources.Close()
 		drainQueued(l)
 		l.Close()
 		if ctx.Err() != nil {
@@ -195,5 +203,7 @@ func AcceptOne(ctx context.Context, pc net.PacketConn, cfg *Config) (*Conn, erro
 	// so none costs a session nobody accepts.
 	g.keepOnly(s.RemoteAddr())
 	tune(s, &c)
-	return newConn(s, pc, l, segmentPayload(c.MTU, !c.NoFEC, block)), nil
+	conn := newConn(s, pc, l, segmentPayload(c.MTU, !c.NoFEC, block))
+	conn.gate = g
+	return conn, nil
 }

@@ -429,6 +429,7 @@ func (c *recordConn) LocalAddr() net.Addr {
 func TestGateSteps(t *testing.T) {
 	rc := &recordConn{}
 	g := newGate(rc, nil, &Config{ReceiveWindow: 512})
+	defer g.sources.Close()
 	now := time.Unix(1e9, 0)
 	g.now = func() time.Time { return now }
 	src := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 40000}

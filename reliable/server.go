@@ -114,6 +114,7 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, erro
 	g := newGate(pc, block, &c)
 	l, err := kcp.ServeConn(block, c.DataShards, c.ParityShards, g)
 	if err != nil {
+		g.sources.Close()
 		return nil, fmt.Errorf("reliable: serve %s: %w", pc.LocalAddr(), err)
 	}
 	sockstat.SetBuffers(pc)
@@ -184,6 +185,7 @@ func (s *Server) Close() error {
 		// Closing the socket ends kcp-go's read loop, which then fails
 		// AcceptKCP; the accept loop drains and closes the listener.
 		s.drops.Close()
+		s.gate.sources.Close()
 		s.closeErr = s.pc.Close()
 	})
 	s.wg.Wait()

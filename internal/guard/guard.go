@@ -1,6 +1,7 @@
 // Package guard holds the checks udplab's UDP servers make before they
 // spend anything on a datagram, so that none can be turned against a third
-// party: no reply to the server's own address (a reflection loop), none to
+// party: no reply to the server's own address or another listener's of
+// this process (a reflection loop), none to
 // the ports reflection attacks use (below 1024), and none that carries more
 // than Factor times the bytes it answers to an address that has not shown it
 // receives what is sent to it (RFC 9000 §8.1's rule, counted as whole
@@ -11,6 +12,8 @@ package guard
 import (
 	"net"
 	"net/netip"
+	"slices"
+	"sync"
 	"sync/atomic"
 )
 
@@ -58,50 +61,37 @@ func AddrPort(from net.Addr, ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-// Sources drops datagrams whose source a server must never answer. Its
-// methods are safe for concurrent use.
+// Sources drops datagrams whose source a server must never answer: any
+// UDP server socket of this process (its own address, or another
+// listener's, whose reply would come back as a request: serve's raw echo
+// and kcp's probe would answer each other forever), and ports below
+// LowPorts. Its methods are safe for concurrent use.
 type Sources struct {
-	own           func(netip.Addr) bool
-	port          uint16
+	local         netip.AddrPort // registered with listeners; invalid if not UDP
 	allowLowPorts bool
 	loops, low    atomic.Uint64
+	closeOnce     sync.Once
 }
 
-// NewSources checks sources for a server whose socket is at local. With
+// NewSources checks sources for a server whose socket is at local, and
+// registers local as one of this process's listeners until Close. With
 // allowLowPorts, sources below LowPorts are answered too.
 func NewSources(local net.Addr, allowLowPorts bool) *Sources {
-	s := &Sources{allowLowPorts: allowLowPorts, own: func(netip.Addr) bool { return false }}
-	u, ok := local.(*net.UDPAddr)
-	if !ok {
-		return s
-	}
-	s.port = uint16(u.Port)
-	ip, _ := netip.AddrFromSlice(u.IP)
-	ip = ip.Unmap()
-	if ip.IsValid() && !ip.IsUnspecified() {
-		s.own = func(a netip.Addr) bool { return a == ip }
-	} else {
-		s.own = localAddr
+	s := &Sources{allowLowPorts: allowLowPorts}
+	if u, ok := local.(*net.UDPAddr); ok {
+		s.local = netip.AddrPortFrom(u.AddrPort().Addr().Unmap(), u.AddrPort().Port())
+		listeners.add(s.local)
 	}
 	return s
 }
 
-// localAddr reports whether a is one of this host's addresses: a socket
-// bound to all of them receives on each.
-func localAddr(a netip.Addr) bool {
-	if a.IsLoopback() || a.IsUnspecified() {
-		return true
-	}
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return false
-	}
-	for _, ia := range addrs {
-		if n, ok := ia.(*net.IPNet); ok && n.IP.Equal(a.AsSlice()) {
-			return true
+// Close unregisters the server's socket.
+func (s *Sources) Close() {
+	s.closeOnce.Do(func() {
+		if s.local.IsValid() {
+			listeners.remove(s.local)
 		}
-	}
-	return false
+	})
 }
 
 // Allow reports whether a datagram from ap may be answered, and counts
@@ -110,7 +100,7 @@ func (s *Sources) Allow(ap netip.AddrPort) bool {
 	if !ap.IsValid() {
 		return true
 	}
-	if ap.Port() == s.port && s.own(ap.Addr().Unmap()) {
+	if listeners.has(ap) {
 		s.loops.Add(1)
 		return false
 	}
@@ -121,9 +111,71 @@ func (s *Sources) Allow(ap netip.AddrPort) bool {
 	return true
 }
 
-// Dropped returns how many datagrams Allow refused: from the server's own
-// address, and from ports below LowPorts.
+// Dropped returns how many datagrams Allow refused: from a listener of
+// this process, and from ports below LowPorts.
 func (s *Sources) Dropped() (loops, lowPorts uint64) { return s.loops.Load(), s.low.Load() }
+
+// listeners is this process's UDP server sockets, by port.
+var listeners = registry{byPort: make(map[uint16][]netip.Addr)}
+
+type registry struct {
+	mu     sync.RWMutex
+	byPort map[uint16][]netip.Addr
+}
+
+func (r *registry) add(ap netip.AddrPort) {
+	r.mu.Lock()
+	r.byPort[ap.Port()] = append(r.byPort[ap.Port()], ap.Addr())
+	r.mu.Unlock()
+}
+
+func (r *registry) remove(ap netip.AddrPort) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	addrs := r.byPort[ap.Port()]
+	if i := slices.Index(addrs, ap.Addr()); i >= 0 {
+		addrs = slices.Delete(addrs, i, i+1)
+	}
+	if len(addrs) == 0 {
+		delete(r.byPort, ap.Port())
+	} else {
+		r.byPort[ap.Port()] = addrs
+	}
+}
+
+// has reports whether a socket registered at ap's port receives at ap's
+// address: one bound to that address, or to all of this host's.
+func (r *registry) has(ap netip.AddrPort) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, a := range r.byPort[ap.Port()] {
+		if a == ap.Addr().Unmap() || a.IsUnspecified() && hostAddr(ap.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostAddrs is this host's interface addresses, read once: a spoofed
+// source with a listener's port must not cost a read of them per packet.
+var hostAddrs = sync.OnceValue(func() []netip.Addr {
+	var out []netip.Addr
+	addrs, _ := net.InterfaceAddrs()
+	for _, ia := range addrs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if a, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, a.Unmap())
+			}
+		}
+	}
+	return out
+})
+
+// hostAddr reports whether a is one of this host's addresses: a socket
+// bound to all of them receives on each.
+func hostAddr(a netip.Addr) bool {
+	return a.IsLoopback() || a.IsUnspecified() || slices.Contains(hostAddrs(), a)
+}
 
 // Capped counts the replies a server left unsent because they would have
 // broken the Factor rule. The zero value is ready to use.

@@ -11,12 +11,9 @@ import (
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 
 func TestSources(t *testing.T) {
-	bound := NewSources(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 6000}, false)
-	all := NewSources(&net.UDPAddr{IP: net.IPv4zero, Port: 6000}, false)
-	lowOK := NewSources(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 6000}, true)
-	for _, tt := range []struct {
-		src               string
-		bound, all, lowOK bool
+	tests := []struct {
+		src                  string
+		bound, all, lowPorts bool // allowed by a socket at 127.0.0.1:6000, 0.0.0.0:6000, and with low ports
 	}{
 		{"127.0.0.1:40000", true, true, true},
 		{"127.0.0.1:6000", false, false, false}, // the server itself
@@ -26,23 +23,49 @@ func TestSources(t *testing.T) {
 		{"127.0.0.1:1023", false, false, true},
 		{"127.0.0.1:1024", true, true, true},
 		{"192.0.2.1:6000", true, true, true}, // not this host's
+	}
+	for _, c := range []struct {
+		name  string
+		local *net.UDPAddr
+		low   bool
+		want  func(i int) bool
+	}{
+		{"bound", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 6000}, false, func(i int) bool { return tests[i].bound }},
+		{"wildcard", &net.UDPAddr{IP: net.IPv4zero, Port: 6000}, false, func(i int) bool { return tests[i].all }},
+		{"low ports allowed", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 6000}, true, func(i int) bool { return tests[i].lowPorts }},
 	} {
-		ap := AddrPort(nil, netip.MustParseAddrPort(tt.src))
-		for _, c := range []struct {
-			name string
-			s    *Sources
-			want bool
-		}{{"bound", bound, tt.bound}, {"wildcard", all, tt.all}, {"low ports allowed", lowOK, tt.lowOK}} {
-			if got := c.s.Allow(ap); got != c.want {
-				t.Errorf("%s: Allow(%s) = %v, want %v", c.name, tt.src, got, c.want)
+		s := NewSources(c.local, c.low)
+		for i, tt := range tests {
+			if got := s.Allow(AddrPort(nil, netip.MustParseAddrPort(tt.src))); got != c.want(i) {
+				t.Errorf("%s: Allow(%s) = %v, want %v", c.name, tt.src, got, c.want(i))
 			}
 		}
+		if c.name == "bound" {
+			if loops, low := s.Dropped(); loops != 2 || low != 2 {
+				t.Errorf("bound: Dropped() = %d loops, %d low ports; want 2, 2", loops, low)
+			}
+		}
+		if !s.Allow(netip.AddrPort{}) {
+			t.Errorf("%s: Allow(invalid) = false, want true: an in-memory source is not an IP source", c.name)
+		}
+		s.Close()
 	}
-	if loops, low := bound.Dropped(); loops != 2 || low != 2 {
-		t.Errorf("bound: Dropped() = %d loops, %d low ports; want 2, 2", loops, low)
+}
+
+// TestSourcesOtherListeners: a datagram from another listener of the
+// process is dropped too (serve's raw echo and kcp's probe would answer
+// each other), until that listener closes.
+func TestSourcesOtherListeners(t *testing.T) {
+	kcp := NewSources(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 6001}, false)
+	defer kcp.Close()
+	raw := NewSources(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 6000}, false)
+	from := netip.MustParseAddrPort("127.0.0.1:6000")
+	if kcp.Allow(from) {
+		t.Error("kcp's listener answers raw's")
 	}
-	if got := bound.Allow(netip.AddrPort{}); !got {
-		t.Error("Allow(invalid) = false, want true: an in-memory source is not an IP source")
+	raw.Close()
+	if !kcp.Allow(from) {
+		t.Error("kcp's listener still refuses raw's address once raw has closed")
 	}
 }
 
