@@ -170,7 +170,7 @@ type linkRun struct {
 // turns over the socket reads' small allocations fast while the link holds
 // up to its byte limit (64 MiB a direction by default), and at Go's default
 // of 100 the heap would grow to twice what is held before a collection
-// (163 MiB measured under a 60 KB flood into --rate 1mbit); at 20 it stays
+// (160 MiB measured under a 60 KB flood into --rate 1mbit); at 20 it stays
 // within a fifth of it. The held packets hold no pointers, so a collection
 // costs little. GOGC in the environment wins.
 const linkGCPercent = 20
