@@ -321,3 +321,20 @@ func TestSendAfterPeerGone(t *testing.T) {
 		t.Errorf("Receive after the replies = %v, want io.EOF", err)
 	}
 }
+
+// TestCrowdedRetry: past half the connection table, new clients go through
+// QUIC's Retry (crowded), and are still served.
+func TestCrowdedRetry(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", message.Greet, &ServerConfig{MaxConns: 4})
+	var conns []message.Conn
+	for _, name := range []string{"a", "b", "c", "d"} {
+		if crowded := s.crowded(nil); crowded != (len(conns) >= 2) {
+			t.Errorf("with %d connections crowded = %v", len(conns), crowded)
+		}
+		c := dialTo(t, s)
+		if got := conntest.RoundTrip(t, c, name); got != "Hello "+name+"!\n" {
+			t.Errorf("client %s got %q", name, got)
+		}
+		conns = append(conns, c)
+	}
+}

@@ -152,6 +152,7 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *ServerConfig) (*Server
 	s.drain, s.drainStop = context.WithCancel(context.Background())
 	s.tr = newTransport(pc)
 	s.tr.ConnContext = s.admit
+	s.tr.VerifySourceAddress = s.crowded
 	// With a reset key, a client still sending on a connection the server
 	// has forgotten (closed for idleness, say) gets a stateless reset and
 	// learns at once, instead of retrying for its own idle timeout. A key
@@ -275,6 +276,19 @@ func (s *Server) admit(ctx context.Context, info *quicgo.ClientInfo) (context.Co
 	}
 	s.places = append(s.places, ctx)
 	return ctx, nil
+}
+
+// crowded reports whether a new client must first show, with QUIC's Retry
+// (RFC 9000 §8.1.2), that it receives at its address: once half the
+// connection table is taken. A handshake under way takes a place, so
+// spoofed Initials could otherwise fill the table until their handshakes
+// time out; past half, they cannot, and real clients pay one round trip
+// more while the table is that full.
+func (s *Server) crowded(net.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.places = slices.DeleteFunc(s.places, func(p context.Context) bool { return p.Err() != nil })
+	return len(s.places) >= max(1, s.cfg.MaxConns/2)
 }
 
 // refusalWindow is how long a refused client address counts as the same
