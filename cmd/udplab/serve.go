@@ -45,8 +45,8 @@ which the server never saw; "unknown" where the kernel does not say
 --metrics ADDR serves every number of the summaries, while serve runs, in
 the Prometheus text format at http://ADDR/metrics, with Go's runtime and
 process metrics: udplab_server_NAME_total{mode="..."} for counters, and
-udplab_server_NAME{mode="..."} for the values that can fall (sessions,
-probation, conns, peers). socket_drops appears only where the kernel says.
+udplab_server_NAME{mode="..."} for the values that can fall (kcp's
+sessions and probation). socket_drops appears only where the kernel says.
 
 --memory-limit sets the Go runtime's soft memory limit (default 1GiB,
 room for every listener's --max-sessions clients): past it the GC works
