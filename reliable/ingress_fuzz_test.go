@@ -75,8 +75,14 @@ func FuzzIngress(f *testing.F) {
 		if got := conntest.RoundTrip(t, greeted[fec], "Carol"); got != "Hello Carol!\n" {
 			t.Fatalf("greeting = %q", got)
 		}
-		if st := m.srv.Stats(); st.Sessions > ingressMax {
+		st := m.srv.Stats()
+		if st.Sessions > ingressMax {
 			t.Fatalf("%d sessions, MaxSessions is %d", st.Sessions, ingressMax)
+		}
+		// No forged source can answer a probe, so none opens a session,
+		// and none ends a validated source's (a reset would open another).
+		if want := uint64(1 + ingressValidated); st.Accepted != want {
+			t.Fatalf("%d sessions ever accepted, want %d: the real clients' and the validated forged sources'", st.Accepted, want)
 		}
 	})
 }
