@@ -507,7 +507,8 @@ func TestGateSteps(t *testing.T) {
 }
 
 // TestAcceptOneFirstValidated: a chat listener's peer is the first source
-// validated, not the first to send, and a spoofed reset does not end it.
+// validated, not the first to send; once it has one, it hears no other
+// source, and a spoofed reset does not end it.
 func TestAcceptOneFirstValidated(t *testing.T) {
 	pc := newSpoofConn(t)
 	cfg := Config{NoFEC: true}
@@ -534,6 +535,10 @@ func TestAcceptOneFirstValidated(t *testing.T) {
 	defer listener.Close()
 	if got := listener.RemoteAddr().(*net.UDPAddr).Port; got != dialer.LocalAddr().(*net.UDPAddr).Port {
 		t.Fatalf("peer = %v, want the dialer", listener.RemoteAddr())
+	}
+	// A second peer is not heard from, and costs no session.
+	if err := dial(t, pc.LocalAddr(), cfg).Send(ctx, []byte("intruder")); err != nil {
+		t.Fatal(err)
 	}
 	pc.inject(kcpPush(0xdead, "reset"), fmt.Sprintf("127.0.0.1:%d", dialer.LocalAddr().(*net.UDPAddr).Port))
 	for _, step := range []struct {

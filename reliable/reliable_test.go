@@ -243,51 +243,6 @@ func TestParseFEC(t *testing.T) {
 	}
 }
 
-func TestAcceptOne(t *testing.T) {
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Key: "k"}
-	accepted := make(chan *Conn, 1)
-	go func() {
-		c, err := AcceptOne(context.Background(), pc, &cfg)
-		if err != nil {
-			t.Error(err)
-		}
-		accepted <- c
-	}()
-	dialer := dial(t, pc.LocalAddr(), cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
-	defer cancel()
-	if err := dialer.Send(ctx, []byte("hi")); err != nil {
-		t.Fatal(err)
-	}
-	listener := <-accepted
-	if listener == nil {
-		t.FailNow()
-	}
-	defer listener.Close()
-	// A second peer is ignored, and its queued session closed on Close.
-	if err := dial(t, pc.LocalAddr(), cfg).Send(ctx, []byte("intruder")); err != nil {
-		t.Fatal(err)
-	}
-	for _, step := range []struct {
-		from, to message.Conn
-		msg      string
-	}{{dialer, listener, "hi"}, {listener, dialer, "hello back"}} {
-		if step.msg != "hi" {
-			if err := step.from.Send(ctx, []byte(step.msg)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		got, err := step.to.Receive(ctx)
-		if err != nil || string(got) != step.msg {
-			t.Fatalf("Receive = %q, %v; want %q", got, err, step.msg)
-		}
-	}
-}
-
 func TestAcceptOneCancel(t *testing.T) {
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
