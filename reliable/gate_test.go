@@ -1,12 +1,15 @@
 package reliable
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -574,5 +577,28 @@ func TestReassemblyBudget(t *testing.T) {
 	conntest.WaitFor(t, func() bool { return s.asm.Left() == reassemblyBudget })
 	if got := conntest.RoundTrip(t, dial(t, s.Addr(), Config{}), "Alice"); got != "Alice" {
 		t.Errorf("after the refusal, echo = %q", got)
+	}
+}
+
+// TestWarnsOfUnauthenticatedCipher: a key under a cipher that only carries
+// a CRC32 (or nothing) is logged as not authenticating packets.
+func TestWarnsOfUnauthenticatedCipher(t *testing.T) {
+	for _, tt := range []struct {
+		crypt string
+		warn  bool
+	}{{"aes-128-gcm", false}, {"salsa20", true}, {"none", true}, {"xor", true}, {"null", true}} {
+		var logs bytes.Buffer
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewServer(pc, message.Greet, &Config{Key: "k", Crypt: tt.crypt, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if got := strings.Contains(logs.String(), "does not authenticate packets"); got != tt.warn {
+			t.Errorf("--crypt %s: warned = %v, want %v; logs: %s", tt.crypt, got, tt.warn, logs.String())
+		}
 	}
 }
