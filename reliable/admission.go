@@ -28,11 +28,13 @@ const (
 	// entries leave quickly.
 	probationLease = 3 * time.Second
 	// resetIdle is how long a session must have been silent before a
-	// packet from its address with another conversation id may replace it,
-	// without a key to show the packet is the peer's own. A client that
-	// restarts on the same port waits this long; a spoofer cannot end a
-	// live session.
-	resetIdle = 5 * time.Second
+	// packet from its address with another conversation id may try to
+	// replace it, without a key to show the packet is the peer's own; even
+	// then the new conversation must answer a probe. A new client that the
+	// kernel gave a port just freed by another (which happens within
+	// seconds among a few hundred clients) waits this long, so it is short;
+	// a spoofer that cannot receive ends no session, live or idle.
+	resetIdle = time.Second
 	// replayMax bounds the replay cache: the nonces of the last 2^16
 	// packets admitted, about 3 MB.
 	replayMax = 1 << 16

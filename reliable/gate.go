@@ -211,7 +211,9 @@ func (g *gate) carriesData(pkt []byte) bool {
 	return false
 }
 
-// answersProbe reports whether pkt acknowledges a probe sent to p.
+// answersProbe reports whether pkt acknowledges a probe sent to p for its
+// conversation (one for another conversation is a restart's, see
+// conversation).
 func (g *gate) answersProbe(pkt []byte, p *peer, now time.Time) bool {
 	segs, why := g.codec.open(pkt)
 	if why != accepted {
@@ -222,7 +224,7 @@ func (g *gate) answersProbe(pkt []byte, p *peer, now time.Time) bool {
 		if !ok {
 			return false
 		}
-		if seg.cmd == kcp.IKCP_CMD_ACK && g.cookies.valid(seg.ts, p.src, seg.conv, now) {
+		if seg.cmd == kcp.IKCP_CMD_ACK && seg.conv == p.conv && g.cookies.valid(seg.ts, p.src, seg.conv, now) {
 			return true
 		}
 		segs = rest

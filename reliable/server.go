@@ -71,7 +71,7 @@ type Stats struct {
 	Validated, Probes, Unvalidated uint64
 	// ResetsRefused counts packets from a live session's address with
 	// another conversation id, dropped (a spoofed reset, or a client that
-	// restarted on the same port less than 5 s after its last packet).
+	// restarted on the same port less than 1 s after its last packet).
 	ResetsRefused uint64
 	// Replays counts packets dropped because a packet with the same nonce
 	// came before (with a key only).
