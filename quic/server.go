@@ -17,6 +17,7 @@ import (
 
 	"github.com/udplab/udplab/internal/budget"
 	"github.com/udplab/udplab/internal/drain"
+	"github.com/udplab/udplab/internal/guard"
 	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/message"
 )
@@ -100,6 +101,10 @@ type Server struct {
 	debug bool
 	fp    string
 	drops *sockstat.Counter
+	// listener registers the socket as one of this process's UDP
+	// listeners, whose datagrams the other servers never answer (see
+	// guard.Sources): serve runs quic beside raw's echo and kcp's probe.
+	listener *guard.Sources
 
 	counters                               message.Counters
 	accepted, refused, streams, overBudget atomic.Uint64
@@ -146,7 +151,7 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *ServerConfig) (*Server
 	s := &Server{
 		pc: pc, h: h, cfg: c, log: c.Logger, fp: fp,
 		debug: c.Logger.Enabled(context.Background(), slog.LevelDebug),
-		drops: sockstat.NewCounter(pc),
+		drops: sockstat.NewCounter(pc), listener: guard.NewSources(pc.LocalAddr(), true),
 		conns: make(map[*quicgo.Conn]struct{}), budget: budget.New(c.MaxBuffered),
 	}
 	s.drain, s.drainStop = context.WithCancel(context.Background())
@@ -164,6 +169,7 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *ServerConfig) (*Server
 	}
 	s.ln, err = s.tr.Listen(tlsConf, serverConfig(c.Idle))
 	if err != nil {
+		s.listener.Close()
 		s.tr.Close()
 		pc.Close()
 		return nil, fmt.Errorf("quic: listen: %w", err)
@@ -224,6 +230,7 @@ func (s *Server) Close() error {
 			qc.CloseWithError(CodeNormal, "server closing")
 		}
 		s.drops.Close()
+		s.listener.Close()
 		s.tr.Close()
 		s.closeErr = s.pc.Close()
 		s.drainStop()
@@ -287,8 +294,11 @@ func (s *Server) admit(ctx context.Context, info *quicgo.ClientInfo) (context.Co
 func (s *Server) crowded(net.Addr) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.places = slices.DeleteFunc(s.places, func(p context.Context) bool { return p.Err() != nil })
-	return len(s.places) >= max(1, s.cfg.MaxConns/2)
+	half := max(1, s.cfg.MaxConns/2)
+	if len(s.places) >= half { // prune only then: a spoofed Initial must not cost a pass over the table
+		s.places = slices.DeleteFunc(s.places, func(p context.Context) bool { return p.Err() != nil })
+	}
+	return len(s.places) >= half
 }
 
 // refusalWindow is how long a refused client address counts as the same

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	kcp "github.com/xtaci/kcp-go/v5"
-
-	"github.com/udplab/udplab/internal/connset"
 )
 
 // Drain timing. kcp-go says nothing of what its peer has acknowledged, so
@@ -69,15 +67,6 @@ func (d *drainState) wake() {
 	}
 }
 
-// admitSession adds sess to the server's sessions, unless a drain is on.
-func (s *Server) admitSession(sess *kcp.UDPSession) connset.Outcome {
-	if s.drain.on.Load() {
-		sess.Close()
-		return connset.Closed
-	}
-	return s.sessions.Add(sess)
-}
-
 // setReadDeadline sets sess's deadline for its next request: the idle
 // timeout, or, draining, now, so that the read returns what kcp-go holds
 // (it returns data before it checks the deadline) and then times out. The
@@ -105,19 +94,26 @@ func (s *Server) settle(sess *kcp.UDPSession, act *activity) {
 	}
 }
 
-// Shutdown drains the server. It opens no new session and, as the gate
-// drops every packet carrying a data segment, takes no new request (KCP
-// acknowledges a request on arrival, so these were never acknowledged).
-// Each session answers the requests kcp-go holds for it, waits for its
-// replies to be acknowledged (see settle), and closes. Once every session
-// has, or ctx ends, Shutdown closes the server; the error then says how
-// many sessions were cut off.
+// Shutdown drains the server. The gate validates no new source and drops
+// every packet carrying a data segment or an FEC shard that could rebuild
+// one, so no new request is taken (KCP acknowledges a request on arrival:
+// these were never acknowledged). Each session, including one kcp-go
+// opened for a source validated just before, answers the requests kcp-go
+// holds for it, waits for its replies to be acknowledged (see settle), and
+// closes. Once every session has, or ctx ends, Shutdown closes the server;
+// the error then says how many sessions were cut off.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.drain.on.Store(true)
 	s.gate.drain()
 	s.drain.wake()
+	// A session kcp-go has opened but the accept loop not yet taken
+	// would be missed by the first count: give the loop a moment.
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
+	select {
+	case <-time.After(minSettle):
+	case <-ctx.Done():
+	}
 	for {
 		n := s.drain.open()
 		if n == 0 {

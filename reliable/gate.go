@@ -49,13 +49,17 @@ type gate struct {
 	wnd           uint16 // the server's receive window, which a probe announces
 	now           func() time.Time
 
-	mu        sync.Mutex
-	peers     map[netip.AddrPort]*peer // validated sources
-	unbound   []*peer                  // validated, no session yet; oldest first
+	mu      sync.Mutex
+	peers   map[netip.AddrPort]*peer // validated sources
+	unbound []*peer                  // validated, no session yet; oldest first
+	// sessions counts kcp-go's sessions open at each address, as the
+	// server accepts and ends them: a peer with one is never expired, and
+	// one is forgotten when its last session ends.
+	sessions  map[netip.AddrPort]int
 	probation *probation
 	replays   *replays // nil without a key
 	draining  bool
-	only      *peer // set: every other source is dropped (AcceptOne's)
+	only      netip.AddrPort // valid: every other source is dropped (AcceptOne's)
 
 	pending *held // a validated source's held packets, for the next ReadFroms
 	probe   []byte
@@ -69,7 +73,6 @@ type peer struct {
 	conv      uint32 // the conversation its session carries, when known
 	lastSeen  time.Time
 	validated time.Time
-	bound     bool // kcp-go opened its session
 }
 
 // gateCounts are what the gate refused or did.
@@ -84,8 +87,9 @@ func newGate(pc net.PacketConn, block kcp.BlockCrypt, cfg *Config) *gate {
 		codec:      newCodec(block),
 		cookies:    newCookies(),
 		wnd:        uint16(min(cfg.ReceiveWindow, 1<<16-1)),
-		now:        time.Now,
+		now:        gateClock,
 		peers:      make(map[netip.AddrPort]*peer),
+		sessions:   make(map[netip.AddrPort]int),
 		probation:  newProbation(),
 	}
 	g.authenticated = g.codec.aead != nil
@@ -94,6 +98,10 @@ func newGate(pc net.PacketConn, block kcp.BlockCrypt, cfg *Config) *gate {
 	}
 	return g
 }
+
+// gateClock is every gate's clock; a test may stop it (before it starts a
+// server) so that what the gate decides by time does not depend on load.
+var gateClock = time.Now
 
 // ReadFrom returns the next packet kcp-go may act on.
 func (g *gate) ReadFrom(p []byte) (int, net.Addr, error) {
@@ -123,10 +131,10 @@ func (g *gate) admit(pkt []byte, addr net.Addr) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.expireUnbound(now)
-	if p := g.peers[src]; p != nil {
+	if p := g.peers[src]; p != nil && (!g.only.IsValid() || src == g.only) {
 		return g.established(p, addr, pkt, now)
 	}
-	if g.only == nil {
+	if !g.only.IsValid() {
 		g.onProbation(src, addr, pkt, now)
 	}
 	return false
@@ -148,6 +156,11 @@ func (g *gate) established(p *peer, addr net.Addr, pkt []byte, now time.Time) bo
 	}
 	if !g.authenticated {
 		switch g.conversation(p, pkt, now) {
+		case ours:
+			// Only a packet of the session's own conversation shows the
+			// peer is there: garbage from its address, which anyone can
+			// send, must not keep the session "live" against a restart.
+			p.lastSeen = now
 		case otherLive:
 			g.counts.resets.Add(1)
 			return false
@@ -164,7 +177,6 @@ func (g *gate) established(p *peer, addr net.Addr, pkt []byte, now time.Time) bo
 		g.counts.drained.Add(1)
 		return false
 	}
-	p.lastSeen = now
 	return true
 }
 
@@ -172,7 +184,8 @@ func (g *gate) established(p *peer, addr net.Addr, pkt []byte, now time.Time) bo
 type whose int
 
 const (
-	ours      whose = iota // the session's, or not one kcp-go reads
+	ours      whose = iota // the session's
+	unread                 // not one kcp-go reads a conversation from, or fails the cipher: kcp-go drops it or has no reset in it
 	otherLive              // another, while the session is live: a spoofed reset
 	otherIdle              // another, after resetIdle of silence: a restart, or a spoofer
 )
@@ -182,11 +195,13 @@ const (
 func (g *gate) conversation(p *peer, pkt []byte, now time.Time) whose {
 	plain, why := g.codec.decrypt(pkt)
 	if why != accepted {
-		return ours // kcp-go drops it
+		return unread
 	}
 	conv, _, ok := demux(plain)
 	switch {
-	case !ok || conv == p.conv:
+	case !ok:
+		return unread
+	case conv == p.conv:
 		return ours
 	case now.Sub(p.lastSeen) < resetIdle:
 		return otherLive
@@ -194,10 +209,14 @@ func (g *gate) conversation(p *peer, pkt []byte, now time.Time) whose {
 	return otherIdle
 }
 
-// carriesData reports whether pkt holds a data segment (or may rebuild
-// one: a parity shard is let through).
+// carriesData reports whether pkt holds a data segment, or an FEC shard
+// that may rebuild one (a request kcp-go would acknowledge). The client's
+// acknowledgements travel in data shards, which pass.
 func (g *gate) carriesData(pkt []byte) bool {
 	segs, why := g.codec.open(pkt)
+	if why == shard {
+		return true
+	}
 	for why == accepted && len(segs) > 0 {
 		seg, rest, ok := nextSegment(segs)
 		if !ok {
@@ -288,37 +307,54 @@ func (g *gate) validate(src netip.AddrPort, conv uint32, now time.Time) {
 func (g *gate) expireUnbound(now time.Time) {
 	for len(g.unbound) > 0 {
 		p := g.unbound[0]
-		if !p.bound && g.peers[p.src] == p && now.Sub(p.validated) < probationLease && len(g.unbound) <= probationMax {
+		current := g.peers[p.src] == p && g.sessions[p.src] == 0
+		if current && now.Sub(p.validated) < probationLease && len(g.unbound) <= probationMax {
 			return
 		}
 		g.unbound = g.unbound[1:]
-		if !p.bound && g.peers[p.src] == p {
+		if current {
 			delete(g.peers, p.src)
 		}
 	}
 	g.unbound = nil // give back a flood's array
 }
 
-// bind records that kcp-go opened addr's session.
+// bind records that kcp-go opened a session at addr.
 func (g *gate) bind(addr net.Addr) {
 	g.mu.Lock()
-	if p := g.peers[sourceKey(addr)]; p != nil {
-		p.bound = true
-	}
+	g.sessions[sourceKey(addr)]++
 	g.mu.Unlock()
 }
 
-// keepOnly drops every source but addr from now on, which it binds.
-func (g *gate) keepOnly(addr net.Addr) {
-	g.bind(addr)
+// unbind records that a session at addr ended; with its last, the source
+// is forgotten: a later packet from it is probed again.
+func (g *gate) unbind(addr net.Addr) {
 	g.mu.Lock()
-	g.only = g.peers[sourceKey(addr)]
-	for src, p := range g.peers {
-		if p != g.only {
-			delete(g.peers, src)
+	defer g.mu.Unlock()
+	src := sourceKey(addr)
+	if g.sessions[src]--; g.sessions[src] > 0 {
+		return
+	}
+	delete(g.sessions, src)
+	delete(g.peers, src)
+	if len(g.peers) == 0 {
+		g.peers = make(map[netip.AddrPort]*peer) // give back a flood's buckets
+		g.sessions = make(map[netip.AddrPort]int)
+	}
+}
+
+// keepOnly binds addr and drops every other source from now on.
+func (g *gate) keepOnly(addr net.Addr) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	src := sourceKey(addr)
+	g.sessions[src]++
+	g.only = src
+	for other := range g.peers {
+		if other != src {
+			delete(g.peers, other)
 		}
 	}
-	g.mu.Unlock()
 }
 
 // sendProbe answers push, the first data segment of a packet of size
@@ -337,21 +373,6 @@ func (g *gate) sendProbe(src netip.AddrPort, addr net.Addr, push segment, size i
 	if _, err := g.PacketConn.WriteTo(pkt, addr); err == nil {
 		g.counts.probes.Add(1)
 	}
-}
-
-// forget ends addr's validation when its session, of conversation conv,
-// ends: a later packet from it is probed again. A source validated since
-// under another conversation (a restarted client) stays.
-func (g *gate) forget(addr net.Addr, conv uint32) {
-	g.mu.Lock()
-	src := sourceKey(addr)
-	if p := g.peers[src]; p != nil && (p.conv == conv || g.authenticated) {
-		delete(g.peers, src)
-	}
-	if len(g.peers) == 0 {
-		g.peers = make(map[netip.AddrPort]*peer) // give back a flood's buckets
-	}
-	g.mu.Unlock()
 }
 
 // drain stops validating new sources, and letting data segments through.

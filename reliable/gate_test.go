@@ -258,6 +258,11 @@ func sealedPush(t *testing.T, cfg Config) []byte {
 // reset (one of them with a length past its end, which kcp-go's listener
 // does not look at); the client's session goes on answering.
 func TestSpoofedResetLeavesSession(t *testing.T) {
+	// A stopped clock: however slow the machine, the session is live when
+	// the resets arrive.
+	defer func(c func() time.Time) { gateClock = c }(gateClock)
+	stopped := time.Now()
+	gateClock = func() time.Time { return stopped }
 	for _, cfg := range []Config{{NoFEC: true}, {}} {
 		t.Run(cfg.FECString(), func(t *testing.T) {
 			s, pc := serveSpoofed(t, cfg)
@@ -494,7 +499,9 @@ func TestGateSteps(t *testing.T) {
 	}
 	// Silent for resetIdle, the source may start another conversation,
 	// once it has answered a probe for it: a spoofer cannot.
-	now = now.Add(resetIdle)
+	now = now.Add(resetIdle / 2)
+	g.admit([]byte("0123456789"), src) // garbage, which anyone may send: it must not keep the session live
+	now = now.Add(resetIdle / 2)
 	restart := kcpPush(8, "restart")
 	if g.admit(restart, src) || len(rc.writes) != 2 {
 		t.Fatalf("another conversation after %s of silence: probes %d, want it probed, not let through", resetIdle, len(rc.writes))
@@ -506,6 +513,16 @@ func TestGateSteps(t *testing.T) {
 	}
 	if p := g.peers[sourceKey(src)]; p == nil || p.conv != 8 {
 		t.Errorf("peer = %+v, want conversation 8", p)
+	}
+	// Draining, no data segment or FEC shard goes on (kcp-go would
+	// acknowledge a request the server would not answer); a bare
+	// acknowledgement of a reply does.
+	g.drain()
+	if g.admit(kcpPush(8, "late"), src) || g.admit(parity, src) {
+		t.Error("draining, a request or a parity shard went through")
+	}
+	if !g.admit(appendSegment(nil, segment{conv: 8, cmd: kcp.IKCP_CMD_ACK, sn: 0}), src) {
+		t.Error("draining, an acknowledgement was refused")
 	}
 }
 
@@ -600,5 +617,57 @@ func TestWarnsOfUnauthenticatedCipher(t *testing.T) {
 		if got := strings.Contains(logs.String(), "does not authenticate packets"); got != tt.warn {
 			t.Errorf("--crypt %s: warned = %v, want %v; logs: %s", tt.crypt, got, tt.warn, logs.String())
 		}
+	}
+}
+
+// TestGatePeerLifetime: a validated source stays while kcp-go has a
+// session at its address, whichever order a restart's sessions open and
+// close in, and is forgotten with its last; one that never opens a
+// session is forgotten after probationLease.
+func TestGatePeerLifetime(t *testing.T) {
+	rc := &recordConn{}
+	g := newGate(rc, nil, &Config{ReceiveWindow: 512})
+	defer g.sources.Close()
+	now := time.Unix(1e9, 0)
+	g.now = func() time.Time { return now }
+	src := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 40000}
+	validate := func(conv uint32) {
+		t.Helper()
+		n := len(rc.writes)
+		g.admit(kcpPush(conv, "hi"), src)
+		if len(rc.writes) != n+1 {
+			t.Fatalf("no probe for conversation %d", conv)
+		}
+		probe, _, _ := nextSegment(rc.writes[n])
+		g.admit(appendSegment(nil, segment{conv: conv, cmd: kcp.IKCP_CMD_ACK, ts: probe.ts, sn: probe.sn}), src)
+		g.pending = nil
+	}
+	passes := func() bool { return g.admit(kcpPush(7, "x"), src) }
+
+	validate(7)
+	now = now.Add(probationLease)
+	if passes() {
+		t.Fatal("a source with no session was kept past probationLease")
+	}
+	validate(7)
+	g.bind(src) // session C
+	g.bind(src) // a restart's session X opens before C ends
+	g.unbind(src)
+	now = now.Add(2 * probationLease)
+	if !passes() {
+		t.Fatal("a source with a session open was forgotten")
+	}
+	g.unbind(src) // X ends: nothing left
+	if passes() {
+		t.Fatal("a source whose last session ended is still validated")
+	}
+	validate(7)
+	g.bind(src)
+	g.unbind(src) // C ends before X is accepted: forgotten
+	g.bind(src)   // X
+	validate(7)   // X's next packet is probed once more
+	now = now.Add(2 * probationLease)
+	if !passes() {
+		t.Fatal("a source validated again while its session is open was expired")
 	}
 }

@@ -226,18 +226,19 @@ func (s *Server) acceptLoop() {
 			}
 			return
 		}
-		if out := s.admitSession(sess); out != connset.Added {
-			s.gate.forget(sess.RemoteAddr(), sess.GetConv())
+		// Tracked before it is admitted, so that a drain begun meanwhile
+		// waits for it.
+		act := s.drain.track(sess)
+		if out := s.sessions.Add(sess); out != connset.Added {
+			s.drain.untrack(sess)
 			if out == connset.Full {
 				s.log.Debug("reliable: session refused", "from", sess.RemoteAddr(), "max_sessions", s.cfg.MaxSessions)
 			}
 			continue
 		}
 		s.gate.bind(sess.RemoteAddr())
-		// Tracked before its goroutine starts, so that a drain begun
-		// meanwhile waits for it. The accept loop's own count keeps
-		// Close's Wait from returning before this Add.
-		act := s.drain.track(sess)
+		// The accept loop's own count keeps Close's Wait from returning
+		// before this Add.
 		s.wg.Add(1)
 		tune(sess, &s.cfg)
 		go s.serveSession(sess, act)
@@ -249,7 +250,7 @@ func (s *Server) serveSession(sess *kcp.UDPSession, act *activity) {
 	defer func() {
 		sess.Close()
 		s.sessions.Remove(sess)
-		s.gate.forget(sess.RemoteAddr(), sess.GetConv())
+		s.gate.unbind(sess.RemoteAddr())
 		s.drain.untrack(sess)
 	}()
 	r := newReader(sess, s.asm)

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Factor is how many times the wire bytes it received a server may send to
@@ -156,9 +157,30 @@ func (r *registry) has(ap netip.AddrPort) bool {
 	return false
 }
 
-// hostAddrs is this host's interface addresses, read once: a spoofed
-// source with a listener's port must not cost a read of them per packet.
-var hostAddrs = sync.OnceValue(func() []netip.Addr {
+// hostAddrs is this host's interface addresses, read at most once per
+// hostAddrsAge: a spoofed source with a listener's port must not cost a
+// read of them per packet, and an address added later (a new interface,
+// a DHCP lease) must still count.
+var hostAddrs hostAddrCache
+
+const hostAddrsAge = 10 * time.Second
+
+type hostAddrCache struct {
+	mu    sync.Mutex
+	addrs []netip.Addr
+	read  time.Time
+}
+
+func (c *hostAddrCache) get() []netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := time.Now(); now.Sub(c.read) >= hostAddrsAge {
+		c.addrs, c.read = readHostAddrs(), now
+	}
+	return c.addrs
+}
+
+func readHostAddrs() []netip.Addr {
 	var out []netip.Addr
 	addrs, _ := net.InterfaceAddrs()
 	for _, ia := range addrs {
@@ -169,12 +191,12 @@ var hostAddrs = sync.OnceValue(func() []netip.Addr {
 		}
 	}
 	return out
-})
+}
 
 // hostAddr reports whether a is one of this host's addresses: a socket
 // bound to all of them receives on each.
 func hostAddr(a netip.Addr) bool {
-	return a.IsLoopback() || a.IsUnspecified() || slices.Contains(hostAddrs(), a)
+	return a.IsLoopback() || a.IsUnspecified() || slices.Contains(hostAddrs.get(), a)
 }
 
 // Capped counts the replies a server left unsent because they would have
