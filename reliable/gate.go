@@ -18,23 +18,22 @@ import (
 // The gate hands kcp-go only the packets of validated sources: those that
 // showed they receive what is sent to them.
 //
-// A new source's packets go on probation. For a KCP data segment the gate
-// answers with a probe: a segment kcp-go's client acknowledges but does not
-// deliver (a push one below the sequence number the client expects next,
-// so an old one to it), whose timestamp carries a keyed cookie. The
-// client's acknowledgement echoes the cookie; that validates the source,
-// and the gate hands kcp-go what it held. A plain kcp-go client
-// needs no change: it pays one round trip more before its first reply. The
-// gate holds what a source sends while on probation (bounded per source and
-// in all), and hands it to kcp-go once the source is validated. A
-// probe is never longer than the packet that drew it, so an unvalidated
-// source gets back at most the bytes it sent: under guard.Factor.
+// A new source's packets go on probation: held (bounded per source and in
+// all) and, for a KCP data segment, answered with a probe: a segment
+// kcp-go's client acknowledges but does not deliver (a push one below the
+// sequence number the client expects next, so an old one to it), whose
+// timestamp carries a keyed cookie. The client's acknowledgement echoes the
+// cookie; that validates the source, and the gate hands kcp-go what it
+// held. A plain kcp-go client needs no change: it pays one round trip more
+// before its first reply. A probe is never longer than the packet that
+// drew it, so an unvalidated source gets back at most the bytes it sent:
+// under guard.Factor.
 //
 // For validated sources the gate refuses two things kcp-go would act on: a
-// packet with another conversation id while the session is live (kcp-go's
-// reset), unless an authenticated cipher shows it holds the key, or the
-// session has been silent for resetIdle; and, with a key, a packet seen
-// before (a replay).
+// packet with another conversation id (kcp-go's reset), unless an
+// authenticated cipher shows it holds the key; after resetIdle of silence
+// the new conversation may replace the session once it has answered a
+// probe of its own. And, with a key, a packet seen before (a replay).
 //
 // kcp-go reads from one goroutine, so ReadFrom is not called concurrently;
 // WriteTo passes straight to the socket.
