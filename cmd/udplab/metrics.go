@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,14 +25,15 @@ import (
 // needs nothing.
 var gaugeNames = []string{"sessions", "probation"}
 
-// Timeouts of the metrics endpoint, which listens on the network.
+// Timeouts of the HTTP endpoints (--metrics, and udplab link's --api),
+// which listen on the network.
 const (
-	// metricsHeaderTimeout bounds a request's headers, so a client that
+	// httpHeaderTimeout bounds a request's headers, so a client that
 	// opens connections and sends nothing cannot hold them open.
-	metricsHeaderTimeout = 5 * time.Second
-	// metricsStopWait is how long a scrape under way when serve ends may
-	// finish; a scrape takes milliseconds.
-	metricsStopWait = time.Second
+	httpHeaderTimeout = 5 * time.Second
+	// httpStopWait is how long a request under way when the command ends
+	// may finish; a scrape or an API call takes milliseconds.
+	httpStopWait = time.Second
 )
 
 // Describe sends nothing: the metrics' names come from the servers'
@@ -128,30 +130,47 @@ func metricHelp(key string) string {
 // runtime and process metrics. It returns the endpoint's URL and stop,
 // which shuts the endpoint down and returns once its goroutines have ended.
 func startMetrics(addr string, c prometheus.Collector, log *slog.Logger) (url string, stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", nil, fmt.Errorf("--metrics %s: %w", addr, err)
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), c)
-	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: errLog, ErrorHandling: promhttp.ContinueOnError}))
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: metricsHeaderTimeout, ErrorLog: errLog}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: httpErrorLog(log), ErrorHandling: promhttp.ContinueOnError}))
+	base, stop, err := startHTTP("--metrics", addr, mux, log)
+	if err != nil {
+		return "", nil, err
+	}
+	return base + "/metrics", stop, nil
+}
+
+// httpErrorLog is log for net/http's own complaints, as warnings.
+func httpErrorLog(log *slog.Logger) *stdlog.Logger {
+	return slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+}
+
+// startHTTP serves h over TCP at addr, the value of flag, with a bound on
+// each request's headers. It returns the base URL (http://HOST:PORT, the
+// port resolved) and stop, which shuts the server down, letting a request
+// under way finish for httpStopWait, and returns once its goroutines have
+// ended.
+func startHTTP(flag, addr string, h http.Handler, log *slog.Logger) (url string, stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s %s: %w", flag, addr, err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: httpHeaderTimeout, ErrorLog: httpErrorLog(log)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics endpoint failed", "err", err)
+			log.Error(flag+" endpoint failed", "err", err)
 		}
 	}()
 	stop = func() {
-		ctx, cancel := context.WithTimeout(context.Background(), metricsStopWait)
+		ctx, cancel := context.WithTimeout(context.Background(), httpStopWait)
 		defer cancel()
 		if hs.Shutdown(ctx) != nil {
 			hs.Close()
 		}
 		<-done
 	}
-	return "http://" + ln.Addr().String() + "/metrics", stop, nil
+	return "http://" + ln.Addr().String(), stop, nil
 }
