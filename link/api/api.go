@@ -98,6 +98,24 @@ func (s Stats) Dropped() uint64 {
 	return s.Lost + s.QueueDrops + s.LimitDrops + s.MTUDrops + s.OutageDrops
 }
 
+// String renders s as link.Stats.String does, as udplab link's summary
+// prints it.
+func (s Stats) String() string { return s.link().String() }
+
+// link is s as a link.Stats, its lateness whole microseconds.
+func (s Stats) link() link.Stats {
+	us := func(n int64) time.Duration { return time.Duration(n) * time.Microsecond }
+	return link.Stats{
+		Offered: s.Offered, OfferedBytes: s.OfferedBytes, Delivered: s.Delivered, DeliveredBytes: s.DeliveredBytes,
+		Lost: s.Lost, QueueDrops: s.QueueDrops, LimitDrops: s.LimitDrops, MTUDrops: s.MTUDrops, OutageDrops: s.OutageDrops,
+		Duplicated: s.Duplicated, Corrupted: s.Corrupted, Reordered: s.Reordered,
+		QueueHigh: s.QueueHigh, Queued: s.Queued, HeldBytes: s.HeldBytes, HeldBytesHigh: s.HeldBytesHigh,
+		WriteErrors: s.WriteErrors,
+		Lateness:    link.Lateness{Count: s.LateCount, P50: us(s.LateP50us), P99: us(s.LateP99us), Max: us(s.LateMaxus)},
+		Bursts:      s.Bursts,
+	}
+}
+
 func statsOf(s link.Stats) Stats {
 	us := func(d time.Duration) int64 { return d.Microseconds() }
 	return Stats{

@@ -284,8 +284,8 @@ func (s *Server) Delete(name string) error {
 }
 
 // Close stops every link and refuses new ones. It returns each link's
-// final state, by name, as it was once its proxy had stopped. Calling it
-// again returns nothing.
+// final state, by name, as it was once its proxy had stopped, with the
+// clients it had then. Calling it again returns nothing.
 func (s *Server) Close() []Link {
 	s.mu.Lock()
 	s.closed = true
@@ -309,10 +309,13 @@ func (s *Server) lookup(name string) (*entry, error) {
 	return nil, notFound(name)
 }
 
-// stop closes e's proxy, then its link, and returns its final state.
+// stop closes e's proxy, then its link, and returns its final state,
+// with the clients the proxy had when it stopped.
 func (e *entry) stop() Link {
+	open := e.p.Clients()
 	e.p.Close()
 	info := e.info()
+	info.Clients = open
 	e.l.Close()
 	return info
 }
@@ -459,7 +462,10 @@ func decodeObject(b []byte, f fields) *Error {
 
 // describe is what went wrong decoding, for a message, or nothing.
 func describe(err error) string {
-	var se *json.SyntaxError
+	var (
+		se *json.SyntaxError
+		te *json.UnmarshalTypeError
+	)
 	switch {
 	case err == nil:
 		return ""
@@ -467,6 +473,8 @@ func describe(err error) string {
 		return " (the body is empty)"
 	case errors.As(err, &se):
 		return fmt.Sprintf(" (bad JSON at byte %d: %v)", se.Offset, err)
+	case errors.As(err, &te):
+		return " (got a JSON " + te.Value + ")"
 	}
 	return " (" + err.Error() + ")"
 }
