@@ -21,7 +21,7 @@ import (
 
 var linkCmd = &command{
 	name:      "link",
-	usageLine: "--listen ADDR --to ADDR [--preset NAME] [--loss P] [--delay D] ... [--up SPEC] [--down SPEC]",
+	usageLine: "--listen ADDR --to ADDR [--preset NAME] [--loss P] [--delay D] ... [--up SPEC] [--down SPEC] | --api ADDR [--config FILE] | --config FILE",
 	short:     "relay UDP through a simulated lossy link, for any UDP program",
 	long: `Link listens on --listen and relays every datagram to --to and the replies
 back, through a simulated link: loss, burst loss, delay, jitter, reordering,
@@ -47,7 +47,18 @@ Every --stats it prints a line per direction for that interval, as iperf3's
 -i does: datagrams offered, delivered, dropped by the link and by the
 proxy's socket buffers, packets and bits per second delivered; then the
 clients. Each schedule step is logged as it takes effect. On SIGINT or
-SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.`,
+SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.
+
+--api ADDR serves an HTTP/JSON API to list, create and delete named links,
+each with its own listen and upstream address, read one's spec and
+counters, and replace its spec (both directions or one) while traffic
+flows; each change is logged with the old and new spec. --config FILE
+starts the named links in FILE, a JSON list of {"name", "listen",
+"upstream", "spec"} objects. Either works alone or with the other; with
+either, --listen and --to are optional and make one more link, named
+default, with the impairment flags' spec. Then the summary has a line per
+link and direction, named, and --stats, --schedule, --trace and --metrics
+are for a single link only (see the README's API section).`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
 		var (
 			run              linkRun
@@ -87,15 +98,23 @@ SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.`,
 		cliflag.Addr(fs, &run.metrics, "metrics", "", false, "serve the link's counters at http://`ADDR`/metrics in Prometheus' text format")
 		cliflag.Int(fs, &run.maxClients, "max-clients", link.DefaultMaxClients, 1, math.MaxInt,
 			"relay for at most `N` client addresses at once; datagrams from more are refused, counted and logged at most once a second")
+		cliflag.Addr(fs, &run.api, "api", "", false, "serve the control API at http://`ADDR`/links (JSON; see the README)")
+		fs.StringVar(&run.config, "config", "", "start the named links of `FILE`, a JSON list of {\"name\", \"listen\", \"upstream\", \"spec\"}")
 		return func(ctx context.Context, st *stdio) error {
-			if run.listen == "" || run.to == "" {
-				return usagef("--listen and --to are both needed")
-			}
-			if run.every < 0 || run.idle <= 0 {
+			named := run.api != "" || run.config != ""
+			single := run.listen != "" || run.to != ""
+			switch {
+			case !named && (run.listen == "" || run.to == ""):
+				return usagef("--listen and --to are both needed, unless --api or --config is given")
+			case single && (run.listen == "" || run.to == ""):
+				return usagef("--listen and --to go together")
+			case run.every < 0 || run.idle <= 0:
 				return usagef("--stats wants zero or more and --idle a positive duration")
 			}
-			if err := checkLoop(run.listen, run.to); err != nil {
-				return err
+			if single {
+				if err := checkLoop(run.listen, run.to); err != nil {
+					return err
+				}
 			}
 			spec, err := link.Parse(preset)
 			if err == nil {
@@ -111,6 +130,15 @@ SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.`,
 				return usagef("%s", strings.TrimPrefix(err.Error(), "link: "))
 			}
 			run.spec = spec
+			if named {
+				if !single && (preset != "" || len(items) > 0 || up != "" || down != "") {
+					return usagef("the impairment flags set the --listen/--to link; without one, give each link its spec in --config or through --api")
+				}
+				if schedule != "" || run.trace != "" || run.metrics != "" {
+					return usagef("--schedule, --trace and --metrics are for a single link, without --api or --config")
+				}
+				return run.runNamed(ctx, st)
+			}
 			if schedule != "" {
 				if run.steps, err = link.ParseSchedule(schedule, spec); err != nil {
 					return usagef("--schedule: %s", strings.TrimPrefix(err.Error(), "link: "))
@@ -163,6 +191,7 @@ type linkRun struct {
 	idle           time.Duration
 	maxClients     int
 	trace, metrics string        // files and addresses; empty for none
+	api, config    string        // --api's address and --config's file; empty for none
 	every          time.Duration // --stats
 }
 
