@@ -59,6 +59,7 @@ func TestHandlerErrors(t *testing.T) {
 	if w := call(s, "POST", "/links", good); w.Code != http.StatusCreated {
 		t.Fatalf("POST /links %s: %d %s", good, w.Code, w.Body)
 	}
+	taken := s.List()[0].Listen
 	for _, c := range []struct {
 		method, path, body string
 		status             int
@@ -79,6 +80,7 @@ func TestHandlerErrors(t *testing.T) {
 		{"POST", "/links", `{"name":"b","listen":"127.0.0.1:0","upstream":"` + up + `","spec":"loss=120%"}`, 400, "spec", `spec: loss="120%": want a percentage`},
 		{"POST", "/links", `{"name":"b","listen":"127.0.0.1:0","upstream":"` + up + `","spec":"reorder=1%"}`, 400, "spec", "needs a delay"},
 		{"POST", "/links", good, 409, "name", "a link of that name exists"},
+		{"POST", "/links", `{"name":"b","listen":"` + taken + `","upstream":"` + up + `"}`, 400, "listen", "address already in use"},
 		{"POST", "/links", `{"name":"` + strings.Repeat("x", MaxBody) + `"}`, 413, "", "body larger than"},
 		{"GET", "/links/zz", ``, 404, "", `no link named "zz"`},
 		{"DELETE", "/links/zz", ``, 404, "", `no link named "zz"`},
@@ -186,6 +188,25 @@ func TestClient(t *testing.T) {
 	}
 	if err := c.Delete(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Delete of no link: %v; want ErrNotFound", err)
+	}
+}
+
+// TestClientOtherErrors: an answer that is not the API's JSON (a proxy's
+// error page, say) is still an *Error with its status, and a server that
+// is not there is an error of its own.
+func TestClientOtherErrors(t *testing.T) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "upstream is down", http.StatusBadGateway)
+	}))
+	c := New(hs.URL + "/")
+	_, err := c.Get(context.Background(), "a")
+	var e *Error
+	if !errors.As(err, &e) || e.Status != http.StatusBadGateway || e.Message != "upstream is down" {
+		t.Errorf("Get from a gateway's error page: %#v; want a 502 *Error saying its text", err)
+	}
+	hs.Close()
+	if _, err := c.List(context.Background()); err == nil || errors.As(err, &e) {
+		t.Errorf("List from no server: %v; want an error that is not the API's", err)
 	}
 }
 
