@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/udplab/udplab/internal/conntest"
+	"github.com/udplab/udplab/link"
 	"github.com/udplab/udplab/link/api"
 	"github.com/udplab/udplab/message"
 	"github.com/udplab/udplab/raw"
@@ -184,5 +185,26 @@ func TestLinkConfig(t *testing.T) {
 	wantLine(t, out.String(), `^summary slow clients=1 refused=0$`)
 	if strings.Index(out.String(), "summary default") > strings.Index(out.String(), "summary slow") {
 		t.Errorf("summary not by name:\n%s", out)
+	}
+}
+
+// TestLinkAPIDefault: beside --api, the --listen/--to link is named
+// default, has the flags' spec, and the API changes it like any other.
+func TestLinkAPIDefault(t *testing.T) {
+	server := greetServer(t)
+	_, errOut, stop := startLink(t, "--api", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--to", server, "--loss", "5%", "--seed", "7", "--stats", "0")
+	c := api.New(waitLine(t, errOut, `msg="link: api" url=(\S+)`)[1])
+	ctx := context.Background()
+	if l, err := c.Get(ctx, defaultLinkName); err != nil || l.Spec != "loss=5%,seed=7" || l.Upstream != server {
+		t.Errorf("Get(default) = %+v, %v; want the flags' link, loss=5%%,seed=7 to %s", l, err, server)
+	}
+	if l, err := c.SetDirectionSpec(ctx, defaultLinkName, link.Down, "delay=1ms"); err != nil || l.Spec != "up:loss=5%,down:delay=1ms,seed=7" {
+		t.Errorf("SetDirectionSpec(default, down) = %+v, %v", l, err)
+	}
+	if ls, err := c.List(ctx); err != nil || len(ls) != 1 {
+		t.Errorf("List = %+v, %v; want default alone", ls, err)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, errOut)
 	}
 }
