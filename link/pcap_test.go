@@ -19,8 +19,6 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/udplab/udplab/internal/udpsock"
-	"github.com/udplab/udplab/message"
-	"github.com/udplab/udplab/raw"
 )
 
 // captured is one packet read back from a capture.
@@ -124,12 +122,6 @@ func TestCaptureMatchesCounters(t *testing.T) {
 	for _, spec := range []string{"loss=30%,seed=3", "loss=30%,dup=20%,seed=3"} {
 		t.Run(spec, func(t *testing.T) {
 			const n = 400
-			srv, err := raw.Listen("127.0.0.1:0", message.Greet, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { srv.Close() })
-			server := udpsock.AddrPort(srv.Addr())
 			l := newLink(t, spec, nil)
 			var file bytes.Buffer
 			capt, err := NewCapture(&file)
@@ -137,17 +129,8 @@ func TestCaptureMatchesCounters(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { capt.Close() })
-			p, err := NewProxy(ProxyConfig{Listen: "127.0.0.1:0", To: srv.Addr().String(), Link: l, Idle: time.Minute, Capture: capt})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { p.Close() })
-			c, err := raw.Dial(p.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			client, proxy := udpsock.AddrPort(c.LocalAddr()), udpsock.AddrPort(p.Addr())
+			c, p, srv := proxiedBy(t, ProxyConfig{Link: l, Capture: capt})
+			client, proxy, server := udpsock.AddrPort(c.LocalAddr()), udpsock.AddrPort(p.Addr()), udpsock.AddrPort(srv)
 
 			replies := greetMany(t, c, n, 50*time.Microsecond, 300*time.Millisecond, 8)
 			p.Close() // nothing enters the link after this
