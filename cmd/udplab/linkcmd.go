@@ -82,6 +82,7 @@ SIGTERM it prints the totals (summary lines), flushes --trace and exits 0.`,
 		fs.Var(specValue{"down", &down}, "down", "link grammar `SPEC` for the down direction only")
 		fs.StringVar(&schedule, "schedule", "", "change the link over time: `OFFSET:SPEC;...` where a SPEC may be outage")
 		fs.StringVar(&run.trace, "trace", "", "write each packet's fate to `FILE` as JSON Lines")
+		fs.StringVar(&run.pcap, "pcap", "", "write a pcapng capture to `FILE`: interface entered (what the link was offered) and left (what it delivered)")
 		fs.DurationVar(&run.every, "stats", 5*time.Second, "print each interval's counters this often; 0 prints only the summary")
 		fs.DurationVar(&run.idle, "idle", 60*time.Second, "forget a client silent this long")
 		cliflag.Addr(fs, &run.metrics, "metrics", "", false, "serve the link's counters at http://`ADDR`/metrics in Prometheus' text format")
@@ -164,6 +165,7 @@ type linkRun struct {
 	maxClients     int
 	trace, metrics string        // files and addresses; empty for none
 	every          time.Duration // --stats
+	pcap           string        // --pcap's file; empty for none
 }
 
 // linkGCPercent is the Go collector's target for udplab link: a flood
@@ -193,7 +195,15 @@ func (r *linkRun) run(ctx context.Context, st *stdio) error {
 		return unprefixed{err}
 	}
 	log := newLogger(st, "info")
-	p, err := link.NewProxy(link.ProxyConfig{Listen: r.listen, To: r.to, Link: l, Idle: r.idle, MaxClients: r.maxClients, Logger: log})
+	var capt *pcapFile
+	if r.pcap != "" {
+		if capt, err = openPcap(r.pcap); err != nil {
+			l.Close()
+			return err
+		}
+		defer capt.close(log) // on the error paths; after relay, a no-op
+	}
+	p, err := link.NewProxy(link.ProxyConfig{Listen: r.listen, To: r.to, Link: l, Idle: r.idle, MaxClients: r.maxClients, Logger: log, Capture: capt.capture()})
 	if err != nil {
 		l.Close()
 		return unprefixed{err}
@@ -208,7 +218,11 @@ func (r *linkRun) run(ctx context.Context, st *stdio) error {
 		log.Info("link: metrics", "url", url)
 		defer stop()
 	}
-	return r.relay(ctx, st, log, l, p, opts.Trace)
+	err = r.relay(ctx, st, log, l, p, opts.Trace)
+	if cerr := capt.close(log); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // relay reports on the running proxy until ctx ends, then closes it and
