@@ -203,13 +203,9 @@ func TestCaptureMatchesCounters(t *testing.T) {
 	}
 }
 
-// TestCaptureReadByTcpdump has tcpdump read a capture, when it is
-// installed, and count its packets.
-func TestCaptureReadByTcpdump(t *testing.T) {
-	tcpdump, err := exec.LookPath("tcpdump")
-	if err != nil {
-		t.Skip("tcpdump is not installed")
-	}
+// TestCaptureReadByTools has tcpdump and tshark, where installed, read a
+// capture of an IPv4 and an IPv6 datagram and check their checksums.
+func TestCaptureReadByTools(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cap.pcapng")
 	f, err := os.Create(path)
 	if err != nil {
@@ -228,14 +224,36 @@ func TestCaptureReadByTcpdump(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(tcpdump, "-r", path, "-n", "-vv").CombinedOutput()
-	if err != nil {
-		t.Fatalf("tcpdump: %v\n%s", err, out)
-	}
-	for _, want := range []string{"127.0.0.1.40000 > 127.0.0.1.40001: [udp sum ok] UDP, length 5", "::1.40002 > ::1.40001: [udp sum ok] UDP, length 5"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("tcpdump printed\n%s\nwithout %q", out, want)
-		}
+	for _, tc := range []struct {
+		tool string
+		args []string
+		want []string
+	}{
+		{"tcpdump", []string{"-r", path, "-n", "-vv"}, []string{
+			"127.0.0.1.40000 > 127.0.0.1.40001: [udp sum ok] UDP, length 5",
+			"::1.40002 > ::1.40001: [udp sum ok] UDP, length 5",
+		}},
+		{"tshark", []string{"-r", path, "-o", "udp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
+			"-T", "fields", "-e", "frame.interface_name", "-e", "ip.checksum.status", "-e", "ipv6.src", "-e", "udp.checksum.status", "-e", "udp.length"}, []string{
+			"entered\t1\t\t1\t13\n",
+			"left\t\t::1\t1\t13\n",
+		}},
+	} {
+		t.Run(tc.tool, func(t *testing.T) {
+			bin, err := exec.LookPath(tc.tool)
+			if err != nil {
+				t.Skipf("%s is not installed", tc.tool)
+			}
+			out, err := exec.Command(bin, tc.args...).Output()
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", tc.tool, err, out)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("%s printed\n%s\nwithout %q", tc.tool, out, want)
+				}
+			}
+		})
 	}
 }
 
