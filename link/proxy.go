@@ -35,6 +35,10 @@ type ProxyConfig struct {
 	// at most once a second with a count of those suppressed. Nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Capture, when set, records every datagram entering and leaving the
+	// link (see Capture). The proxy does not close it; close it after the
+	// proxy, so that it has every packet. Nil captures nothing.
+	Capture *Capture
 }
 
 // DefaultMaxClients is ProxyConfig.MaxClients when zero. A client costs an
@@ -92,6 +96,11 @@ type proxyClient struct {
 	up   net.PacketConn // to the server
 	sock sockstat.Socket
 	last atomic.Int64 // unix nanoseconds of the last datagram either way
+
+	// Where Up and Down deliver: up and the listening socket, recorded by
+	// the proxy's Capture if it has one, with the addresses it records.
+	upOut, downOut     sink
+	upAddr, listenAddr netip.AddrPort
 }
 
 // dropCount is a count of socket drops and whether every socket in it
@@ -335,8 +344,12 @@ func (p *Proxy) readClients() {
 			if c == nil {
 				return
 			}
-			c.last.Store(time.Now().UnixNano())
-			p.cfg.Link.send(Up, b, p.to, c.up)
+			now := time.Now()
+			c.last.Store(now.UnixNano())
+			if p.cfg.Capture != nil {
+				p.cfg.Capture.record(captureEntered, now, captureAddr(from), c.listenAddr, b)
+			}
+			p.cfg.Link.send(Up, b, p.to, c.upOut)
 		})
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
@@ -374,7 +387,11 @@ func (p *Proxy) client(from net.Addr) *proxyClient {
 	if u, ok := from.(*net.UDPAddr); ok {
 		from = net.UDPAddrFromAddrPort(u.AddrPort()) // a copy of its own, kept past this read
 	}
-	c := &proxyClient{addr: from, up: up, sock: sockstat.Of(up)}
+	c := &proxyClient{addr: from, up: up, upOut: up, downOut: p.pc, sock: sockstat.Of(up)}
+	if cp := p.cfg.Capture; cp != nil {
+		c.upAddr, c.listenAddr = captureLocal(up.LocalAddr(), p.to), captureLocal(p.pc.LocalAddr(), from)
+		c.upOut, c.downOut = captureOut(up, cp, c.upAddr), captureOut(p.pc, cp, c.listenAddr)
+	}
 	p.clients[key] = c
 	p.peak = max(p.peak, len(p.clients))
 	p.log.Debug("new", "link: new client", "client", from, "upstream", up.LocalAddr())
@@ -389,8 +406,12 @@ func (p *Proxy) readServer(c *proxyClient) {
 	r := newUpstreamReader(c.up)
 	for {
 		err := r.read(func(b []byte, _ net.Addr) {
-			c.last.Store(time.Now().UnixNano())
-			p.cfg.Link.send(Down, b, c.addr, p.pc)
+			now := time.Now()
+			c.last.Store(now.UnixNano())
+			if p.cfg.Capture != nil {
+				p.cfg.Capture.record(captureEntered, now, captureAddr(p.to), c.upAddr, b)
+			}
+			p.cfg.Link.send(Down, b, c.addr, c.downOut)
 		})
 		if err != nil {
 			return

@@ -26,13 +26,23 @@ import (
 // given link, all on loopback, and returns a client dialled to the proxy.
 func proxied(t *testing.T, spec string, opts *Options) (*raw.Conn, *Proxy, *Link) {
 	t.Helper()
+	l := newLink(t, spec, opts)
+	c, p, _ := proxiedBy(t, ProxyConfig{Link: l})
+	return c, p, l
+}
+
+// proxiedBy starts a raw greeting server and a proxy configured by cfg
+// in front of it, on loopback, and returns a client dialled to the proxy
+// and the server's address. cfg's Listen, To and Idle are set here.
+func proxiedBy(t *testing.T, cfg ProxyConfig) (*raw.Conn, *Proxy, net.Addr) {
+	t.Helper()
 	srv, err := raw.Listen("127.0.0.1:0", message.Greet, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	l := newLink(t, spec, opts)
-	p, err := NewProxy(ProxyConfig{Listen: "127.0.0.1:0", To: srv.Addr().String(), Link: l, Idle: time.Minute})
+	cfg.Listen, cfg.To, cfg.Idle = "127.0.0.1:0", srv.Addr().String(), time.Minute
+	p, err := NewProxy(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +52,7 @@ func proxied(t *testing.T, spec string, opts *Options) (*raw.Conn, *Proxy, *Link
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return c, p, l
+	return c, p, srv.Addr()
 }
 
 type reply struct {

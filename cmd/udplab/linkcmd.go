@@ -57,7 +57,7 @@ starts the named links in FILE, a JSON list of {"name", "listen",
 "upstream", "spec"} objects. Either works alone or with the other; with
 either, --listen and --to are optional and make one more link, named
 default, with the impairment flags' spec. Then the summary has a line per
-link and direction, named, and --stats, --schedule, --trace and --metrics
+link and direction, named, and --stats, --schedule, --trace, --metrics and --pcap
 are for a single link only (see the README's API section).`,
 	setFlags: func(fs *flag.FlagSet) func(context.Context, *stdio) error {
 		var (
@@ -93,6 +93,7 @@ are for a single link only (see the README's API section).`,
 		fs.Var(specValue{"down", &down}, "down", "link grammar `SPEC` for the down direction only")
 		fs.StringVar(&schedule, "schedule", "", "change the link over time: `OFFSET:SPEC;...` where a SPEC may be outage")
 		fs.StringVar(&run.trace, "trace", "", "write each packet's fate to `FILE` as JSON Lines")
+		fs.StringVar(&run.pcap, "pcap", "", "write a pcapng capture to `FILE`: interface entered (what the link was offered) and left (what it delivered)")
 		fs.DurationVar(&run.every, "stats", 5*time.Second, "print each interval's counters this often; 0 prints only the summary")
 		fs.DurationVar(&run.idle, "idle", 60*time.Second, "forget a client silent this long")
 		cliflag.Addr(fs, &run.metrics, "metrics", "", false, "serve the link's counters at http://`ADDR`/metrics in Prometheus' text format")
@@ -134,8 +135,8 @@ are for a single link only (see the README's API section).`,
 				if !single && (preset != "" || len(items) > 0 || up != "" || down != "") {
 					return usagef("the impairment flags set the --listen/--to link; without one, give each link its spec in --config or through --api")
 				}
-				if schedule != "" || run.trace != "" || run.metrics != "" {
-					return usagef("--schedule, --trace and --metrics are for a single link, without --api or --config")
+				if schedule != "" || run.trace != "" || run.metrics != "" || run.pcap != "" {
+					return usagef("--schedule, --trace, --metrics and --pcap are for a single link, without --api or --config")
 				}
 				return run.runNamed(ctx, st)
 			}
@@ -193,6 +194,7 @@ type linkRun struct {
 	trace, metrics string        // files and addresses; empty for none
 	api, config    string        // --api's address and --config's file; empty for none
 	every          time.Duration // --stats
+	pcap           string        // --pcap's file; empty for none
 }
 
 // linkGCPercent is the Go collector's target for udplab link: a flood
@@ -222,7 +224,15 @@ func (r *linkRun) run(ctx context.Context, st *stdio) error {
 		return unprefixed{err}
 	}
 	log := newLogger(st, "info")
-	p, err := link.NewProxy(link.ProxyConfig{Listen: r.listen, To: r.to, Link: l, Idle: r.idle, MaxClients: r.maxClients, Logger: log})
+	var capt *pcapFile
+	if r.pcap != "" {
+		if capt, err = openPcap(r.pcap); err != nil {
+			l.Close()
+			return err
+		}
+		defer capt.close(log) // on the error paths; after relay, a no-op
+	}
+	p, err := link.NewProxy(link.ProxyConfig{Listen: r.listen, To: r.to, Link: l, Idle: r.idle, MaxClients: r.maxClients, Logger: log, Capture: capt.capture()})
 	if err != nil {
 		l.Close()
 		return unprefixed{err}
@@ -237,7 +247,11 @@ func (r *linkRun) run(ctx context.Context, st *stdio) error {
 		log.Info("link: metrics", "url", url)
 		defer stop()
 	}
-	return r.relay(ctx, st, log, l, p, opts.Trace)
+	err = r.relay(ctx, st, log, l, p, opts.Trace)
+	if cerr := capt.close(log); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // relay reports on the running proxy until ctx ends, then closes it and
