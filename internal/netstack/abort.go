@@ -18,7 +18,8 @@ func Abort(c net.Conn) bool {
 	switch c := c.(type) {
 	case *Conn:
 		c.st.setResetOnClose()
-		_ = c.Close() // the reset ends the connection, so Close does not linger
+		c.st.close()
+		c.st.h.close() // without lingering; a Close lingering now stops too
 	case *stream:
 		c.setResetOnClose()
 		_ = c.Close()

@@ -488,6 +488,9 @@ func (s *stream) isClosed() bool { return s.closed.Load() || s.h.closing.Load() 
 // byte and its FIN acknowledged, or to have ended otherwise.
 func (s *stream) awaitFinAcked(d time.Duration) {
 	done := func() bool {
+		if s.h.closing.Load() {
+			return true // Abort stopped the host
+		}
 		switch tcp.EndpointState(s.ep.State()) {
 		case tcp.StateFinWait2, tcp.StateTimeWait, tcp.StateClose, tcp.StateError:
 			return true
