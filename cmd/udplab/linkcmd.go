@@ -65,7 +65,9 @@ are for a single link only (see the README's API section).`,
 			preset, up, down string
 			schedule         string
 			items            []string
+			tcpRelay         bool
 		)
+		fs.BoolVar(&tcpRelay, "tcp", false, tcpLinkUsage)
 		cliflag.Addr(fs, &run.listen, "listen", "", false, "`ADDR` clients send to")
 		cliflag.Addr(fs, &run.to, "to", "", false, "the server's `ADDR`")
 		fs.Var(cliflag.ChoiceValue{V: &preset, Choices: append([]string{""}, link.PresetNames()...)}, "preset",
@@ -144,6 +146,17 @@ are for a single link only (see the README's API section).`,
 				if run.steps, err = link.ParseSchedule(schedule, spec); err != nil {
 					return usagef("--schedule: %s", strings.TrimPrefix(err.Error(), "link: "))
 				}
+			}
+			if tcpRelay {
+				mtu, err := checkTCPLink(fs, spec)
+				if err != nil {
+					return err
+				}
+				maxConns := 0 // the relay's own default, unless --max-clients
+				if isSet(fs, "max-clients") {
+					maxConns = run.maxClients
+				}
+				return run.runTCP(ctx, st, mtu, maxConns)
 			}
 			return run.run(ctx, st)
 		}
