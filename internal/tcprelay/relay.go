@@ -134,8 +134,8 @@ type Stats struct {
 	// Reset counts connections that ended with a reset (an error on a
 	// leg, a failed connect, or Close) rather than two FINs.
 	Reset uint64
-	// BytesUp and BytesDown are the bytes delivered to the server and to
-	// the clients.
+	// BytesUp and BytesDown are the bytes written to the server and to
+	// the clients: what crossed the link.
 	BytesUp, BytesDown uint64
 	// Near is the near stacks' counters, summed over every connection:
 	// what they sent went Up. Far is the far stack's: what it sent went
@@ -332,7 +332,7 @@ func (r *Relay) serveNear(p *pair, c net.Conn) {
 		r.reset.Add(1)
 		return
 	}
-	r.pipe(p, c, m, &r.up, nil)
+	r.pipe(p, c, m, nil, &r.down, true)
 }
 
 // dialMiddle starts a near host on a fresh loopback socket and connects
@@ -395,17 +395,18 @@ func (r *Relay) serveFar(p *pair, m net.Conn) {
 		p.abort()
 		return
 	}
-	r.pipe(p, m, s, nil, &r.down)
+	r.pipe(p, m, s, &r.up, nil, false)
 }
 
 // halfCloser is a connection whose writing half closes alone.
 type halfCloser interface{ CloseWrite() error }
 
 // pipe copies a to b and b to a until both directions end. A FIN read
-// closes the other side's writing half; an error resets both. It counts
-// the bytes written to b in ab and those written to a in ba, either of
-// which may be nil.
-func (r *Relay) pipe(p *pair, a, b net.Conn, ab, ba *atomic.Uint64) {
+// closes the other side's writing half; an error resets every leg of p.
+// It counts the bytes written to b in ab and those written to a in ba,
+// either of which may be nil, and a reset in Stats.Reset if countReset
+// (one side of each connection counts it).
+func (r *Relay) pipe(p *pair, a, b net.Conn, ab, ba *atomic.Uint64, countReset bool) {
 	var failed atomic.Bool
 	fail := func() {
 		if !failed.Swap(true) {
@@ -426,7 +427,7 @@ func (r *Relay) pipe(p *pair, a, b net.Conn, ab, ba *atomic.Uint64) {
 	}
 	<-done
 	if failed.Load() {
-		if ab != nil { // count each connection once, on the near side
+		if countReset {
 			r.reset.Add(1)
 		}
 		return
