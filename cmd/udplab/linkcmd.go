@@ -133,6 +133,12 @@ are for a single link only (see the README's API section).`,
 				return usagef("%s", strings.TrimPrefix(err.Error(), "link: "))
 			}
 			run.spec = spec
+			tcpMTU := 0
+			if tcpRelay {
+				if tcpMTU, err = checkTCPLink(fs, spec); err != nil {
+					return err
+				}
+			}
 			if named {
 				if !single && (preset != "" || len(items) > 0 || up != "" || down != "") {
 					return usagef("the impairment flags set the --listen/--to link; without one, give each link its spec in --config or through --api")
@@ -148,15 +154,11 @@ are for a single link only (see the README's API section).`,
 				}
 			}
 			if tcpRelay {
-				mtu, err := checkTCPLink(fs, spec)
-				if err != nil {
-					return err
-				}
 				maxConns := 0 // the relay's own default, unless --max-clients
 				if isSet(fs, "max-clients") {
 					maxConns = run.maxClients
 				}
-				return run.runTCP(ctx, st, mtu, maxConns)
+				return run.runTCP(ctx, st, tcpMTU, maxConns)
 			}
 			return run.run(ctx, st)
 		}
