@@ -1,10 +1,14 @@
 package netstack
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
 	"testing"
+	"time"
+
+	"github.com/udplab/udplab/link"
 )
 
 // TestAbort resets a connection from each side in turn: the peer's Read
@@ -43,5 +47,36 @@ func TestAbort(t *testing.T) {
 	}
 	if Abort(&net.TCPConn{}) {
 		t.Error("Abort(*net.TCPConn) = true, want false")
+	}
+}
+
+// TestAbortStopsLinger aborts a connection whose Close lingers for
+// acknowledgements that cannot come (the link is cut): the Close returns,
+// rather than after its Linger, far longer than the hang guard.
+func TestAbortStopsLinger(t *testing.T) {
+	l := newLink(t, "")
+	spc, cpc := udp(t), udp(t)
+	listen(t, l.Wrap(spc, link.Down), func(c net.Conn) { io.Copy(io.Discard, c) })
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	c, err := Dial(ctx, l.Wrap(cpc, link.Up), spc.LocalAddr(), &Config{Linger: 10 * hangGuard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetOutage(true)
+	if _, err := c.Write([]byte("never acknowledged")); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		c.Close() // lingers: nothing gets through
+	}()
+	waitFor(t, "Close to linger", func() bool { return c.st.closed.Load() })
+	Abort(c)
+	select {
+	case <-closed:
+	case <-time.After(hangGuard):
+		t.Fatal("Close still lingering after Abort")
 	}
 }

@@ -314,7 +314,9 @@ func (r *Relay) acceptNear() {
 func (r *Relay) serveNear(p *pair, c net.Conn) {
 	m, err := r.dialMiddle()
 	if err != nil {
-		r.middleFailed.Add(1)
+		if r.ctx.Err() == nil { // not Close's doing
+			r.middleFailed.Add(1)
+		}
 		r.reset.Add(1)
 		r.cfg.Logger.Debug("tcprelay: middle leg", "client", c.RemoteAddr(), "err", err)
 		abort(c)
@@ -382,7 +384,9 @@ func (r *Relay) serveFar(p *pair, m net.Conn) {
 	d := net.Dialer{Timeout: r.cfg.DialTimeout}
 	s, err := d.DialContext(r.ctx, "tcp", r.cfg.To)
 	if err != nil {
-		r.dialFailed.Add(1)
+		if r.ctx.Err() == nil { // not Close's doing
+			r.dialFailed.Add(1)
+		}
 		r.cfg.Logger.Debug("tcprelay: connect", "to", r.cfg.To, "err", err)
 		abort(m) // the near side sees the reset and passes it on
 		return
