@@ -62,19 +62,22 @@ type direction struct {
 	precise bool // finish waits precisely (see wait.go)
 	fine    fine // the loop's precise waits
 
-	mu          sync.Mutex
-	n           uint64 // index of the next packet
-	geBad       bool
-	lastRelease time.Time   // order preservation under jitter
-	txFree      time.Time   // when the rate limiter is next idle
-	txEnds      []time.Time // serialization ends of the packets in the rate queue, FIFO
-	q           packetHeap
-	seq         uint64
-	held        int // payload bytes in q
-	st          Stats
-	burstRun    uint64
-	late        lateRecord // since the start
-	lateIv      lateRecord // since the last IntervalLateness
+	mu        sync.Mutex
+	n         uint64 // index of the next packet
+	geBad     bool
+	fourState uint8 // the 4-state loss model's state (see FourState)
+	// The correlated fates' previous outcomes (see corrFate).
+	lossPrev, dupPrev, corruptPrev, reorderPrev bool
+	lastRelease                                 time.Time   // order preservation under jitter
+	txFree                                      time.Time   // when the rate limiter is next idle
+	txEnds                                      []time.Time // serialization ends of the packets in the rate queue, FIFO
+	q                                           packetHeap
+	seq                                         uint64
+	held                                        int // payload bytes in q
+	st                                          Stats
+	burstRun                                    uint64
+	late                                        lateRecord // since the start
+	lateIv                                      lateRecord // since the last IntervalLateness
 
 	delivered, deliveredBytes, writeErrors atomic.Uint64
 
@@ -113,17 +116,17 @@ func (d *direction) send(b []byte, addr net.Addr, out sink) {
 	}
 	now := time.Now() // the fast path above has no use for it
 	r := packetRNG(d.seed, d.id, n)
-	if cause := d.dropCause(p, state.outage, &r, len(b)); cause != "" {
+	if cause := d.dropCause(p, state.outage, &r, n, len(b)); cause != "" {
 		if cause == CauseLoss {
 			d.burstRun++
 		}
 		d.drop(n, len(b), cause)
 		return
 	}
-	if p.Loss > 0 || p.Burst.P > 0 {
+	if p.Loss > 0 || p.Burst.P > 0 || p.State.on() {
 		d.endBurst()
 	}
-	f := drawFates(p, &r)
+	f := d.drawFates(p, &r)
 	release, held, cause := d.schedule(p, now, len(b), f)
 	if cause != "" {
 		d.drop(n, len(b), cause)
@@ -140,12 +143,14 @@ type fates struct {
 	jitter                float64
 }
 
-func drawFates(p *Params, r *rng) fates {
+// drawFates draws, with d.mu held, the fates of a packet that goes on,
+// moving the correlated fates' chains.
+func (d *direction) drawFates(p *Params, r *rng) fates {
 	var f fates
-	f.dup = r.float() < p.Dup
-	f.corrupt = r.float() < p.Corrupt
+	f.dup = corrFate(r.float(), p.Dup, p.DupCorr, &d.dupPrev)
+	f.corrupt = corrFate(r.float(), p.Corrupt, p.CorruptCorr, &d.corruptPrev)
 	f.bit = r.next()
-	f.reorder = r.float() < p.Reorder
+	f.reorder = corrFate(r.float(), p.Reorder, p.ReorderCorr, &d.reorderPrev)
 	f.jitter = r.jitter(float64(p.Jitter), p.Dist)
 	return f
 }
@@ -282,8 +287,10 @@ func (d *direction) pass(n uint64, b []byte, addr net.Addr, out sink, f fates, r
 }
 
 // dropCause decides, with d.mu held, whether packet n is dropped and why.
-// It always makes the same draws, so the stream stays aligned.
-func (d *direction) dropCause(p *Params, outage bool, r *rng, size int) string {
+// It always makes the same draws from r, so the stream stays aligned; the
+// 4-state model draws from a stream of its own (see modelRNG), so that
+// adding it changes no other fate.
+func (d *direction) dropCause(p *Params, outage bool, r *rng, n uint64, size int) string {
 	uGE, uGELoss, uLoss := r.float(), r.float(), r.float()
 	if outage {
 		d.st.OutageDrops++
@@ -293,7 +300,7 @@ func (d *direction) dropCause(p *Params, outage bool, r *rng, size int) string {
 		d.st.MTUDrops++
 		return CauseMTU
 	}
-	lost := uLoss < p.Loss
+	lost := corrFate(uLoss, p.Loss, p.LossCorr, &d.lossPrev)
 	if g := p.Burst; g.P > 0 {
 		if d.geBad {
 			d.geBad = uGE >= g.R
@@ -305,6 +312,12 @@ func (d *direction) dropCause(p *Params, outage bool, r *rng, size int) string {
 			lossP = g.LossBad
 		}
 		lost = lost || uGELoss < lossP
+	}
+	if p.State.on() {
+		m := modelRNG(d.seed, d.id, n)
+		var lostHere bool
+		d.fourState, lostHere = p.State.step(d.fourState, m.float())
+		lost = lost || lostHere
 	}
 	if lost {
 		d.st.Lost++

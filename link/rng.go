@@ -19,6 +19,12 @@ func packetRNG(seed, dir, n uint64) rng {
 	return rng{mix64(mix64(seed^(dir+1)*0x9e3779b97f4a7c15) + mix64(n))}
 }
 
+// modelRNG returns a second stream for packet n of direction dir, for the
+// models added after the first stream's draws were fixed (the 4-state
+// loss model): drawing from it leaves every fate of the first stream, and
+// so every older spec's fates, as they were.
+func modelRNG(seed, dir, n uint64) rng { return packetRNG(seed, dir+2, n) }
+
 func (r *rng) next() uint64 {
 	r.s += 0x9e3779b97f4a7c15
 	return mix64(r.s)

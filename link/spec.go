@@ -33,6 +33,14 @@ type Params struct {
 	// DefaultLimit packets and DefaultLimitBytes bytes of payload.
 	Limit      int
 	LimitBytes int64
+	// LossCorr, DupCorr, CorruptCorr and ReorderCorr are the lag-1
+	// correlations of the Bernoulli loss, dup, corrupt and reorder fates,
+	// 0 to below 1, keeping their means (see corrThreshold); zero means
+	// independent fates.
+	LossCorr, DupCorr, CorruptCorr, ReorderCorr float64
+	// State is netem's 4-state Markov loss model, on top of Loss and
+	// Burst: a packet any of them loses is lost. The zero value is off.
+	State FourState
 }
 
 // GE is netem's Gilbert-Elliott loss model ("loss gemodel p r 1-h 1-k"):
@@ -138,8 +146,8 @@ func (p *Params) impaired() bool { return *p != Params{} }
 // or KEY=VALUE, where an "up:" or "down:" prefix sets one direction only.
 // Later items override earlier ones, so "lte,loss=5%" is LTE with 5% loss.
 //
-//	loss=10%  burst=P/R[/1-H[/1-K]]  delay=20ms  jitter=5ms  dist=uniform|normal|pareto
-//	order=keep|netem  reorder=1%  dup=0.1%  corrupt=0.1%  rate=10mbit  queue=100  mtu=1400
+//	loss=10%[/RHO]  burst=P[/R[/1-H[/1-K]]]  loss-state=P13[/P31[/P32[/P23[/P14]]]]  delay=20ms  jitter=5ms  dist=uniform|normal|pareto
+//	order=keep|netem  reorder=1%[/RHO]  dup=0.1%[/RHO]  corrupt=0.1%[/RHO]  rate=10mbit  queue=100  mtu=1400
 //	limit=1000  limit-bytes=4MiB  seed=7
 //
 // The empty string is a perfect link. A value that cannot be read gives a
@@ -250,21 +258,23 @@ func (spec *Spec) applyPreset(name string, dirs []*Params) error {
 }
 
 // Keys lists the grammar's keys, for help and error messages.
-var Keys = []string{"loss", "burst", "delay", "jitter", "dist", "order", "reorder", "dup", "corrupt", "rate", "queue", "mtu", "limit", "limit-bytes", "seed"}
+var Keys = []string{"loss", "burst", "loss-state", "delay", "jitter", "dist", "order", "reorder", "dup", "corrupt", "rate", "queue", "mtu", "limit", "limit-bytes", "seed"}
 
 func setKey(p *Params, key, val string) error {
 	var err error
 	switch key {
 	case "loss":
-		p.Loss, err = parseProb(key, val)
+		p.Loss, p.LossCorr, err = parseCorrProb(key, val)
 	case "reorder":
-		p.Reorder, err = parseProb(key, val)
+		p.Reorder, p.ReorderCorr, err = parseCorrProb(key, val)
 	case "dup":
-		p.Dup, err = parseProb(key, val)
+		p.Dup, p.DupCorr, err = parseCorrProb(key, val)
 	case "corrupt":
-		p.Corrupt, err = parseProb(key, val)
+		p.Corrupt, p.CorruptCorr, err = parseCorrProb(key, val)
 	case "burst":
 		p.Burst, err = parseGE(val)
+	case "loss-state":
+		p.State, err = parseFourState(val)
 	case "delay":
 		p.Delay, err = parseDuration(key, val)
 	case "jitter":
@@ -311,10 +321,29 @@ func parseProb(key, val string) (float64, error) {
 	return f, nil
 }
 
+// parseCorrProb reads a probability with an optional lag-1 correlation
+// after a slash, such as 10% or 10%/25% (netem's "loss 10% 25%").
+func parseCorrProb(key, val string) (p, rho float64, err error) {
+	num, corr, hasCorr := strings.Cut(val, "/")
+	if p, err = parseProb(key, num); err != nil {
+		return 0, 0, valueError(key, val, "a percentage from 0% to 100%, such as 10% or 0.5%, optionally with a correlation from 0% to below 100% after a slash, such as 10%/25%")
+	}
+	if hasCorr {
+		rho, err = parseProb(key, corr)
+		if err != nil || rho == 1 {
+			return 0, 0, valueError(key, val, "a correlation from 0% to below 100% after the slash, such as 10%/25%")
+		}
+	}
+	if p == 0 || p == 1 {
+		rho = 0 // a fate that never or always happens has no correlation to keep
+	}
+	return p, rho, nil
+}
+
 func parseGE(val string) (GE, error) {
 	parts := strings.Split(val, "/")
-	bad := valueError("burst", val, "P/R[/1-H[/1-K]] as percentages, such as 1%/30% (netem's gemodel p r 1-h 1-k)")
-	if len(parts) < 2 || len(parts) > 4 {
+	bad := valueError("burst", val, "P[/R[/1-H[/1-K]]] as percentages, such as 1%/30% (netem's gemodel p r 1-h 1-k; R defaults to 1-P)")
+	if len(parts) > 4 {
 		return GE{}, bad
 	}
 	ge := GE{LossBad: 1}
@@ -326,6 +355,9 @@ func parseGE(val string) (GE, error) {
 		}
 		*fields[i] = f
 	}
+	if len(parts) == 1 {
+		ge.R = 1 - ge.P // netem's gemodel p alone
+	}
 	if ge.P == 0 {
 		return GE{}, nil // never entering the bad state: the model is off
 	}
@@ -333,6 +365,43 @@ func parseGE(val string) (GE, error) {
 		return GE{}, valueError("burst", val, "an R above 0%: at 0% the bad state would never end")
 	}
 	return ge, nil
+}
+
+// parseFourState reads netem's "loss state p13 [p31 [p32 [p23 [p14]]]]"
+// as P13[/P31[/P32[/P23[/P14]]]], with iproute2's defaults: P31 = 1-P13,
+// P32 = 0, P23 = 100%, P14 = 0.
+func parseFourState(val string) (FourState, error) {
+	parts := strings.Split(val, "/")
+	const key = "loss-state"
+	want := "P13[/P31[/P32[/P23[/P14]]]] as percentages, such as 5%/30%/10%/40%/1% (netem's loss state p13 p31 p32 p23 p14)"
+	if len(parts) > 5 {
+		return FourState{}, valueError(key, val, want)
+	}
+	m := FourState{P32: 0, P23: 1}
+	fields := []*float64{&m.P13, &m.P31, &m.P32, &m.P23, &m.P14}
+	for i, part := range parts {
+		f, err := parseProb(key, part)
+		if err != nil {
+			return FourState{}, valueError(key, val, want)
+		}
+		*fields[i] = f
+	}
+	if len(parts) == 1 {
+		m.P31 = 1 - m.P13
+	}
+	switch {
+	case !m.on():
+		return FourState{}, nil // never leaving state 1: the model is off
+	case m.P13+m.P14 > 1:
+		return FourState{}, valueError(key, val, "P13 + P14 at most 100%: they share state 1's way out")
+	case m.P31+m.P32 > 1:
+		return FourState{}, valueError(key, val, "P31 + P32 at most 100%: they share state 3's way out")
+	case m.P13 > 0 && m.P31 == 0:
+		return FourState{}, valueError(key, val, "a P31 above 0% when P13 is: without it the bursts would never end")
+	case m.P13 > 0 && m.P32 > 0 && m.P23 == 0:
+		return FourState{}, valueError(key, val, "a P23 above 0% when P32 is: at 0% state 2 would never end")
+	}
+	return m, nil
 }
 
 func parseDuration(key, val string) (time.Duration, error) {
@@ -414,10 +483,13 @@ func (p Params) items(prefix string) []string {
 	var out []string
 	add := func(k, v string) { out = append(out, prefix+k+"="+v) }
 	if p.Loss > 0 {
-		add("loss", pct(p.Loss))
+		add("loss", corrPct(p.Loss, p.LossCorr))
 	}
 	if p.Burst.P > 0 {
 		add("burst", pct(p.Burst.P)+"/"+pct(p.Burst.R)+"/"+pct(p.Burst.LossBad)+"/"+pct(p.Burst.LossGood))
+	}
+	if m := p.State; m.on() {
+		add("loss-state", pct(m.P13)+"/"+pct(m.P31)+"/"+pct(m.P32)+"/"+pct(m.P23)+"/"+pct(m.P14))
 	}
 	if p.Delay > 0 {
 		add("delay", p.Delay.String())
@@ -432,13 +504,13 @@ func (p Params) items(prefix string) []string {
 		add("order", p.Order.String())
 	}
 	if p.Reorder > 0 {
-		add("reorder", pct(p.Reorder))
+		add("reorder", corrPct(p.Reorder, p.ReorderCorr))
 	}
 	if p.Dup > 0 {
-		add("dup", pct(p.Dup))
+		add("dup", corrPct(p.Dup, p.DupCorr))
 	}
 	if p.Corrupt > 0 {
-		add("corrupt", pct(p.Corrupt))
+		add("corrupt", corrPct(p.Corrupt, p.CorruptCorr))
 	}
 	if p.Rate > 0 {
 		add("rate", formatRate(p.Rate))
@@ -459,6 +531,14 @@ func (p Params) items(prefix string) []string {
 }
 
 func pct(f float64) string { return formatDecimal(f, 2) + "%" }
+
+// corrPct writes a probability with its correlation, if any.
+func corrPct(p, rho float64) string {
+	if rho > 0 {
+		return pct(p) + "/" + pct(rho)
+	}
+	return pct(p)
+}
 
 // formatRate writes bits per second in the largest unit that keeps them
 // whole, or in kbit with decimals below 1kbit or between whole kbits.

@@ -37,6 +37,33 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestParseNetemModels: the netem models read as netem's spellings mean,
+// with iproute2's defaults for what is left out.
+func TestParseNetemModels(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want Params
+	}{
+		{"burst=1%", Params{Burst: GE{P: 0.01, R: 0.99, LossBad: 1}}},
+		{"burst=1%/30%", Params{Burst: GE{P: 0.01, R: 0.3, LossBad: 1}}},
+		{"loss=10%/25%", Params{Loss: 0.1, LossCorr: 0.25}},
+		{"loss=10%/0%", Params{Loss: 0.1}},
+		{"loss=0%/25%", Params{}},
+		{"loss=100%/25%", Params{Loss: 1}},
+		{"dup=1%/50%,corrupt=2%/10%,delay=1ms,reorder=3%/99.5%", Params{Dup: 0.01, DupCorr: 0.5, Corrupt: 0.02, CorruptCorr: 0.1,
+			Delay: time.Millisecond, Reorder: 0.03, ReorderCorr: 0.995}},
+		{"loss-state=5%", Params{State: FourState{P13: 0.05, P31: 0.95, P23: 1}}},
+		{"loss-state=5%/30%/10%/40%/1%", Params{State: FourState{P13: 0.05, P31: 0.3, P32: 0.1, P23: 0.4, P14: 0.01}}},
+		{"loss-state=0%/100%/0%/100%/3%", Params{State: FourState{P31: 1, P23: 1, P14: 0.03}}},
+		{"loss-state=0%", Params{}},
+	} {
+		spec, err := Parse(tt.in)
+		if err != nil || spec.Up != tt.want || spec.Down != tt.want {
+			t.Errorf("Parse(%q) = %+v, %v; want both directions %+v", tt.in, spec, err, tt.want)
+		}
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"loss=120%", `loss="120%": want a percentage from 0% to 100%`},
@@ -45,10 +72,21 @@ func TestParseErrors(t *testing.T) {
 		{"rate=0", `rate="0": want a positive rate with kbit, mbit or gbit`},
 		{"rate=0mbit", `rate="0mbit"`},
 		{"rate=10mbps", `rate="10mbps"`},
-		{"bogus=1", `unknown key "bogus"; keys: loss, burst, delay`},
+		{"bogus=1", `unknown key "bogus"; keys: loss, burst, loss-state, delay`},
 		{"wan", `"wan" is neither KEY=VALUE nor a preset; presets: 3g, intercontinental, lan`},
 		{"reorder=5%", "reorder=5% needs a delay"},
-		{"burst=1%", `burst="1%": want P/R`},
+		{"burst=1%/2%/3%/4%/5%", `burst="1%/2%/3%/4%/5%": want P[/R`},
+		{"burst=100%", "R above 0%"},
+		{"loss=10%/100%", `loss="10%/100%": want a correlation from 0% to below 100%`},
+		{"dup=1%/x", `dup="1%/x": want a correlation`},
+		{"corrupt=1%/2%/3%", `corrupt="1%/2%/3%"`},
+		{"reorder=x/2%", `reorder="x/2%": want a percentage`},
+		{"loss-state=1%/2%/3%/4%/5%/6%", `loss-state="1%/2%/3%/4%/5%/6%": want P13`},
+		{"loss-state=60%/50%/0%/100%/50%", "P13 + P14 at most 100%"},
+		{"loss-state=5%/60%/50%", "P31 + P32 at most 100%"},
+		{"loss-state=100%", "a P31 above 0%"},
+		{"loss-state=5%/30%/10%/0%", "a P23 above 0%"},
+		{"loss-state=5%%", `loss-state="5%%"`},
 		{"burst=1%/0%", "R above 0%"},
 		{"queue=0", `queue="0": want a whole number of at least 1`},
 		{"mtu=big", `mtu="big"`},
@@ -99,7 +137,8 @@ func TestPresetsParse(t *testing.T) {
 
 func TestStringRoundTrips(t *testing.T) {
 	for _, s := range []string{"", "loss=10%", "lte", "lossy-wifi,seed=9", "up:delay=1ms,down:dist=pareto,down:jitter=2ms,down:delay=3ms",
-		"rate=1.5mbit,queue=7,mtu=576,dup=0.25%,corrupt=1e-05%", "delay=1s,limit=10,up:limit-bytes=3000"} {
+		"rate=1.5mbit,queue=7,mtu=576,dup=0.25%,corrupt=1e-05%", "delay=1s,limit=10,up:limit-bytes=3000",
+		"burst=3%", "loss=10%/25%,dup=1%/2%,corrupt=3%/4%,delay=1ms,reorder=5%/6%", "up:loss-state=5%,down:loss-state=1%/2%/3%/4%/5%"} {
 		spec, err := Parse(s)
 		if err != nil {
 			t.Fatal(err)
@@ -129,6 +168,10 @@ func TestStringAsWritten(t *testing.T) {
 		"limit-bytes=4MB":   "limit-bytes=4MB",
 		"limit-bytes=2GIB":  "limit-bytes=2GiB",
 		"limit=5,delay=1ms": "delay=1ms,limit=5",
+		"burst=1%":          "burst=1%/99%/100%/0%",
+		"loss=10%/25%":      "loss=10%/25%",
+		"loss=10%/0%":       "loss=10%",
+		"loss-state=5%":     "loss-state=5%/95%/0%/100%/0%",
 		"delay=20ms,jitter=5ms,order=netem,dist=pareto": "delay=20ms,jitter=5ms,dist=pareto,order=netem",
 	} {
 		spec, err := Parse(in)
@@ -145,7 +188,9 @@ func TestStringAsWritten(t *testing.T) {
 // FuzzParse: whatever parses must print back to itself.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{"loss=10%", "lte,loss=5%", "up:rate=1kbit,down:burst=1%/2%/3%/4%", "delay=1ms,reorder=2%", "seed=18446744073709551615",
-		"delay=10s,limit=1000,limit-bytes=64MiB", "up:limit-bytes=1536,down:limit=1", "limit-bytes=8GiB", "limit-bytes=+7kib"} {
+		"delay=10s,limit=1000,limit-bytes=64MiB", "up:limit-bytes=1536,down:limit=1", "limit-bytes=8GiB", "limit-bytes=+7kib",
+		"burst=2%", "loss=10%/25%", "dup=1%/99.9%,corrupt=0.5%/1e-3%", "delay=1ms,reorder=5%/50%", "loss=0%/30%", "loss=100%/30%",
+		"loss-state=5%", "loss-state=5%/30%/10%/40%/1%", "down:loss-state=0%/0%/0%/0%/50%", "loss-state=100%/0%/100%"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
