@@ -68,6 +68,7 @@ type direction struct {
 	fourState uint8 // the 4-state loss model's state (see FourState)
 	// The correlated fates' previous outcomes (see corrFate).
 	lossPrev, dupPrev, corruptPrev, reorderPrev bool
+	jitterPrev                                  float64     // the previous jitter draw in units of Jitter (see corrJitter)
 	lastRelease                                 time.Time   // order preservation under jitter
 	txFree                                      time.Time   // when the rate limiter is next idle
 	txEnds                                      []time.Time // serialization ends of the packets in the rate queue, FIFO
@@ -151,7 +152,13 @@ func (d *direction) drawFates(p *Params, r *rng) fates {
 	f.corrupt = corrFate(r.float(), p.Corrupt, p.CorruptCorr, &d.corruptPrev)
 	f.bit = r.next()
 	f.reorder = corrFate(r.float(), p.Reorder, p.ReorderCorr, &d.reorderPrev)
-	f.jitter = r.jitter(float64(p.Jitter), p.Dist)
+	if p.JitterCorr > 0 {
+		d.jitterPrev = corrJitter(r.jitter(1, p.Dist), p.JitterCorr, d.jitterPrev)
+		f.jitter = float64(p.Jitter) * d.jitterPrev
+	} else {
+		f.jitter = r.jitter(float64(p.Jitter), p.Dist) // as before correlations, to the last bit
+		d.jitterPrev = 0
+	}
 	return f
 }
 

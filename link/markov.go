@@ -1,5 +1,7 @@
 package link
 
+import "math"
+
 // Correlated fates.
 //
 // netem correlates a fate by mixing each fresh uniform draw with the last
@@ -36,6 +38,18 @@ func corrFate(u, p, rho float64, prev *bool) bool {
 	yes := u < corrThreshold(p, rho, *prev)
 	*prev = yes
 	return yes
+}
+
+// corrJitter correlates a jitter draw x with the previous packet's, prev,
+// as a first-order autoregression: ρ·prev + √(1-ρ²)·x. Successive draws
+// then have lag-1 correlation exactly ρ (and ρ^k at lag k), and the mean
+// (0) and standard deviation of the distribution are kept exactly; its
+// shape is not: a sum of draws leans towards the normal, so uniform's
+// bound of ±Jitter widens to ±(ρ+√(1-ρ²))·Jitter and Pareto's floor
+// falls. netem instead mixes the uniform numbers behind the draw, which
+// keeps the bound but neither the spread nor the correlation.
+func corrJitter(x, rho, prev float64) float64 {
+	return rho*prev + math.Sqrt(1-rho*rho)*x
 }
 
 // FourState is netem's 4-state Markov loss model ("loss state p13 p31 p32

@@ -337,3 +337,58 @@ func TestChainHelpers(t *testing.T) {
 		}
 	}
 }
+
+// TestCorrelatedJitter: jitter=J/ρ keeps the distribution's mean and
+// standard deviation and gives successive delays lag-1 correlation ρ.
+// The tolerances are 4 standard errors of a first-order autoregression
+// with independent innovations: σ·√((1+ρ)/((1-ρ)n)) for the mean,
+// √((1-ρ²)/n) for the lag-1 autocorrelation (Bartlett) and, for normal
+// draws, σ·√((1+ρ²)/(2n(1-ρ²))) for the standard deviation.
+func TestCorrelatedJitter(t *testing.T) {
+	const n = 50_000
+	const rho = 0.6
+	for _, tt := range []struct {
+		dist  string
+		sd    float64 // of the unit draw
+		sdTol bool    // whether the standard deviation's error is the normal's
+	}{{"uniform", 1 / math.Sqrt(3), false}, {"normal", 1, true}} {
+		spec := "delay=100ms,jitter=10ms/60%,order=netem,dist=" + tt.dist
+		var xs []float64
+		synctest.Test(t, func(t *testing.T) {
+			var tr bytes.Buffer
+			p := newPair(t, spec, &Options{Trace: &tr})
+			p.sendN(t, n, 8) // all at one instant: each delay is its own draw
+			settle()
+			p.link.Close()
+			sc := bufio.NewScanner(&tr)
+			for sc.Scan() {
+				var l struct {
+					DelayUS float64 `json:"delay_us"`
+				}
+				if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+					t.Fatal(err)
+				}
+				xs = append(xs, (l.DelayUS-100_000)/10_000) // in units of the jitter
+			}
+		})
+		if len(xs) != n {
+			t.Fatalf("%s: %d delays, want %d", spec, len(xs), n)
+		}
+		var sum, sq, lag float64
+		for i, x := range xs {
+			sum += x
+			sq += x * x
+			if i > 0 {
+				lag += x * xs[i-1]
+			}
+		}
+		m := sum / n
+		v := sq/n - m*m
+		r1 := (lag/(n-1) - m*m) / v
+		within4SE(t, spec+": mean", m, 0, tt.sd*math.Sqrt((1+rho)/((1-rho)*n)))
+		within4SE(t, spec+": lag-1 autocorrelation", r1, rho, math.Sqrt((1-rho*rho)/n))
+		if tt.sdTol {
+			within4SE(t, spec+": standard deviation", math.Sqrt(v), tt.sd, tt.sd*math.Sqrt((1+rho*rho)/(2*n*(1-rho*rho))))
+		}
+	}
+}

@@ -38,6 +38,10 @@ type Params struct {
 	// 0 to below 1, keeping their means (see corrThreshold); zero means
 	// independent fates.
 	LossCorr, DupCorr, CorruptCorr, ReorderCorr float64
+	// JitterCorr is the lag-1 correlation of successive packets' jitter,
+	// 0 to below 1, keeping its mean and standard deviation (see
+	// corrJitter); zero means independent draws.
+	JitterCorr float64
 	// State is netem's 4-state Markov loss model, on top of Loss and
 	// Burst: a packet any of them loses is lost. The zero value is off.
 	State FourState
@@ -146,7 +150,7 @@ func (p *Params) impaired() bool { return *p != Params{} }
 // or KEY=VALUE, where an "up:" or "down:" prefix sets one direction only.
 // Later items override earlier ones, so "lte,loss=5%" is LTE with 5% loss.
 //
-//	loss=10%[/RHO]  burst=P[/R[/1-H[/1-K]]]  loss-state=P13[/P31[/P32[/P23[/P14]]]]  delay=20ms  jitter=5ms  dist=uniform|normal|pareto
+//	loss=10%[/RHO]  burst=P[/R[/1-H[/1-K]]]  loss-state=P13[/P31[/P32[/P23[/P14]]]]  delay=20ms  jitter=5ms[/RHO]  dist=uniform|normal|pareto
 //	order=keep|netem  reorder=1%[/RHO]  dup=0.1%[/RHO]  corrupt=0.1%[/RHO]  rate=10mbit  queue=100  mtu=1400
 //	limit=1000  limit-bytes=4MiB  seed=7
 //
@@ -278,7 +282,7 @@ func setKey(p *Params, key, val string) error {
 	case "delay":
 		p.Delay, err = parseDuration(key, val)
 	case "jitter":
-		p.Jitter, err = parseDuration(key, val)
+		p.Jitter, p.JitterCorr, err = parseJitter(val)
 	case "dist":
 		p.Dist, err = parseName[Dist](key, val, distNames)
 	case "order":
@@ -404,6 +408,27 @@ func parseFourState(val string) (FourState, error) {
 	return m, nil
 }
 
+// parseJitter reads a jitter with an optional correlation after a slash,
+// such as 5ms or 5ms/25% (netem's "delay 20ms 5ms 25%").
+func parseJitter(val string) (time.Duration, float64, error) {
+	dur, corr, hasCorr := strings.Cut(val, "/")
+	j, err := parseDuration("jitter", dur)
+	if err != nil {
+		return 0, 0, valueError("jitter", val, "a duration of zero or more, such as 5ms, optionally with a correlation from 0% to below 100% after a slash, such as 5ms/25%")
+	}
+	var rho float64
+	if hasCorr {
+		rho, err = parseProb("jitter", corr)
+		if err != nil || rho == 1 {
+			return 0, 0, valueError("jitter", val, "a correlation from 0% to below 100% after the slash, such as 5ms/25%")
+		}
+	}
+	if j == 0 {
+		rho = 0 // no jitter, nothing to correlate
+	}
+	return j, rho, nil
+}
+
 func parseDuration(key, val string) (time.Duration, error) {
 	d, err := time.ParseDuration(val)
 	if err != nil || d < 0 {
@@ -495,7 +520,11 @@ func (p Params) items(prefix string) []string {
 		add("delay", p.Delay.String())
 	}
 	if p.Jitter > 0 {
-		add("jitter", p.Jitter.String())
+		if p.JitterCorr > 0 {
+			add("jitter", p.Jitter.String()+"/"+pct(p.JitterCorr))
+		} else {
+			add("jitter", p.Jitter.String())
+		}
 	}
 	if p.Dist != Uniform {
 		add("dist", p.Dist.String())

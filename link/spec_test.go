@@ -56,6 +56,8 @@ func TestParseNetemModels(t *testing.T) {
 		{"loss-state=5%/30%/10%/40%/1%", Params{State: FourState{P13: 0.05, P31: 0.3, P32: 0.1, P23: 0.4, P14: 0.01}}},
 		{"loss-state=0%/100%/0%/100%/3%", Params{State: FourState{P31: 1, P23: 1, P14: 0.03}}},
 		{"loss-state=0%", Params{}},
+		{"delay=20ms,jitter=5ms/25%", Params{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, JitterCorr: 0.25}},
+		{"jitter=0s/25%", Params{}},
 	} {
 		spec, err := Parse(tt.in)
 		if err != nil || spec.Up != tt.want || spec.Down != tt.want {
@@ -87,6 +89,8 @@ func TestParseErrors(t *testing.T) {
 		{"loss-state=100%", "a P31 above 0%"},
 		{"loss-state=5%/30%/10%/0%", "a P23 above 0%"},
 		{"loss-state=5%%", `loss-state="5%%"`},
+		{"jitter=5ms/100%", `jitter="5ms/100%": want a correlation`},
+		{"jitter=5/25%", `jitter="5/25%": want a duration`},
 		{"burst=1%/0%", "R above 0%"},
 		{"queue=0", `queue="0": want a whole number of at least 1`},
 		{"mtu=big", `mtu="big"`},
@@ -138,7 +142,8 @@ func TestPresetsParse(t *testing.T) {
 func TestStringRoundTrips(t *testing.T) {
 	for _, s := range []string{"", "loss=10%", "lte", "lossy-wifi,seed=9", "up:delay=1ms,down:dist=pareto,down:jitter=2ms,down:delay=3ms",
 		"rate=1.5mbit,queue=7,mtu=576,dup=0.25%,corrupt=1e-05%", "delay=1s,limit=10,up:limit-bytes=3000",
-		"burst=3%", "loss=10%/25%,dup=1%/2%,corrupt=3%/4%,delay=1ms,reorder=5%/6%", "up:loss-state=5%,down:loss-state=1%/2%/3%/4%/5%"} {
+		"burst=3%", "loss=10%/25%,dup=1%/2%,corrupt=3%/4%,delay=1ms,reorder=5%/6%", "up:loss-state=5%,down:loss-state=1%/2%/3%/4%/5%",
+		"delay=20ms,jitter=5ms/25%,dist=normal"} {
 		spec, err := Parse(s)
 		if err != nil {
 			t.Fatal(err)
@@ -154,24 +159,25 @@ func TestStringRoundTrips(t *testing.T) {
 // nearest double's long expansion, and rates in their largest whole unit.
 func TestStringAsWritten(t *testing.T) {
 	for in, want := range map[string]string{
-		"loss=0.0001%":      "loss=0.0001%",
-		"loss=0.1%":         "loss=0.1%",
-		"loss=33.3%,dup=7%": "loss=33.3%,dup=7%",
-		"rate=10Mbit":       "rate=10mbit",
-		"rate=1.5MBIT":      "rate=1500kbit",
-		"rate=2000kbit":     "rate=2mbit",
-		"rate=1.001kbit":    "rate=1.001kbit",
-		"rate=1gbit":        "rate=1gbit",
-		"limit-bytes=65536": "limit-bytes=64KiB",
-		"limit-bytes=64mib": "limit-bytes=64MiB",
-		"limit-bytes=1025":  "limit-bytes=1025B",
-		"limit-bytes=4MB":   "limit-bytes=4MB",
-		"limit-bytes=2GIB":  "limit-bytes=2GiB",
-		"limit=5,delay=1ms": "delay=1ms,limit=5",
-		"burst=1%":          "burst=1%/99%/100%/0%",
-		"loss=10%/25%":      "loss=10%/25%",
-		"loss=10%/0%":       "loss=10%",
-		"loss-state=5%":     "loss-state=5%/95%/0%/100%/0%",
+		"loss=0.0001%":                 "loss=0.0001%",
+		"loss=0.1%":                    "loss=0.1%",
+		"loss=33.3%,dup=7%":            "loss=33.3%,dup=7%",
+		"rate=10Mbit":                  "rate=10mbit",
+		"rate=1.5MBIT":                 "rate=1500kbit",
+		"rate=2000kbit":                "rate=2mbit",
+		"rate=1.001kbit":               "rate=1.001kbit",
+		"rate=1gbit":                   "rate=1gbit",
+		"limit-bytes=65536":            "limit-bytes=64KiB",
+		"limit-bytes=64mib":            "limit-bytes=64MiB",
+		"limit-bytes=1025":             "limit-bytes=1025B",
+		"limit-bytes=4MB":              "limit-bytes=4MB",
+		"limit-bytes=2GIB":             "limit-bytes=2GiB",
+		"limit=5,delay=1ms":            "delay=1ms,limit=5",
+		"burst=1%":                     "burst=1%/99%/100%/0%",
+		"loss=10%/25%":                 "loss=10%/25%",
+		"loss=10%/0%":                  "loss=10%",
+		"loss-state=5%":                "loss-state=5%/95%/0%/100%/0%",
+		"delay=1ms,jitter=2000us/1.5%": "delay=1ms,jitter=2ms/1.5%",
 		"delay=20ms,jitter=5ms,order=netem,dist=pareto": "delay=20ms,jitter=5ms,dist=pareto,order=netem",
 	} {
 		spec, err := Parse(in)
@@ -190,7 +196,8 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{"loss=10%", "lte,loss=5%", "up:rate=1kbit,down:burst=1%/2%/3%/4%", "delay=1ms,reorder=2%", "seed=18446744073709551615",
 		"delay=10s,limit=1000,limit-bytes=64MiB", "up:limit-bytes=1536,down:limit=1", "limit-bytes=8GiB", "limit-bytes=+7kib",
 		"burst=2%", "loss=10%/25%", "dup=1%/99.9%,corrupt=0.5%/1e-3%", "delay=1ms,reorder=5%/50%", "loss=0%/30%", "loss=100%/30%",
-		"loss-state=5%", "loss-state=5%/30%/10%/40%/1%", "down:loss-state=0%/0%/0%/0%/50%", "loss-state=100%/0%/100%"} {
+		"loss-state=5%", "loss-state=5%/30%/10%/40%/1%", "down:loss-state=0%/0%/0%/0%/50%", "loss-state=100%/0%/100%",
+		"delay=1s,jitter=1ms/50%", "jitter=0s/10%", "delay=1ms,jitter=1ns/99.99%,dist=pareto"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
