@@ -153,10 +153,10 @@ func (d *direction) drawFates(p *Params, r *rng) fates {
 	f.bit = r.next()
 	f.reorder = corrFate(r.float(), p.Reorder, p.ReorderCorr, &d.reorderPrev)
 	if p.JitterCorr > 0 {
-		d.jitterPrev = corrJitter(r.jitter(1, p.Dist), p.JitterCorr, d.jitterPrev)
+		d.jitterPrev = corrJitter(r.jitterFrom(1, p), p.JitterCorr, d.jitterPrev)
 		f.jitter = float64(p.Jitter) * d.jitterPrev
 	} else {
-		f.jitter = r.jitter(float64(p.Jitter), p.Dist) // as before correlations, to the last bit
+		f.jitter = r.jitterFrom(float64(p.Jitter), p) // as before correlations, to the last bit
 		d.jitterPrev = 0
 	}
 	return f

@@ -7,6 +7,7 @@ import (
 	"math"
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 // The statistical tests here run fixed seeds, so they pass or fail the
@@ -354,25 +355,8 @@ func TestCorrelatedJitter(t *testing.T) {
 	}{{"uniform", 1 / math.Sqrt(3), false}, {"normal", 1, true}} {
 		spec := "delay=100ms,jitter=10ms/60%,order=netem,dist=" + tt.dist
 		var xs []float64
-		synctest.Test(t, func(t *testing.T) {
-			var tr bytes.Buffer
-			p := newPair(t, spec, &Options{Trace: &tr})
-			p.sendN(t, n, 8) // all at one instant: each delay is its own draw
-			settle()
-			p.link.Close()
-			sc := bufio.NewScanner(&tr)
-			for sc.Scan() {
-				var l struct {
-					DelayUS float64 `json:"delay_us"`
-				}
-				if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-					t.Fatal(err)
-				}
-				xs = append(xs, (l.DelayUS-100_000)/10_000) // in units of the jitter
-			}
-		})
-		if len(xs) != n {
-			t.Fatalf("%s: %d delays, want %d", spec, len(xs), n)
+		for _, d := range traceDelays(t, spec, n) {
+			xs = append(xs, float64(d-100*time.Millisecond)/float64(10*time.Millisecond)) // in units of the jitter
 		}
 		var sum, sq, lag float64
 		for i, x := range xs {
@@ -391,4 +375,33 @@ func TestCorrelatedJitter(t *testing.T) {
 			within4SE(t, spec+": standard deviation", math.Sqrt(v), tt.sd, tt.sd*math.Sqrt((1+rho*rho)/(2*n*(1-rho*rho))))
 		}
 	}
+}
+
+// traceDelays sends n packets at one instant through spec's up direction,
+// inside a synctest bubble, and returns each one's delay from the trace,
+// in index order: with order=netem each is its own draw.
+func traceDelays(t *testing.T, spec string, n int) []time.Duration {
+	t.Helper()
+	var out []time.Duration
+	synctest.Test(t, func(t *testing.T) {
+		var tr bytes.Buffer
+		p := newPair(t, spec, &Options{Trace: &tr})
+		p.sendN(t, n, 8)
+		settle()
+		p.link.Close()
+		sc := bufio.NewScanner(&tr)
+		for sc.Scan() {
+			var l struct {
+				DelayUS int64 `json:"delay_us"`
+			}
+			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, time.Duration(l.DelayUS)*time.Microsecond)
+		}
+	})
+	if len(out) != n {
+		t.Fatalf("%s: %d delays, want %d", spec, len(out), n)
+	}
+	return out
 }

@@ -19,7 +19,7 @@ type Params struct {
 	Burst   GE            // Gilbert-Elliott burst loss; zero P means off
 	Delay   time.Duration // one-way delay added to every packet
 	Jitter  time.Duration // spread around Delay (see Dist)
-	Dist    Dist          // jitter distribution; zero means Uniform
+	Dist    Dist          // jitter distribution; zero means Uniform; Table draws from DistTable
 	Order   Order         // whether jitter may reorder; zero means KeepOrder
 	Reorder float64       // probability a packet skips Delay, overtaking the queue
 	Dup     float64       // probability a packet is sent twice
@@ -42,6 +42,9 @@ type Params struct {
 	// 0 to below 1, keeping its mean and standard deviation (see
 	// corrJitter); zero means independent draws.
 	JitterCorr float64
+	// DistTable is the table Dist Table draws from, nil for every other
+	// Dist.
+	DistTable *DistTable
 	// State is netem's 4-state Markov loss model, on top of Loss and
 	// Burst: a packet any of them loses is lost. The zero value is off.
 	State FourState
@@ -68,13 +71,24 @@ const (
 	// standard deviation 1 as netem's pareto table is; standard deviation
 	// Jitter, never below Delay - 0.577·Jitter, and a heavy tail above.
 	Pareto
+	// ParetoNormal: X as netem's paretonormal table, (N + 3·P)/4 with N
+	// the standard normal's and P netem's pareto's quantiles at one
+	// uniform draw (see paretoNormal): mean 0, standard deviation 1.05
+	// Jitter, a heavy tail above.
+	ParetoNormal
+	// Table: X one of Params.DistTable's values, with equal chance, as
+	// netem draws from a .dist file.
+	Table
 )
 
-var distNames = []string{"uniform", "normal", "pareto"}
+var distNames = []string{"uniform", "normal", "pareto", "paretonormal"}
 
 func (d Dist) String() string {
 	if int(d) < len(distNames) {
 		return distNames[d]
+	}
+	if d == Table {
+		return "table"
 	}
 	return fmt.Sprintf("Dist(%d)", d)
 }
@@ -150,7 +164,7 @@ func (p *Params) impaired() bool { return *p != Params{} }
 // or KEY=VALUE, where an "up:" or "down:" prefix sets one direction only.
 // Later items override earlier ones, so "lte,loss=5%" is LTE with 5% loss.
 //
-//	loss=10%[/RHO]  burst=P[/R[/1-H[/1-K]]]  loss-state=P13[/P31[/P32[/P23[/P14]]]]  delay=20ms  jitter=5ms[/RHO]  dist=uniform|normal|pareto
+//	loss=10%[/RHO]  burst=P[/R[/1-H[/1-K]]]  loss-state=P13[/P31[/P32[/P23[/P14]]]]  delay=20ms  jitter=5ms[/RHO]  dist=uniform|normal|pareto|paretonormal|FILE.dist
 //	order=keep|netem  reorder=1%[/RHO]  dup=0.1%[/RHO]  corrupt=0.1%[/RHO]  rate=10mbit  queue=100  mtu=1400
 //	limit=1000  limit-bytes=4MiB  seed=7
 //
@@ -284,7 +298,7 @@ func setKey(p *Params, key, val string) error {
 	case "jitter":
 		p.Jitter, p.JitterCorr, err = parseJitter(val)
 	case "dist":
-		p.Dist, err = parseName[Dist](key, val, distNames)
+		p.Dist, p.DistTable, err = parseDist(val)
 	case "order":
 		p.Order, err = parseName[Order](key, val, orderNames)
 	case "rate":
@@ -314,6 +328,23 @@ func parseName[T ~uint8](key, val string, names []string) (T, error) {
 		}
 	}
 	return 0, valueError(key, val, "one of "+strings.Join(names, ", "))
+}
+
+// parseDist reads a built-in distribution's name or the path of a table in
+// netem's format.
+func parseDist(val string) (Dist, *DistTable, error) {
+	if !isDistPath(val) {
+		d, err := parseName[Dist]("dist", val, distNames)
+		if err != nil {
+			err = valueError("dist", val, "one of "+strings.Join(distNames, ", ")+", or the path of a table in netem's format, such as /usr/lib/x86_64-linux-gnu/tc/normal.dist")
+		}
+		return d, nil, err
+	}
+	t, err := LoadDistTable(val)
+	if err != nil {
+		return 0, nil, &ParseError{Item: "dist=" + strconv.Quote(val), Want: "a table in netem's format (" + err.Error() + ")"}
+	}
+	return Table, t, nil
 }
 
 func parseProb(key, val string) (float64, error) {
@@ -482,6 +513,9 @@ func (spec *Spec) Validate() error {
 		if d.p.Limit < 0 || d.p.LimitBytes < 0 {
 			return fmt.Errorf("link: %s: limit and limit-bytes cannot be negative", d.name)
 		}
+		if (d.p.Dist == Table) != (d.p.DistTable != nil) || d.p.Dist > Table {
+			return fmt.Errorf("link: %s: Dist %v with DistTable %v: a table is Dist Table's alone", d.name, d.p.Dist, d.p.DistTable)
+		}
 		if d.p.Dist != Uniform && d.p.Jitter == 0 {
 			return fmt.Errorf("link: %s: dist=%s needs a jitter to shape; without one every packet has the same delay", d.name, d.p.Dist)
 		}
@@ -526,7 +560,9 @@ func (p Params) items(prefix string) []string {
 			add("jitter", p.Jitter.String())
 		}
 	}
-	if p.Dist != Uniform {
+	if p.Dist == Table {
+		add("dist", p.DistTable.Path())
+	} else if p.Dist != Uniform {
 		add("dist", p.Dist.String())
 	}
 	if p.Order != KeepOrder {

@@ -143,7 +143,7 @@ func TestStringRoundTrips(t *testing.T) {
 	for _, s := range []string{"", "loss=10%", "lte", "lossy-wifi,seed=9", "up:delay=1ms,down:dist=pareto,down:jitter=2ms,down:delay=3ms",
 		"rate=1.5mbit,queue=7,mtu=576,dup=0.25%,corrupt=1e-05%", "delay=1s,limit=10,up:limit-bytes=3000",
 		"burst=3%", "loss=10%/25%,dup=1%/2%,corrupt=3%/4%,delay=1ms,reorder=5%/6%", "up:loss-state=5%,down:loss-state=1%/2%/3%/4%/5%",
-		"delay=20ms,jitter=5ms/25%,dist=normal"} {
+		"delay=20ms,jitter=5ms/25%,dist=normal", "jitter=1ms,dist=paretonormal", "jitter=1ms,dist=testdata/three.dist,up:dist=normal"} {
 		spec, err := Parse(s)
 		if err != nil {
 			t.Fatal(err)
@@ -197,7 +197,8 @@ func FuzzParse(f *testing.F) {
 		"delay=10s,limit=1000,limit-bytes=64MiB", "up:limit-bytes=1536,down:limit=1", "limit-bytes=8GiB", "limit-bytes=+7kib",
 		"burst=2%", "loss=10%/25%", "dup=1%/99.9%,corrupt=0.5%/1e-3%", "delay=1ms,reorder=5%/50%", "loss=0%/30%", "loss=100%/30%",
 		"loss-state=5%", "loss-state=5%/30%/10%/40%/1%", "down:loss-state=0%/0%/0%/0%/50%", "loss-state=100%/0%/100%",
-		"delay=1s,jitter=1ms/50%", "jitter=0s/10%", "delay=1ms,jitter=1ns/99.99%,dist=pareto"} {
+		"delay=1s,jitter=1ms/50%", "jitter=0s/10%", "delay=1ms,jitter=1ns/99.99%,dist=pareto",
+		"jitter=1ms,dist=paretonormal", "up:jitter=1ms,up:dist=testdata/three.dist", "jitter=1ms,dist=testdata/missing.dist"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
