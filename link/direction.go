@@ -128,7 +128,7 @@ func (d *direction) send(b []byte, addr net.Addr, out sink) {
 		d.endBurst()
 	}
 	f := d.drawFates(p, &r)
-	release, held, cause := d.schedule(p, now, len(b), f)
+	release, held, cause := d.schedule(p, now, len(b), addr, f)
 	if cause != "" {
 		d.drop(n, len(b), cause)
 		return
@@ -180,7 +180,7 @@ func (d *direction) drop(n uint64, size int, cause string) {
 // whether the link must hold it until then, or says why it is dropped:
 // the rate queue or the hold limit is full. Only a packet that goes on
 // moves the rate limiter and the order.
-func (d *direction) schedule(p *Params, now time.Time, size int, f fates) (release time.Time, held bool, cause string) {
+func (d *direction) schedule(p *Params, now time.Time, size int, addr net.Addr, f fates) (release time.Time, held bool, cause string) {
 	base := now
 	if p.Rate > 0 {
 		if !d.rateRoom(p, now) {
@@ -191,7 +191,7 @@ func (d *direction) schedule(p *Params, now time.Time, size int, f fates) (relea
 		if d.txFree.After(now) {
 			start = d.txFree
 		}
-		base = start.Add(time.Duration(float64((size+HeaderBytes)*8) / float64(p.Rate) * float64(time.Second)))
+		base = start.Add(time.Duration(float64(wireBytes(p, size, addr)*8) / float64(p.Rate) * float64(time.Second)))
 	}
 	release = base
 	if !f.reorder {

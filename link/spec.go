@@ -24,7 +24,7 @@ type Params struct {
 	Reorder float64       // probability a packet skips Delay, overtaking the queue
 	Dup     float64       // probability a packet is sent twice
 	Corrupt float64       // probability one random bit is flipped
-	Rate    int64         // bits per second, 28 header bytes counted per packet; 0 means unlimited
+	Rate    int64         // bits per second, counting each packet's wireBytes; 0 means unlimited
 	Queue   int           // packets waiting for the rate limit before tail drop; 0 means DefaultQueue
 	MTU     int           // largest datagram passed; larger ones are dropped; 0 means no limit
 	// Limit and LimitBytes bound what the direction holds at once, the
@@ -45,6 +45,13 @@ type Params struct {
 	// DistTable is the table Dist Table draws from, nil for every other
 	// Dist.
 	DistTable *DistTable
+	// Overhead, CellSize and CellOverhead shape what the rate counts, as
+	// netem's "rate RATE overhead cellsize celloverhead": Overhead bytes
+	// are added to each packet (negative takes away), and with a CellSize
+	// the packet takes whole cells of CellSize+CellOverhead bytes (ATM's
+	// 48-byte cells with 5 bytes of header, say). See wireBytes. They need
+	// a Rate.
+	Overhead, CellSize, CellOverhead int
 	// State is netem's 4-state Markov loss model, on top of Loss and
 	// Burst: a packet any of them loses is lost. The zero value is off.
 	State FourState
@@ -147,6 +154,10 @@ const DefaultLimitBytes = 64 << 20
 // when a rate is applied: an IPv4 header (20) and a UDP header (8).
 const HeaderBytes = 28
 
+// HeaderBytesIPv6 is HeaderBytes for a packet to an IPv6 address: an IPv6
+// header (40) and a UDP header (8).
+const HeaderBytesIPv6 = 48
+
 // Spec is a whole link: both directions and the seed that fixes every
 // random fate. Up is client to server, down is server to client.
 type Spec struct {
@@ -165,7 +176,8 @@ func (p *Params) impaired() bool { return *p != Params{} }
 // Later items override earlier ones, so "lte,loss=5%" is LTE with 5% loss.
 //
 //	loss=10%[/RHO]  burst=P[/R[/1-H[/1-K]]]  loss-state=P13[/P31[/P32[/P23[/P14]]]]  delay=20ms  jitter=5ms[/RHO]  dist=uniform|normal|pareto|paretonormal|FILE.dist
-//	order=keep|netem  reorder=1%[/RHO]  dup=0.1%[/RHO]  corrupt=0.1%[/RHO]  rate=10mbit  queue=100  mtu=1400
+//	order=keep|netem  reorder=1%[/RHO]  dup=0.1%[/RHO]  corrupt=0.1%[/RHO]  rate=10mbit  overhead=14
+//	cellsize=48[/5]  queue=100  mtu=1400
 //	limit=1000  limit-bytes=4MiB  seed=7
 //
 // The empty string is a perfect link. A value that cannot be read gives a
@@ -276,7 +288,7 @@ func (spec *Spec) applyPreset(name string, dirs []*Params) error {
 }
 
 // Keys lists the grammar's keys, for help and error messages.
-var Keys = []string{"loss", "burst", "loss-state", "delay", "jitter", "dist", "order", "reorder", "dup", "corrupt", "rate", "queue", "mtu", "limit", "limit-bytes", "seed"}
+var Keys = []string{"loss", "burst", "loss-state", "delay", "jitter", "dist", "order", "reorder", "dup", "corrupt", "rate", "overhead", "cellsize", "queue", "mtu", "limit", "limit-bytes", "seed"}
 
 func setKey(p *Params, key, val string) error {
 	var err error
@@ -306,6 +318,10 @@ func setKey(p *Params, key, val string) error {
 		if err != nil {
 			err = valueError(key, val, rateWant)
 		}
+	case "overhead":
+		p.Overhead, err = parseOverhead(key, val, val)
+	case "cellsize":
+		p.CellSize, p.CellOverhead, err = parseCell(val)
 	case "queue":
 		p.Queue, err = parseCount(key, val, 1)
 	case "mtu":
@@ -468,6 +484,36 @@ func parseDuration(key, val string) (time.Duration, error) {
 	return d, nil
 }
 
+// maxOverhead bounds overhead and celloverhead: far more than any link
+// layer adds, and small enough that no sum of them overflows.
+const maxOverhead = 65535
+
+// parseOverhead reads a byte count that may be negative, as netem's
+// packet and cell overheads (s32), within ±maxOverhead; item is the whole
+// value, for the error.
+func parseOverhead(key, num, item string) (int, error) {
+	n, err := strconv.Atoi(num)
+	if err != nil || n < -maxOverhead || n > maxOverhead {
+		return 0, valueError(key, item, fmt.Sprintf("a whole number of bytes from %d to %d, such as 14", -maxOverhead, maxOverhead))
+	}
+	return n, nil
+}
+
+// parseCell reads cellsize=N[/CELLOVERHEAD].
+func parseCell(val string) (size, overhead int, err error) {
+	num, over, hasOver := strings.Cut(val, "/")
+	size, err = parseCount("cellsize", num, 1)
+	if err != nil || size > maxOverhead {
+		return 0, 0, valueError("cellsize", val, fmt.Sprintf("a cell size from 1 to %d bytes, optionally with a cell overhead after a slash, such as 48/5", maxOverhead))
+	}
+	if hasOver {
+		if overhead, err = parseOverhead("cellsize", over, val); err != nil {
+			return 0, 0, err
+		}
+	}
+	return size, overhead, nil
+}
+
 func parseCount(key, val string, least int) (int, error) {
 	n, err := strconv.Atoi(val)
 	if err != nil || n < least {
@@ -515,6 +561,12 @@ func (spec *Spec) Validate() error {
 		}
 		if (d.p.Dist == Table) != (d.p.DistTable != nil) || d.p.Dist > Table {
 			return fmt.Errorf("link: %s: Dist %v with DistTable %v: a table is Dist Table's alone", d.name, d.p.Dist, d.p.DistTable)
+		}
+		if (d.p.Overhead != 0 || d.p.CellSize != 0) && d.p.Rate == 0 {
+			return fmt.Errorf("link: %s: overhead and cellsize shape the rate; without one they change nothing", d.name)
+		}
+		if d.p.CellSize == 0 && d.p.CellOverhead != 0 {
+			return fmt.Errorf("link: %s: a cell overhead needs a cell size", d.name)
 		}
 		if d.p.Dist != Uniform && d.p.Jitter == 0 {
 			return fmt.Errorf("link: %s: dist=%s needs a jitter to shape; without one every packet has the same delay", d.name, d.p.Dist)
@@ -579,6 +631,16 @@ func (p Params) items(prefix string) []string {
 	}
 	if p.Rate > 0 {
 		add("rate", formatRate(p.Rate))
+	}
+	if p.Overhead != 0 {
+		add("overhead", strconv.Itoa(p.Overhead))
+	}
+	if p.CellSize > 0 {
+		if p.CellOverhead != 0 {
+			add("cellsize", strconv.Itoa(p.CellSize)+"/"+strconv.Itoa(p.CellOverhead))
+		} else {
+			add("cellsize", strconv.Itoa(p.CellSize))
+		}
 	}
 	if p.Queue > 0 {
 		add("queue", strconv.Itoa(p.Queue))

@@ -58,6 +58,8 @@ func TestParseNetemModels(t *testing.T) {
 		{"loss-state=0%", Params{}},
 		{"delay=20ms,jitter=5ms/25%", Params{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, JitterCorr: 0.25}},
 		{"jitter=0s/25%", Params{}},
+		{"rate=1mbit,overhead=-4,cellsize=48/5", Params{Rate: 1e6, Overhead: -4, CellSize: 48, CellOverhead: 5}},
+		{"rate=1mbit,cellsize=53", Params{Rate: 1e6, CellSize: 53}},
 	} {
 		spec, err := Parse(tt.in)
 		if err != nil || spec.Up != tt.want || spec.Down != tt.want {
@@ -90,6 +92,12 @@ func TestParseErrors(t *testing.T) {
 		{"loss-state=5%/30%/10%/0%", "a P23 above 0%"},
 		{"loss-state=5%%", `loss-state="5%%"`},
 		{"jitter=5ms/100%", `jitter="5ms/100%": want a correlation`},
+		{"overhead=14", "overhead and cellsize shape the rate"},
+		{"rate=1mbit,overhead=1.5", `overhead="1.5": want a whole number of bytes from -65535 to 65535`},
+		{"rate=1mbit,overhead=70000", `overhead="70000"`},
+		{"rate=1mbit,cellsize=0", `cellsize="0": want a cell size from 1 to 65535`},
+		{"rate=1mbit,cellsize=48/x", `cellsize="48/x": want a whole number of bytes`},
+		{"up:rate=1mbit,cellsize=48", "down: overhead and cellsize shape the rate"},
 		{"jitter=5/25%", `jitter="5/25%": want a duration`},
 		{"burst=1%/0%", "R above 0%"},
 		{"queue=0", `queue="0": want a whole number of at least 1`},
@@ -143,7 +151,8 @@ func TestStringRoundTrips(t *testing.T) {
 	for _, s := range []string{"", "loss=10%", "lte", "lossy-wifi,seed=9", "up:delay=1ms,down:dist=pareto,down:jitter=2ms,down:delay=3ms",
 		"rate=1.5mbit,queue=7,mtu=576,dup=0.25%,corrupt=1e-05%", "delay=1s,limit=10,up:limit-bytes=3000",
 		"burst=3%", "loss=10%/25%,dup=1%/2%,corrupt=3%/4%,delay=1ms,reorder=5%/6%", "up:loss-state=5%,down:loss-state=1%/2%/3%/4%/5%",
-		"delay=20ms,jitter=5ms/25%,dist=normal", "jitter=1ms,dist=paretonormal", "jitter=1ms,dist=testdata/three.dist,up:dist=normal"} {
+		"delay=20ms,jitter=5ms/25%,dist=normal", "jitter=1ms,dist=paretonormal", "jitter=1ms,dist=testdata/three.dist,up:dist=normal",
+		"rate=1mbit,overhead=-4,cellsize=48/5", "lte,overhead=14,up:cellsize=53"} {
 		spec, err := Parse(s)
 		if err != nil {
 			t.Fatal(err)
@@ -198,7 +207,8 @@ func FuzzParse(f *testing.F) {
 		"burst=2%", "loss=10%/25%", "dup=1%/99.9%,corrupt=0.5%/1e-3%", "delay=1ms,reorder=5%/50%", "loss=0%/30%", "loss=100%/30%",
 		"loss-state=5%", "loss-state=5%/30%/10%/40%/1%", "down:loss-state=0%/0%/0%/0%/50%", "loss-state=100%/0%/100%",
 		"delay=1s,jitter=1ms/50%", "jitter=0s/10%", "delay=1ms,jitter=1ns/99.99%,dist=pareto",
-		"jitter=1ms,dist=paretonormal", "up:jitter=1ms,up:dist=testdata/three.dist", "jitter=1ms,dist=testdata/missing.dist"} {
+		"jitter=1ms,dist=paretonormal", "up:jitter=1ms,up:dist=testdata/three.dist", "jitter=1ms,dist=testdata/missing.dist",
+		"rate=1mbit,overhead=-14,cellsize=48/-5", "rate=1kbit,cellsize=65535/65535,overhead=65535", "overhead=1", "rate=1mbit,cellsize=1/0"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
