@@ -117,7 +117,8 @@ func (d *direction) send(b []byte, addr net.Addr, out sink) {
 	}
 	now := time.Now() // the fast path above has no use for it
 	r := packetRNG(d.seed, d.id, n)
-	if cause := d.dropCause(p, state.outage, &r, n, len(b)); cause != "" {
+	m := modelRNG(d.seed, d.id, n)
+	if cause := d.dropCause(p, state.outage, &r, &m, len(b)); cause != "" {
 		if cause == CauseLoss {
 			d.burstRun++
 		}
@@ -127,13 +128,13 @@ func (d *direction) send(b []byte, addr net.Addr, out sink) {
 	if p.Loss > 0 || p.Burst.P > 0 || p.State.on() {
 		d.endBurst()
 	}
-	f := d.drawFates(p, &r)
-	release, held, cause := d.schedule(p, now, len(b), addr, f)
+	f := d.drawFates(p, &r, &m)
+	release, dupRelease, held, cause := d.schedule(p, now, len(b), addr, f)
 	if cause != "" {
 		d.drop(n, len(b), cause)
 		return
 	}
-	d.pass(n, b, addr, out, f, release, held, now)
+	d.pass(n, b, addr, out, f, release, dupRelease, held, now)
 }
 
 // fates are the random draws that shape a packet that goes on. They are
@@ -142,11 +143,14 @@ type fates struct {
 	dup, corrupt, reorder bool
 	bit                   uint64
 	jitter                float64
+	dupJitter             float64 // the duplicate's own jitter, as netem's clone draws its own delay
 }
 
 // drawFates draws, with d.mu held, the fates of a packet that goes on,
-// moving the correlated fates' chains.
-func (d *direction) drawFates(p *Params, r *rng) fates {
+// moving the correlated fates' chains. The duplicate's jitter comes from
+// the second stream m (its draws after the 4-state model's), so that
+// drawing it moves no older fate.
+func (d *direction) drawFates(p *Params, r, m *rng) fates {
 	var f fates
 	f.dup = corrFate(r.float(), p.Dup, p.DupCorr, &d.dupPrev)
 	f.corrupt = corrFate(r.float(), p.Corrupt, p.CorruptCorr, &d.corruptPrev)
@@ -158,6 +162,12 @@ func (d *direction) drawFates(p *Params, r *rng) fates {
 	} else {
 		f.jitter = r.jitterFrom(float64(p.Jitter), p) // as before correlations, to the last bit
 		d.jitterPrev = 0
+	}
+	x := m.jitterFrom(1, p) // always drawn: the stream stays aligned
+	if f.dup && p.Jitter > 0 {
+		// A copy of a correlated jitter is correlated with its original
+		// as the next packet would be, without moving the chain.
+		f.dupJitter = float64(p.Jitter) * corrJitter(x, p.JitterCorr, f.jitter/float64(p.Jitter))
 	}
 	return f
 }
@@ -180,12 +190,12 @@ func (d *direction) drop(n uint64, size int, cause string) {
 // whether the link must hold it until then, or says why it is dropped:
 // the rate queue or the hold limit is full. Only a packet that goes on
 // moves the rate limiter and the order.
-func (d *direction) schedule(p *Params, now time.Time, size int, addr net.Addr, f fates) (release time.Time, held bool, cause string) {
+func (d *direction) schedule(p *Params, now time.Time, size int, addr net.Addr, f fates) (release, dupRelease time.Time, held bool, cause string) {
 	base := now
 	if p.Rate > 0 {
 		if !d.rateRoom(p, now) {
 			d.st.QueueDrops++
-			return time.Time{}, false, CauseQueue
+			return time.Time{}, time.Time{}, false, CauseQueue
 		}
 		start := now
 		if d.txFree.After(now) {
@@ -200,12 +210,21 @@ func (d *direction) schedule(p *Params, now time.Time, size int, addr net.Addr, 
 			release = d.lastRelease // jitter never reorders
 		}
 	}
+	// A duplicate leaves at its own draw, after its original under
+	// KeepOrder; a reordered packet's copy skips the delay with it.
+	dupRelease = release
+	if f.dup && !f.reorder && p.Jitter > 0 {
+		dupRelease = base.Add(max(0, p.Delay+time.Duration(f.dupJitter)))
+		if p.Order == KeepOrder && dupRelease.Before(release) {
+			dupRelease = release
+		}
+	}
 	// Due already, and overtaking nothing it should not, a packet is
 	// delivered from the caller's goroutine and never held.
-	held = release.After(now) || !f.reorder && len(d.q) > 0
+	held = release.After(now) || dupRelease.After(now) || !f.reorder && len(d.q) > 0
 	if held && !d.holdRoom(p, f.copies(), f.copies()*size) {
 		d.st.LimitDrops++
-		return time.Time{}, false, CauseLimit
+		return time.Time{}, time.Time{}, false, CauseLimit
 	}
 	if p.Rate > 0 {
 		d.txFree = base
@@ -213,9 +232,9 @@ func (d *direction) schedule(p *Params, now time.Time, size int, addr net.Addr, 
 		d.st.QueueHigh = max(d.st.QueueHigh, len(d.txEnds))
 	}
 	if !f.reorder && p.Order == KeepOrder {
-		d.lastRelease = release
+		d.lastRelease = dupRelease // the later of the two
 	}
-	return release, held, ""
+	return release, dupRelease, held, ""
 }
 
 // rateRoom reports, with d.mu held, whether the rate limiter's queue has
@@ -251,7 +270,7 @@ func (d *direction) holdRoom(p *Params, packets, size int) bool {
 
 // pass sends on, with d.mu held, a packet that was not dropped: at once,
 // or into the queue until release.
-func (d *direction) pass(n uint64, b []byte, addr net.Addr, out sink, f fates, release time.Time, held bool, now time.Time) {
+func (d *direction) pass(n uint64, b []byte, addr net.Addr, out sink, f fates, release, dupRelease time.Time, held bool, now time.Time) {
 	if f.reorder {
 		d.st.Reordered++
 	}
@@ -278,10 +297,10 @@ func (d *direction) pass(n uint64, b []byte, addr net.Addr, out sink, f fates, r
 		d.deliverNow(bp, addr, out, f.dup)
 		return
 	}
-	first := len(d.q) == 0 || release.Before(d.q[0].at)
+	first := len(d.q) == 0 || release.Before(d.q[0].at) || f.dup && dupRelease.Before(d.q[0].at)
 	d.push(release, bp, addr, out)
 	if f.dup {
-		d.push(release, getBuf(*bp), addr, out)
+		d.push(dupRelease, getBuf(*bp), addr, out)
 	}
 	d.mu.Unlock()
 	d.trace.record(d.name, n, len(b), fate, "", release.Sub(now), f.reorder)
@@ -297,8 +316,9 @@ func (d *direction) pass(n uint64, b []byte, addr net.Addr, out sink, f fates, r
 // It always makes the same draws from r, so the stream stays aligned; the
 // 4-state model draws from a stream of its own (see modelRNG), so that
 // adding it changes no other fate.
-func (d *direction) dropCause(p *Params, outage bool, r *rng, n uint64, size int) string {
+func (d *direction) dropCause(p *Params, outage bool, r, m *rng, size int) string {
 	uGE, uGELoss, uLoss := r.float(), r.float(), r.float()
+	uState := m.float()
 	if outage {
 		d.st.OutageDrops++
 		return CauseOutage
@@ -321,9 +341,8 @@ func (d *direction) dropCause(p *Params, outage bool, r *rng, n uint64, size int
 		lost = lost || uGELoss < lossP
 	}
 	if p.State.on() {
-		m := modelRNG(d.seed, d.id, n)
 		var lostHere bool
-		d.fourState, lostHere = p.State.step(d.fourState, m.float())
+		d.fourState, lostHere = p.State.step(d.fourState, uState)
 		lost = lost || lostHere
 	}
 	if lost {

@@ -21,8 +21,9 @@ func packetRNG(seed, dir, n uint64) rng {
 
 // modelRNG returns a second stream for packet n of direction dir, for the
 // models added after the first stream's draws were fixed (the 4-state
-// loss model): drawing from it leaves every fate of the first stream, and
-// so every older spec's fates, as they were.
+// loss model, then the duplicate's own jitter, two draws): drawing from it
+// leaves every fate of the first stream, and so every older spec's fates,
+// as they were.
 func modelRNG(seed, dir, n uint64) rng { return packetRNG(seed, dir+2, n) }
 
 func (r *rng) next() uint64 {
