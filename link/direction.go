@@ -51,6 +51,22 @@ func (h *packetHeap) Pop() any {
 	return p
 }
 
+// models is the state of a direction's models that move in index order
+// or, for slots, in the order packets leave; guarded by direction.mu.
+type models struct {
+	fourState uint8 // the 4-state loss model's state (see FourState)
+	// The correlated fates' previous outcomes (see corrFate), and the
+	// previous jitter draw in units of Jitter (see corrJitter).
+	lossPrev, dupPrev, corruptPrev, reorderPrev bool
+	jitterPrev                                  float64
+	// The slots (see Slot): when the open one opened, what it may still
+	// send, and how many have opened.
+	slotNext    time.Time
+	slotPackets int
+	slotBytes   int64
+	slotN       uint64
+}
+
 // direction is one way through the link: its fates, its queue and its one
 // delivery goroutine.
 type direction struct {
@@ -62,23 +78,20 @@ type direction struct {
 	precise bool // finish waits precisely (see wait.go)
 	fine    fine // the loop's precise waits
 
-	mu        sync.Mutex
-	n         uint64 // index of the next packet
-	geBad     bool
-	fourState uint8 // the 4-state loss model's state (see FourState)
-	// The correlated fates' previous outcomes (see corrFate).
-	lossPrev, dupPrev, corruptPrev, reorderPrev bool
-	jitterPrev                                  float64     // the previous jitter draw in units of Jitter (see corrJitter)
-	lastRelease                                 time.Time   // order preservation under jitter
-	txFree                                      time.Time   // when the rate limiter is next idle
-	txEnds                                      []time.Time // serialization ends of the packets in the rate queue, FIFO
-	q                                           packetHeap
-	seq                                         uint64
-	held                                        int // payload bytes in q
-	st                                          Stats
-	burstRun                                    uint64
-	late                                        lateRecord // since the start
-	lateIv                                      lateRecord // since the last IntervalLateness
+	mu          sync.Mutex
+	n           uint64 // index of the next packet
+	geBad       bool
+	lastRelease time.Time   // order preservation under jitter
+	txFree      time.Time   // when the rate limiter is next idle
+	txEnds      []time.Time // serialization ends of the packets in the rate queue, FIFO
+	q           packetHeap
+	seq         uint64
+	held        int // payload bytes in q
+	st          Stats
+	burstRun    uint64
+	late        lateRecord // since the start
+	lateIv      lateRecord // since the last IntervalLateness
+	models      models
 
 	delivered, deliveredBytes, writeErrors atomic.Uint64
 
@@ -152,16 +165,16 @@ type fates struct {
 // drawing it moves no older fate.
 func (d *direction) drawFates(p *Params, r, m *rng) fates {
 	var f fates
-	f.dup = corrFate(r.float(), p.Dup, p.DupCorr, &d.dupPrev)
-	f.corrupt = corrFate(r.float(), p.Corrupt, p.CorruptCorr, &d.corruptPrev)
+	f.dup = corrFate(r.float(), p.Dup, p.DupCorr, &d.models.dupPrev)
+	f.corrupt = corrFate(r.float(), p.Corrupt, p.CorruptCorr, &d.models.corruptPrev)
 	f.bit = r.next()
-	f.reorder = corrFate(r.float(), p.Reorder, p.ReorderCorr, &d.reorderPrev)
+	f.reorder = corrFate(r.float(), p.Reorder, p.ReorderCorr, &d.models.reorderPrev)
 	if p.JitterCorr > 0 {
-		d.jitterPrev = corrJitter(r.jitterFrom(1, p), p.JitterCorr, d.jitterPrev)
-		f.jitter = float64(p.Jitter) * d.jitterPrev
+		d.models.jitterPrev = corrJitter(r.jitterFrom(1, p), p.JitterCorr, d.models.jitterPrev)
+		f.jitter = float64(p.Jitter) * d.models.jitterPrev
 	} else {
 		f.jitter = r.jitterFrom(float64(p.Jitter), p) // as before correlations, to the last bit
-		d.jitterPrev = 0
+		d.models.jitterPrev = 0
 	}
 	x := m.jitterFrom(1, p) // always drawn: the stream stays aligned
 	if f.dup && p.Jitter > 0 {
@@ -221,7 +234,7 @@ func (d *direction) schedule(p *Params, now time.Time, size int, addr net.Addr, 
 	}
 	// Due already, and overtaking nothing it should not, a packet is
 	// delivered from the caller's goroutine and never held.
-	held = release.After(now) || dupRelease.After(now) || !f.reorder && len(d.q) > 0
+	held = release.After(now) || dupRelease.After(now) || !f.reorder && len(d.q) > 0 || p.Slot.on()
 	if held && !d.holdRoom(p, f.copies(), f.copies()*size) {
 		d.st.LimitDrops++
 		return time.Time{}, time.Time{}, false, CauseLimit
@@ -327,7 +340,7 @@ func (d *direction) dropCause(p *Params, outage bool, r, m *rng, size int) strin
 		d.st.MTUDrops++
 		return CauseMTU
 	}
-	lost := corrFate(uLoss, p.Loss, p.LossCorr, &d.lossPrev)
+	lost := corrFate(uLoss, p.Loss, p.LossCorr, &d.models.lossPrev)
 	if g := p.Burst; g.P > 0 {
 		if d.geBad {
 			d.geBad = uGE >= g.R
@@ -342,7 +355,7 @@ func (d *direction) dropCause(p *Params, outage bool, r, m *rng, size int) strin
 	}
 	if p.State.on() {
 		var lostHere bool
-		d.fourState, lostHere = p.State.step(d.fourState, uState)
+		d.models.fourState, lostHere = p.State.step(d.models.fourState, uState)
 		lost = lost || lostHere
 	}
 	if lost {
@@ -418,7 +431,12 @@ func (d *direction) loop() {
 				return
 			}
 		}
-		if wait := time.Until(d.q[0].at); wait > 0 {
+		at := d.q[0].at
+		slot := &d.state.Load().params[d.id].Slot
+		if slot.on() {
+			at = d.slotGate(slot, at)
+		}
+		if wait := time.Until(at); wait > 0 {
 			d.mu.Unlock()
 			if !d.wait(wait, timer) {
 				return
@@ -426,7 +444,10 @@ func (d *direction) loop() {
 			continue
 		}
 		p := d.pop()
-		d.recordLate(time.Since(p.at))
+		d.recordLate(time.Since(at))
+		if slot.on() {
+			d.slotSpend(slot, time.Now(), len(*p.buf)+headerBytes(p.addr))
+		}
 		d.mu.Unlock()
 		d.deliver(*p.buf, p.addr, p.out)
 		putBuf(p.buf)

@@ -52,6 +52,9 @@ type Params struct {
 	// 48-byte cells with 5 bytes of header, say). See wireBytes. They need
 	// a Rate.
 	Overhead, CellSize, CellOverhead int
+	// Slot releases the direction's packets in bursts, as netem's slot;
+	// the zero value is off.
+	Slot Slot
 	// State is netem's 4-state Markov loss model, on top of Loss and
 	// Burst: a packet any of them loses is lost. The zero value is off.
 	State FourState
@@ -177,7 +180,7 @@ func (p *Params) impaired() bool { return *p != Params{} }
 //
 //	loss=10%[/RHO]  burst=P[/R[/1-H[/1-K]]]  loss-state=P13[/P31[/P32[/P23[/P14]]]]  delay=20ms  jitter=5ms[/RHO]  dist=uniform|normal|pareto|paretonormal|FILE.dist
 //	order=keep|netem  reorder=1%[/RHO]  dup=0.1%[/RHO]  corrupt=0.1%[/RHO]  rate=10mbit  overhead=14
-//	cellsize=48[/5]  queue=100  mtu=1400
+//	cellsize=48[/5]  slot=1ms[/10ms]  slot-packets=32  slot-bytes=64KiB  queue=100  mtu=1400
 //	limit=1000  limit-bytes=4MiB  seed=7
 //
 // The empty string is a perfect link. A value that cannot be read gives a
@@ -288,7 +291,7 @@ func (spec *Spec) applyPreset(name string, dirs []*Params) error {
 }
 
 // Keys lists the grammar's keys, for help and error messages.
-var Keys = []string{"loss", "burst", "loss-state", "delay", "jitter", "dist", "order", "reorder", "dup", "corrupt", "rate", "overhead", "cellsize", "queue", "mtu", "limit", "limit-bytes", "seed"}
+var Keys = []string{"loss", "burst", "loss-state", "delay", "jitter", "dist", "order", "reorder", "dup", "corrupt", "rate", "overhead", "cellsize", "slot", "slot-packets", "slot-bytes", "queue", "mtu", "limit", "limit-bytes", "seed"}
 
 func setKey(p *Params, key, val string) error {
 	var err error
@@ -322,6 +325,12 @@ func setKey(p *Params, key, val string) error {
 		p.Overhead, err = parseOverhead(key, val, val)
 	case "cellsize":
 		p.CellSize, p.CellOverhead, err = parseCell(val)
+	case "slot":
+		p.Slot.Min, p.Slot.Max, err = parseSlot(val)
+	case "slot-packets":
+		p.Slot.Packets, err = parseCount(key, val, 1)
+	case "slot-bytes":
+		p.Slot.Bytes, err = parseSize(key, val)
 	case "queue":
 		p.Queue, err = parseCount(key, val, 1)
 	case "mtu":
@@ -499,6 +508,22 @@ func parseOverhead(key, num, item string) (int, error) {
 	return n, nil
 }
 
+// parseSlot reads slot=MIN[/MAX], netem's "slot MIN_DELAY [MAX_DELAY]":
+// MAX defaults to MIN and may not be below it.
+func parseSlot(val string) (lo, hi time.Duration, err error) {
+	a, b, hasMax := strings.Cut(val, "/")
+	want := "a slot length or a range MIN/MAX, such as 5ms or 1ms/10ms, with MAX at least MIN and above zero"
+	lo, err = time.ParseDuration(a)
+	hi = lo
+	if err == nil && hasMax {
+		hi, err = time.ParseDuration(b)
+	}
+	if err != nil || lo < 0 || hi < lo || hi == 0 {
+		return 0, 0, valueError("slot", val, want)
+	}
+	return lo, hi, nil
+}
+
 // parseCell reads cellsize=N[/CELLOVERHEAD].
 func parseCell(val string) (size, overhead int, err error) {
 	num, over, hasOver := strings.Cut(val, "/")
@@ -564,6 +589,9 @@ func (spec *Spec) Validate() error {
 		}
 		if (d.p.Overhead != 0 || d.p.CellSize != 0) && d.p.Rate == 0 {
 			return fmt.Errorf("link: %s: overhead and cellsize shape the rate; without one they change nothing", d.name)
+		}
+		if !d.p.Slot.on() && (d.p.Slot.Packets != 0 || d.p.Slot.Bytes != 0) {
+			return fmt.Errorf("link: %s: slot-packets and slot-bytes bound a slot; they need slot=MIN[/MAX]", d.name)
 		}
 		if d.p.CellSize == 0 && d.p.CellOverhead != 0 {
 			return fmt.Errorf("link: %s: a cell overhead needs a cell size", d.name)
@@ -641,6 +669,19 @@ func (p Params) items(prefix string) []string {
 		} else {
 			add("cellsize", strconv.Itoa(p.CellSize))
 		}
+	}
+	if s := p.Slot; s.on() {
+		if s.Min == s.Max {
+			add("slot", s.Min.String())
+		} else {
+			add("slot", s.Min.String()+"/"+s.Max.String())
+		}
+	}
+	if p.Slot.Packets > 0 {
+		add("slot-packets", strconv.Itoa(p.Slot.Packets))
+	}
+	if p.Slot.Bytes > 0 {
+		add("slot-bytes", formatSize(p.Slot.Bytes))
 	}
 	if p.Queue > 0 {
 		add("queue", strconv.Itoa(p.Queue))

@@ -60,6 +60,8 @@ func TestParseNetemModels(t *testing.T) {
 		{"jitter=0s/25%", Params{}},
 		{"rate=1mbit,overhead=-4,cellsize=48/5", Params{Rate: 1e6, Overhead: -4, CellSize: 48, CellOverhead: 5}},
 		{"rate=1mbit,cellsize=53", Params{Rate: 1e6, CellSize: 53}},
+		{"slot=5ms", Params{Slot: Slot{Min: 5 * time.Millisecond, Max: 5 * time.Millisecond}}},
+		{"slot=0s/10ms,slot-packets=32,slot-bytes=64KiB", Params{Slot: Slot{Max: 10 * time.Millisecond, Packets: 32, Bytes: 64 << 10}}},
 	} {
 		spec, err := Parse(tt.in)
 		if err != nil || spec.Up != tt.want || spec.Down != tt.want {
@@ -98,6 +100,12 @@ func TestParseErrors(t *testing.T) {
 		{"rate=1mbit,cellsize=0", `cellsize="0": want a cell size from 1 to 65535`},
 		{"rate=1mbit,cellsize=48/x", `cellsize="48/x": want a whole number of bytes`},
 		{"up:rate=1mbit,cellsize=48", "down: overhead and cellsize shape the rate"},
+		{"slot=0s", `slot="0s": want a slot length or a range MIN/MAX`},
+		{"slot=10ms/5ms", `slot="10ms/5ms"`},
+		{"slot=-1ms/5ms", `slot="-1ms/5ms"`},
+		{"slot=5", `slot="5"`},
+		{"slot-packets=4", "slot-packets and slot-bytes bound a slot; they need slot="},
+		{"slot=1ms,slot-bytes=0", `slot-bytes="0"`},
 		{"jitter=5/25%", `jitter="5/25%": want a duration`},
 		{"burst=1%/0%", "R above 0%"},
 		{"queue=0", `queue="0": want a whole number of at least 1`},
@@ -152,7 +160,8 @@ func TestStringRoundTrips(t *testing.T) {
 		"rate=1.5mbit,queue=7,mtu=576,dup=0.25%,corrupt=1e-05%", "delay=1s,limit=10,up:limit-bytes=3000",
 		"burst=3%", "loss=10%/25%,dup=1%/2%,corrupt=3%/4%,delay=1ms,reorder=5%/6%", "up:loss-state=5%,down:loss-state=1%/2%/3%/4%/5%",
 		"delay=20ms,jitter=5ms/25%,dist=normal", "jitter=1ms,dist=paretonormal", "jitter=1ms,dist=testdata/three.dist,up:dist=normal",
-		"rate=1mbit,overhead=-4,cellsize=48/5", "lte,overhead=14,up:cellsize=53"} {
+		"rate=1mbit,overhead=-4,cellsize=48/5", "lte,overhead=14,up:cellsize=53",
+		"slot=5ms", "slot=1ms/10ms,slot-packets=4,slot-bytes=1500", "up:slot=0s/1s"} {
 		spec, err := Parse(s)
 		if err != nil {
 			t.Fatal(err)
@@ -208,7 +217,8 @@ func FuzzParse(f *testing.F) {
 		"loss-state=5%", "loss-state=5%/30%/10%/40%/1%", "down:loss-state=0%/0%/0%/0%/50%", "loss-state=100%/0%/100%",
 		"delay=1s,jitter=1ms/50%", "jitter=0s/10%", "delay=1ms,jitter=1ns/99.99%,dist=pareto",
 		"jitter=1ms,dist=paretonormal", "up:jitter=1ms,up:dist=testdata/three.dist", "jitter=1ms,dist=testdata/missing.dist",
-		"rate=1mbit,overhead=-14,cellsize=48/-5", "rate=1kbit,cellsize=65535/65535,overhead=65535", "overhead=1", "rate=1mbit,cellsize=1/0"} {
+		"rate=1mbit,overhead=-14,cellsize=48/-5", "rate=1kbit,cellsize=65535/65535,overhead=65535", "overhead=1", "rate=1mbit,cellsize=1/0",
+		"slot=1ms", "slot=0s/5ms,slot-packets=1,slot-bytes=1", "down:slot=3ms/3ms", "slot-bytes=5"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
