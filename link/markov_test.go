@@ -153,6 +153,7 @@ type traceLine struct {
 	Fate      string `json:"fate"`
 	Cause     string `json:"cause"`
 	Reordered bool   `json:"reordered"`
+	DelayUS   int64  `json:"delay_us"`
 }
 
 // traceOf sends n packets through spec's up direction, inside a synctest
@@ -382,26 +383,9 @@ func TestCorrelatedJitter(t *testing.T) {
 // in index order: with order=netem each is its own draw.
 func traceDelays(t *testing.T, spec string, n int) []time.Duration {
 	t.Helper()
-	var out []time.Duration
-	synctest.Test(t, func(t *testing.T) {
-		var tr bytes.Buffer
-		p := newPair(t, spec, &Options{Trace: &tr})
-		p.sendN(t, n, 8)
-		settle()
-		p.link.Close()
-		sc := bufio.NewScanner(&tr)
-		for sc.Scan() {
-			var l struct {
-				DelayUS int64 `json:"delay_us"`
-			}
-			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, time.Duration(l.DelayUS)*time.Microsecond)
-		}
-	})
-	if len(out) != n {
-		t.Fatalf("%s: %d delays, want %d", spec, len(out), n)
+	out := make([]time.Duration, n)
+	for i, l := range traceOf(t, spec, n) {
+		out[i] = time.Duration(l.DelayUS) * time.Microsecond
 	}
 	return out
 }
