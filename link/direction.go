@@ -51,6 +51,22 @@ func (h *packetHeap) Pop() any {
 	return p
 }
 
+// models is the state of a direction's models that move in index order
+// or, for slots, in the order packets leave; guarded by direction.mu.
+type models struct {
+	fourState uint8 // the 4-state loss model's state (see FourState)
+	// The correlated fates' previous outcomes (see corrFate), and the
+	// previous jitter draw in units of Jitter (see corrJitter).
+	lossPrev, dupPrev, corruptPrev, reorderPrev bool
+	jitterPrev                                  float64
+	// The slots (see Slot): when the open one opened, what it may still
+	// send, and how many have opened.
+	slotNext    time.Time
+	slotPackets int
+	slotBytes   int64
+	slotN       uint64
+}
+
 // direction is one way through the link: its fates, its queue and its one
 // delivery goroutine.
 type direction struct {
@@ -75,6 +91,7 @@ type direction struct {
 	burstRun    uint64
 	late        lateRecord // since the start
 	lateIv      lateRecord // since the last IntervalLateness
+	models      models
 
 	delivered, deliveredBytes, writeErrors atomic.Uint64
 
@@ -113,23 +130,24 @@ func (d *direction) send(b []byte, addr net.Addr, out sink) {
 	}
 	now := time.Now() // the fast path above has no use for it
 	r := packetRNG(d.seed, d.id, n)
-	if cause := d.dropCause(p, state.outage, &r, len(b)); cause != "" {
+	m := modelRNG(d.seed, d.id, n)
+	if cause := d.dropCause(p, state.outage, &r, &m, len(b)); cause != "" {
 		if cause == CauseLoss {
 			d.burstRun++
 		}
 		d.drop(n, len(b), cause)
 		return
 	}
-	if p.Loss > 0 || p.Burst.P > 0 {
+	if p.Loss > 0 || p.Burst.P > 0 || p.State.on() {
 		d.endBurst()
 	}
-	f := drawFates(p, &r)
-	release, held, cause := d.schedule(p, now, len(b), f)
+	f := d.drawFates(p, &r, &m)
+	release, dupRelease, held, cause := d.schedule(p, now, len(b), addr, f)
 	if cause != "" {
 		d.drop(n, len(b), cause)
 		return
 	}
-	d.pass(n, b, addr, out, f, release, held, now)
+	d.pass(n, b, addr, out, f, release, dupRelease, held, now)
 }
 
 // fates are the random draws that shape a packet that goes on. They are
@@ -138,15 +156,32 @@ type fates struct {
 	dup, corrupt, reorder bool
 	bit                   uint64
 	jitter                float64
+	dupJitter             float64 // the duplicate's own jitter, as netem's clone draws its own delay
 }
 
-func drawFates(p *Params, r *rng) fates {
+// drawFates draws, with d.mu held, the fates of a packet that goes on,
+// moving the correlated fates' chains. The duplicate's jitter comes from
+// the second stream m (its draws after the 4-state model's), so that
+// drawing it moves no older fate.
+func (d *direction) drawFates(p *Params, r, m *rng) fates {
 	var f fates
-	f.dup = r.float() < p.Dup
-	f.corrupt = r.float() < p.Corrupt
+	f.dup = corrFate(r.float(), p.Dup, p.DupCorr, &d.models.dupPrev)
+	f.corrupt = corrFate(r.float(), p.Corrupt, p.CorruptCorr, &d.models.corruptPrev)
 	f.bit = r.next()
-	f.reorder = r.float() < p.Reorder
-	f.jitter = r.jitter(float64(p.Jitter), p.Dist)
+	f.reorder = corrFate(r.float(), p.Reorder, p.ReorderCorr, &d.models.reorderPrev)
+	if p.JitterCorr > 0 {
+		d.models.jitterPrev = corrJitter(r.jitterFrom(1, p), p.JitterCorr, d.models.jitterPrev)
+		f.jitter = float64(p.Jitter) * d.models.jitterPrev
+	} else {
+		f.jitter = r.jitterFrom(float64(p.Jitter), p) // as before correlations, to the last bit
+		d.models.jitterPrev = 0
+	}
+	x := m.jitterFrom(1, p) // always drawn: the stream stays aligned
+	if f.dup && p.Jitter > 0 {
+		// A copy of a correlated jitter is correlated with its original
+		// as the next packet would be, without moving the chain.
+		f.dupJitter = float64(p.Jitter) * corrJitter(x, p.JitterCorr, f.jitter/float64(p.Jitter))
+	}
 	return f
 }
 
@@ -168,18 +203,18 @@ func (d *direction) drop(n uint64, size int, cause string) {
 // whether the link must hold it until then, or says why it is dropped:
 // the rate queue or the hold limit is full. Only a packet that goes on
 // moves the rate limiter and the order.
-func (d *direction) schedule(p *Params, now time.Time, size int, f fates) (release time.Time, held bool, cause string) {
+func (d *direction) schedule(p *Params, now time.Time, size int, addr net.Addr, f fates) (release, dupRelease time.Time, held bool, cause string) {
 	base := now
 	if p.Rate > 0 {
 		if !d.rateRoom(p, now) {
 			d.st.QueueDrops++
-			return time.Time{}, false, CauseQueue
+			return time.Time{}, time.Time{}, false, CauseQueue
 		}
 		start := now
 		if d.txFree.After(now) {
 			start = d.txFree
 		}
-		base = start.Add(time.Duration(float64((size+HeaderBytes)*8) / float64(p.Rate) * float64(time.Second)))
+		base = start.Add(time.Duration(float64(wireBytes(p, size, addr)*8) / float64(p.Rate) * float64(time.Second)))
 	}
 	release = base
 	if !f.reorder {
@@ -188,12 +223,21 @@ func (d *direction) schedule(p *Params, now time.Time, size int, f fates) (relea
 			release = d.lastRelease // jitter never reorders
 		}
 	}
+	// A duplicate leaves at its own draw, after its original under
+	// KeepOrder; a reordered packet's copy skips the delay with it.
+	dupRelease = release
+	if f.dup && !f.reorder && p.Jitter > 0 {
+		dupRelease = base.Add(max(0, p.Delay+time.Duration(f.dupJitter)))
+		if p.Order == KeepOrder && dupRelease.Before(release) {
+			dupRelease = release
+		}
+	}
 	// Due already, and overtaking nothing it should not, a packet is
 	// delivered from the caller's goroutine and never held.
-	held = release.After(now) || !f.reorder && len(d.q) > 0
+	held = release.After(now) || dupRelease.After(now) || !f.reorder && len(d.q) > 0 || p.Slot.on()
 	if held && !d.holdRoom(p, f.copies(), f.copies()*size) {
 		d.st.LimitDrops++
-		return time.Time{}, false, CauseLimit
+		return time.Time{}, time.Time{}, false, CauseLimit
 	}
 	if p.Rate > 0 {
 		d.txFree = base
@@ -201,9 +245,9 @@ func (d *direction) schedule(p *Params, now time.Time, size int, f fates) (relea
 		d.st.QueueHigh = max(d.st.QueueHigh, len(d.txEnds))
 	}
 	if !f.reorder && p.Order == KeepOrder {
-		d.lastRelease = release
+		d.lastRelease = dupRelease // the later of the two
 	}
-	return release, held, ""
+	return release, dupRelease, held, ""
 }
 
 // rateRoom reports, with d.mu held, whether the rate limiter's queue has
@@ -239,7 +283,7 @@ func (d *direction) holdRoom(p *Params, packets, size int) bool {
 
 // pass sends on, with d.mu held, a packet that was not dropped: at once,
 // or into the queue until release.
-func (d *direction) pass(n uint64, b []byte, addr net.Addr, out sink, f fates, release time.Time, held bool, now time.Time) {
+func (d *direction) pass(n uint64, b []byte, addr net.Addr, out sink, f fates, release, dupRelease time.Time, held bool, now time.Time) {
 	if f.reorder {
 		d.st.Reordered++
 	}
@@ -266,10 +310,10 @@ func (d *direction) pass(n uint64, b []byte, addr net.Addr, out sink, f fates, r
 		d.deliverNow(bp, addr, out, f.dup)
 		return
 	}
-	first := len(d.q) == 0 || release.Before(d.q[0].at)
+	first := len(d.q) == 0 || release.Before(d.q[0].at) || f.dup && dupRelease.Before(d.q[0].at)
 	d.push(release, bp, addr, out)
 	if f.dup {
-		d.push(release, getBuf(*bp), addr, out)
+		d.push(dupRelease, getBuf(*bp), addr, out)
 	}
 	d.mu.Unlock()
 	d.trace.record(d.name, n, len(b), fate, "", release.Sub(now), f.reorder)
@@ -282,9 +326,12 @@ func (d *direction) pass(n uint64, b []byte, addr net.Addr, out sink, f fates, r
 }
 
 // dropCause decides, with d.mu held, whether packet n is dropped and why.
-// It always makes the same draws, so the stream stays aligned.
-func (d *direction) dropCause(p *Params, outage bool, r *rng, size int) string {
+// It always makes the same draws from r, so the stream stays aligned; the
+// 4-state model draws from a stream of its own (see modelRNG), so that
+// adding it changes no other fate.
+func (d *direction) dropCause(p *Params, outage bool, r, m *rng, size int) string {
 	uGE, uGELoss, uLoss := r.float(), r.float(), r.float()
+	uState := m.float()
 	if outage {
 		d.st.OutageDrops++
 		return CauseOutage
@@ -293,7 +340,7 @@ func (d *direction) dropCause(p *Params, outage bool, r *rng, size int) string {
 		d.st.MTUDrops++
 		return CauseMTU
 	}
-	lost := uLoss < p.Loss
+	lost := corrFate(uLoss, p.Loss, p.LossCorr, &d.models.lossPrev)
 	if g := p.Burst; g.P > 0 {
 		if d.geBad {
 			d.geBad = uGE >= g.R
@@ -305,6 +352,11 @@ func (d *direction) dropCause(p *Params, outage bool, r *rng, size int) string {
 			lossP = g.LossBad
 		}
 		lost = lost || uGELoss < lossP
+	}
+	if p.State.on() {
+		var lostHere bool
+		d.models.fourState, lostHere = p.State.step(d.models.fourState, uState)
+		lost = lost || lostHere
 	}
 	if lost {
 		d.st.Lost++
@@ -379,7 +431,12 @@ func (d *direction) loop() {
 				return
 			}
 		}
-		if wait := time.Until(d.q[0].at); wait > 0 {
+		at := d.q[0].at
+		slot := &d.state.Load().params[d.id].Slot
+		if slot.on() {
+			at = d.slotGate(slot, at)
+		}
+		if wait := time.Until(at); wait > 0 {
 			d.mu.Unlock()
 			if !d.wait(wait, timer) {
 				return
@@ -387,7 +444,10 @@ func (d *direction) loop() {
 			continue
 		}
 		p := d.pop()
-		d.recordLate(time.Since(p.at))
+		d.recordLate(time.Since(at))
+		if slot.on() {
+			d.slotSpend(slot, time.Now(), len(*p.buf)+headerBytes(p.addr))
+		}
 		d.mu.Unlock()
 		d.deliver(*p.buf, p.addr, p.out)
 		putBuf(p.buf)

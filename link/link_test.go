@@ -468,25 +468,30 @@ func TestOutage(t *testing.T) {
 	})
 }
 
+// spacedTrace sends n 100-byte packets 100µs apart through spec's up
+// direction, inside a synctest bubble, and returns the trace.
+func spacedTrace(t *testing.T, spec string, n int) string {
+	t.Helper()
+	var out string
+	synctest.Test(t, func(t *testing.T) {
+		var tr bytes.Buffer
+		p := newPair(t, spec, &Options{Trace: &tr})
+		for i := range n {
+			p.send(t, i, 100)
+			time.Sleep(100 * time.Microsecond)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		p.link.Close()
+		out = tr.String()
+	})
+	return out
+}
+
 // TestSameSeedSameTrace runs the same traffic twice and compares traces
 // packet by packet; a different seed must differ.
 func TestSameSeedSameTrace(t *testing.T) {
-	run := func(spec string) string {
-		var out string
-		synctest.Test(t, func(t *testing.T) {
-			var tr bytes.Buffer
-			p := newPair(t, spec, &Options{Trace: &tr})
-			for i := range 2000 {
-				p.send(t, i, 100)
-				time.Sleep(100 * time.Microsecond)
-			}
-			time.Sleep(time.Second)
-			synctest.Wait()
-			p.link.Close()
-			out = tr.String()
-		})
-		return out
-	}
+	run := func(spec string) string { return spacedTrace(t, spec, 2000) }
 	const spec = "loss=5%,burst=1%/30%,delay=10ms,jitter=5ms,reorder=2%,dup=1%,corrupt=1%,seed=42"
 	a, b := run(spec), run(spec)
 	if a != b {

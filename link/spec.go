@@ -19,12 +19,12 @@ type Params struct {
 	Burst   GE            // Gilbert-Elliott burst loss; zero P means off
 	Delay   time.Duration // one-way delay added to every packet
 	Jitter  time.Duration // spread around Delay (see Dist)
-	Dist    Dist          // jitter distribution; zero means Uniform
+	Dist    Dist          // jitter distribution; zero means Uniform; Table draws from DistTable
 	Order   Order         // whether jitter may reorder; zero means KeepOrder
 	Reorder float64       // probability a packet skips Delay, overtaking the queue
 	Dup     float64       // probability a packet is sent twice
 	Corrupt float64       // probability one random bit is flipped
-	Rate    int64         // bits per second, 28 header bytes counted per packet; 0 means unlimited
+	Rate    int64         // bits per second, counting each packet's wireBytes; 0 means unlimited
 	Queue   int           // packets waiting for the rate limit before tail drop; 0 means DefaultQueue
 	MTU     int           // largest datagram passed; larger ones are dropped; 0 means no limit
 	// Limit and LimitBytes bound what the direction holds at once, the
@@ -33,6 +33,31 @@ type Params struct {
 	// DefaultLimit packets and DefaultLimitBytes bytes of payload.
 	Limit      int
 	LimitBytes int64
+	// LossCorr, DupCorr, CorruptCorr and ReorderCorr are the lag-1
+	// correlations of the Bernoulli loss, dup, corrupt and reorder fates,
+	// 0 to below 1, keeping their means (see corrThreshold); zero means
+	// independent fates.
+	LossCorr, DupCorr, CorruptCorr, ReorderCorr float64
+	// JitterCorr is the lag-1 correlation of successive packets' jitter,
+	// 0 to below 1, keeping its mean and standard deviation (see
+	// corrJitter); zero means independent draws.
+	JitterCorr float64
+	// DistTable is the table Dist Table draws from, nil for every other
+	// Dist.
+	DistTable *DistTable
+	// Overhead, CellSize and CellOverhead shape what the rate counts, as
+	// netem's "rate RATE overhead cellsize celloverhead": Overhead bytes
+	// are added to each packet (negative takes away), and with a CellSize
+	// the packet takes whole cells of CellSize+CellOverhead bytes (ATM's
+	// 48-byte cells with 5 bytes of header, say). See wireBytes. They need
+	// a Rate.
+	Overhead, CellSize, CellOverhead int
+	// Slot releases the direction's packets in bursts, as netem's slot;
+	// the zero value is off.
+	Slot Slot
+	// State is netem's 4-state Markov loss model, on top of Loss and
+	// Burst: a packet any of them loses is lost. The zero value is off.
+	State FourState
 }
 
 // GE is netem's Gilbert-Elliott loss model ("loss gemodel p r 1-h 1-k"):
@@ -56,13 +81,24 @@ const (
 	// standard deviation 1 as netem's pareto table is; standard deviation
 	// Jitter, never below Delay - 0.577·Jitter, and a heavy tail above.
 	Pareto
+	// ParetoNormal: X as netem's paretonormal table, (N + 3·P)/4 with N
+	// the standard normal's and P netem's pareto's quantiles at one
+	// uniform draw (see paretoNormal): mean 0, standard deviation 1.05
+	// Jitter, a heavy tail above.
+	ParetoNormal
+	// Table: X one of Params.DistTable's values, with equal chance, as
+	// netem draws from a .dist file.
+	Table
 )
 
-var distNames = []string{"uniform", "normal", "pareto"}
+var distNames = []string{"uniform", "normal", "pareto", "paretonormal"}
 
 func (d Dist) String() string {
 	if int(d) < len(distNames) {
 		return distNames[d]
+	}
+	if d == Table {
+		return "table"
 	}
 	return fmt.Sprintf("Dist(%d)", d)
 }
@@ -121,6 +157,10 @@ const DefaultLimitBytes = 64 << 20
 // when a rate is applied: an IPv4 header (20) and a UDP header (8).
 const HeaderBytes = 28
 
+// HeaderBytesIPv6 is HeaderBytes for a packet to an IPv6 address: an IPv6
+// header (40) and a UDP header (8).
+const HeaderBytesIPv6 = 48
+
 // Spec is a whole link: both directions and the seed that fixes every
 // random fate. Up is client to server, down is server to client.
 type Spec struct {
@@ -138,8 +178,9 @@ func (p *Params) impaired() bool { return *p != Params{} }
 // or KEY=VALUE, where an "up:" or "down:" prefix sets one direction only.
 // Later items override earlier ones, so "lte,loss=5%" is LTE with 5% loss.
 //
-//	loss=10%  burst=P/R[/1-H[/1-K]]  delay=20ms  jitter=5ms  dist=uniform|normal|pareto
-//	order=keep|netem  reorder=1%  dup=0.1%  corrupt=0.1%  rate=10mbit  queue=100  mtu=1400
+//	loss=10%[/RHO]  burst=P[/R[/1-H[/1-K]]]  loss-state=P13[/P31[/P32[/P23[/P14]]]]  delay=20ms  jitter=5ms[/RHO]  dist=uniform|normal|pareto|paretonormal|FILE.dist
+//	order=keep|netem  reorder=1%[/RHO]  dup=0.1%[/RHO]  corrupt=0.1%[/RHO]  rate=10mbit  overhead=14
+//	cellsize=48[/5]  slot=1ms[/10ms]  slot-packets=32  slot-bytes=64KiB  queue=100  mtu=1400
 //	limit=1000  limit-bytes=4MiB  seed=7
 //
 // The empty string is a perfect link. A value that cannot be read gives a
@@ -250,27 +291,29 @@ func (spec *Spec) applyPreset(name string, dirs []*Params) error {
 }
 
 // Keys lists the grammar's keys, for help and error messages.
-var Keys = []string{"loss", "burst", "delay", "jitter", "dist", "order", "reorder", "dup", "corrupt", "rate", "queue", "mtu", "limit", "limit-bytes", "seed"}
+var Keys = []string{"loss", "burst", "loss-state", "delay", "jitter", "dist", "order", "reorder", "dup", "corrupt", "rate", "overhead", "cellsize", "slot", "slot-packets", "slot-bytes", "queue", "mtu", "limit", "limit-bytes", "seed"}
 
 func setKey(p *Params, key, val string) error {
 	var err error
 	switch key {
 	case "loss":
-		p.Loss, err = parseProb(key, val)
+		p.Loss, p.LossCorr, err = parseCorrProb(key, val)
 	case "reorder":
-		p.Reorder, err = parseProb(key, val)
+		p.Reorder, p.ReorderCorr, err = parseCorrProb(key, val)
 	case "dup":
-		p.Dup, err = parseProb(key, val)
+		p.Dup, p.DupCorr, err = parseCorrProb(key, val)
 	case "corrupt":
-		p.Corrupt, err = parseProb(key, val)
+		p.Corrupt, p.CorruptCorr, err = parseCorrProb(key, val)
 	case "burst":
 		p.Burst, err = parseGE(val)
+	case "loss-state":
+		p.State, err = parseFourState(val)
 	case "delay":
 		p.Delay, err = parseDuration(key, val)
 	case "jitter":
-		p.Jitter, err = parseDuration(key, val)
+		p.Jitter, p.JitterCorr, err = parseJitter(val)
 	case "dist":
-		p.Dist, err = parseName[Dist](key, val, distNames)
+		p.Dist, p.DistTable, err = parseDist(val)
 	case "order":
 		p.Order, err = parseName[Order](key, val, orderNames)
 	case "rate":
@@ -278,6 +321,16 @@ func setKey(p *Params, key, val string) error {
 		if err != nil {
 			err = valueError(key, val, rateWant)
 		}
+	case "overhead":
+		p.Overhead, err = parseOverhead(key, val, val)
+	case "cellsize":
+		p.CellSize, p.CellOverhead, err = parseCell(val)
+	case "slot":
+		p.Slot.Min, p.Slot.Max, err = parseSlot(val)
+	case "slot-packets":
+		p.Slot.Packets, err = parseCount(key, val, 1)
+	case "slot-bytes":
+		p.Slot.Bytes, err = parseSize(key, val)
 	case "queue":
 		p.Queue, err = parseCount(key, val, 1)
 	case "mtu":
@@ -302,6 +355,23 @@ func parseName[T ~uint8](key, val string, names []string) (T, error) {
 	return 0, valueError(key, val, "one of "+strings.Join(names, ", "))
 }
 
+// parseDist reads a built-in distribution's name or the path of a table in
+// netem's format.
+func parseDist(val string) (Dist, *DistTable, error) {
+	if !isDistPath(val) {
+		d, err := parseName[Dist]("dist", val, distNames)
+		if err != nil {
+			err = valueError("dist", val, "one of "+strings.Join(distNames, ", ")+", or the path of a table in netem's format, such as /usr/lib/x86_64-linux-gnu/tc/normal.dist")
+		}
+		return d, nil, err
+	}
+	t, err := LoadDistTable(val)
+	if err != nil {
+		return 0, nil, &ParseError{Item: "dist=" + strconv.Quote(val), Want: "a table in netem's format (" + err.Error() + ")"}
+	}
+	return Table, t, nil
+}
+
 func parseProb(key, val string) (float64, error) {
 	num, ok := strings.CutSuffix(val, "%")
 	f, isNum := parseDecimal(num, -2) // percent: the point moves two places left
@@ -311,10 +381,29 @@ func parseProb(key, val string) (float64, error) {
 	return f, nil
 }
 
+// parseCorrProb reads a probability with an optional lag-1 correlation
+// after a slash, such as 10% or 10%/25% (netem's "loss 10% 25%").
+func parseCorrProb(key, val string) (p, rho float64, err error) {
+	num, corr, hasCorr := strings.Cut(val, "/")
+	if p, err = parseProb(key, num); err != nil {
+		return 0, 0, valueError(key, val, "a percentage from 0% to 100%, such as 10% or 0.5%, optionally with a correlation from 0% to below 100% after a slash, such as 10%/25%")
+	}
+	if hasCorr {
+		rho, err = parseProb(key, corr)
+		if err != nil || rho == 1 {
+			return 0, 0, valueError(key, val, "a correlation from 0% to below 100% after the slash, such as 10%/25%")
+		}
+	}
+	if p == 0 || p == 1 {
+		rho = 0 // a fate that never or always happens has no correlation to keep
+	}
+	return p, rho, nil
+}
+
 func parseGE(val string) (GE, error) {
 	parts := strings.Split(val, "/")
-	bad := valueError("burst", val, "P/R[/1-H[/1-K]] as percentages, such as 1%/30% (netem's gemodel p r 1-h 1-k)")
-	if len(parts) < 2 || len(parts) > 4 {
+	bad := valueError("burst", val, "P[/R[/1-H[/1-K]]] as percentages, such as 1%/30% (netem's gemodel p r 1-h 1-k; R defaults to 1-P)")
+	if len(parts) > 4 {
 		return GE{}, bad
 	}
 	ge := GE{LossBad: 1}
@@ -326,6 +415,9 @@ func parseGE(val string) (GE, error) {
 		}
 		*fields[i] = f
 	}
+	if len(parts) == 1 {
+		ge.R = 1 - ge.P // netem's gemodel p alone
+	}
 	if ge.P == 0 {
 		return GE{}, nil // never entering the bad state: the model is off
 	}
@@ -335,12 +427,116 @@ func parseGE(val string) (GE, error) {
 	return ge, nil
 }
 
+// parseFourState reads netem's "loss state p13 [p31 [p32 [p23 [p14]]]]"
+// as P13[/P31[/P32[/P23[/P14]]]], with iproute2's defaults: P31 = 1-P13,
+// P32 = 0, P23 = 100%, P14 = 0.
+func parseFourState(val string) (FourState, error) {
+	parts := strings.Split(val, "/")
+	const key = "loss-state"
+	want := "P13[/P31[/P32[/P23[/P14]]]] as percentages, such as 5%/30%/10%/40%/1% (netem's loss state p13 p31 p32 p23 p14)"
+	if len(parts) > 5 {
+		return FourState{}, valueError(key, val, want)
+	}
+	m := FourState{P32: 0, P23: 1}
+	fields := []*float64{&m.P13, &m.P31, &m.P32, &m.P23, &m.P14}
+	for i, part := range parts {
+		f, err := parseProb(key, part)
+		if err != nil {
+			return FourState{}, valueError(key, val, want)
+		}
+		*fields[i] = f
+	}
+	if len(parts) == 1 {
+		m.P31 = 1 - m.P13
+	}
+	switch {
+	case !m.on():
+		return FourState{}, nil // never leaving state 1: the model is off
+	case m.P13+m.P14 > 1:
+		return FourState{}, valueError(key, val, "P13 + P14 at most 100%: they share state 1's way out")
+	case m.P31+m.P32 > 1:
+		return FourState{}, valueError(key, val, "P31 + P32 at most 100%: they share state 3's way out")
+	case m.P13 > 0 && m.P31 == 0:
+		return FourState{}, valueError(key, val, "a P31 above 0% when P13 is: without it the bursts would never end")
+	case m.P13 > 0 && m.P32 > 0 && m.P23 == 0:
+		return FourState{}, valueError(key, val, "a P23 above 0% when P32 is: at 0% state 2 would never end")
+	}
+	return m, nil
+}
+
+// parseJitter reads a jitter with an optional correlation after a slash,
+// such as 5ms or 5ms/25% (netem's "delay 20ms 5ms 25%").
+func parseJitter(val string) (time.Duration, float64, error) {
+	dur, corr, hasCorr := strings.Cut(val, "/")
+	j, err := parseDuration("jitter", dur)
+	if err != nil {
+		return 0, 0, valueError("jitter", val, "a duration of zero or more, such as 5ms, optionally with a correlation from 0% to below 100% after a slash, such as 5ms/25%")
+	}
+	var rho float64
+	if hasCorr {
+		rho, err = parseProb("jitter", corr)
+		if err != nil || rho == 1 {
+			return 0, 0, valueError("jitter", val, "a correlation from 0% to below 100% after the slash, such as 5ms/25%")
+		}
+	}
+	if j == 0 {
+		rho = 0 // no jitter, nothing to correlate
+	}
+	return j, rho, nil
+}
+
 func parseDuration(key, val string) (time.Duration, error) {
 	d, err := time.ParseDuration(val)
 	if err != nil || d < 0 {
 		return 0, valueError(key, val, "a duration of zero or more, such as 20ms")
 	}
 	return d, nil
+}
+
+// maxOverhead bounds overhead and celloverhead: far more than any link
+// layer adds, and small enough that no sum of them overflows.
+const maxOverhead = 65535
+
+// parseOverhead reads a byte count that may be negative, as netem's
+// packet and cell overheads (s32), within ±maxOverhead; item is the whole
+// value, for the error.
+func parseOverhead(key, num, item string) (int, error) {
+	n, err := strconv.Atoi(num)
+	if err != nil || n < -maxOverhead || n > maxOverhead {
+		return 0, valueError(key, item, fmt.Sprintf("a whole number of bytes from %d to %d, such as 14", -maxOverhead, maxOverhead))
+	}
+	return n, nil
+}
+
+// parseSlot reads slot=MIN[/MAX], netem's "slot MIN_DELAY [MAX_DELAY]":
+// MAX defaults to MIN and may not be below it.
+func parseSlot(val string) (lo, hi time.Duration, err error) {
+	a, b, hasMax := strings.Cut(val, "/")
+	want := "a slot length or a range MIN/MAX, such as 5ms or 1ms/10ms, with MAX at least MIN and above zero"
+	lo, err = time.ParseDuration(a)
+	hi = lo
+	if err == nil && hasMax {
+		hi, err = time.ParseDuration(b)
+	}
+	if err != nil || lo < 0 || hi < lo || hi == 0 {
+		return 0, 0, valueError("slot", val, want)
+	}
+	return lo, hi, nil
+}
+
+// parseCell reads cellsize=N[/CELLOVERHEAD].
+func parseCell(val string) (size, overhead int, err error) {
+	num, over, hasOver := strings.Cut(val, "/")
+	size, err = parseCount("cellsize", num, 1)
+	if err != nil || size > maxOverhead {
+		return 0, 0, valueError("cellsize", val, fmt.Sprintf("a cell size from 1 to %d bytes, optionally with a cell overhead after a slash, such as 48/5", maxOverhead))
+	}
+	if hasOver {
+		if overhead, err = parseOverhead("cellsize", over, val); err != nil {
+			return 0, 0, err
+		}
+	}
+	return size, overhead, nil
 }
 
 func parseCount(key, val string, least int) (int, error) {
@@ -388,6 +584,18 @@ func (spec *Spec) Validate() error {
 		if d.p.Limit < 0 || d.p.LimitBytes < 0 {
 			return fmt.Errorf("link: %s: limit and limit-bytes cannot be negative", d.name)
 		}
+		if (d.p.Dist == Table) != (d.p.DistTable != nil) || d.p.Dist > Table {
+			return fmt.Errorf("link: %s: Dist %v with DistTable %v: a table is Dist Table's alone", d.name, d.p.Dist, d.p.DistTable)
+		}
+		if (d.p.Overhead != 0 || d.p.CellSize != 0) && d.p.Rate == 0 {
+			return fmt.Errorf("link: %s: overhead and cellsize shape the rate; without one they change nothing", d.name)
+		}
+		if !d.p.Slot.on() && (d.p.Slot.Packets != 0 || d.p.Slot.Bytes != 0) {
+			return fmt.Errorf("link: %s: slot-packets and slot-bytes bound a slot; they need slot=MIN[/MAX]", d.name)
+		}
+		if d.p.CellSize == 0 && d.p.CellOverhead != 0 {
+			return fmt.Errorf("link: %s: a cell overhead needs a cell size", d.name)
+		}
 		if d.p.Dist != Uniform && d.p.Jitter == 0 {
 			return fmt.Errorf("link: %s: dist=%s needs a jitter to shape; without one every packet has the same delay", d.name, d.p.Dist)
 		}
@@ -414,34 +622,66 @@ func (p Params) items(prefix string) []string {
 	var out []string
 	add := func(k, v string) { out = append(out, prefix+k+"="+v) }
 	if p.Loss > 0 {
-		add("loss", pct(p.Loss))
+		add("loss", corrPct(p.Loss, p.LossCorr))
 	}
 	if p.Burst.P > 0 {
 		add("burst", pct(p.Burst.P)+"/"+pct(p.Burst.R)+"/"+pct(p.Burst.LossBad)+"/"+pct(p.Burst.LossGood))
+	}
+	if m := p.State; m.on() {
+		add("loss-state", pct(m.P13)+"/"+pct(m.P31)+"/"+pct(m.P32)+"/"+pct(m.P23)+"/"+pct(m.P14))
 	}
 	if p.Delay > 0 {
 		add("delay", p.Delay.String())
 	}
 	if p.Jitter > 0 {
-		add("jitter", p.Jitter.String())
+		if p.JitterCorr > 0 {
+			add("jitter", p.Jitter.String()+"/"+pct(p.JitterCorr))
+		} else {
+			add("jitter", p.Jitter.String())
+		}
 	}
-	if p.Dist != Uniform {
+	if p.Dist == Table {
+		add("dist", p.DistTable.Path())
+	} else if p.Dist != Uniform {
 		add("dist", p.Dist.String())
 	}
 	if p.Order != KeepOrder {
 		add("order", p.Order.String())
 	}
 	if p.Reorder > 0 {
-		add("reorder", pct(p.Reorder))
+		add("reorder", corrPct(p.Reorder, p.ReorderCorr))
 	}
 	if p.Dup > 0 {
-		add("dup", pct(p.Dup))
+		add("dup", corrPct(p.Dup, p.DupCorr))
 	}
 	if p.Corrupt > 0 {
-		add("corrupt", pct(p.Corrupt))
+		add("corrupt", corrPct(p.Corrupt, p.CorruptCorr))
 	}
 	if p.Rate > 0 {
 		add("rate", formatRate(p.Rate))
+	}
+	if p.Overhead != 0 {
+		add("overhead", strconv.Itoa(p.Overhead))
+	}
+	if p.CellSize > 0 {
+		if p.CellOverhead != 0 {
+			add("cellsize", strconv.Itoa(p.CellSize)+"/"+strconv.Itoa(p.CellOverhead))
+		} else {
+			add("cellsize", strconv.Itoa(p.CellSize))
+		}
+	}
+	if s := p.Slot; s.on() {
+		if s.Min == s.Max {
+			add("slot", s.Min.String())
+		} else {
+			add("slot", s.Min.String()+"/"+s.Max.String())
+		}
+	}
+	if p.Slot.Packets > 0 {
+		add("slot-packets", strconv.Itoa(p.Slot.Packets))
+	}
+	if p.Slot.Bytes > 0 {
+		add("slot-bytes", formatSize(p.Slot.Bytes))
 	}
 	if p.Queue > 0 {
 		add("queue", strconv.Itoa(p.Queue))
@@ -459,6 +699,14 @@ func (p Params) items(prefix string) []string {
 }
 
 func pct(f float64) string { return formatDecimal(f, 2) + "%" }
+
+// corrPct writes a probability with its correlation, if any.
+func corrPct(p, rho float64) string {
+	if rho > 0 {
+		return pct(p) + "/" + pct(rho)
+	}
+	return pct(p)
+}
 
 // formatRate writes bits per second in the largest unit that keeps them
 // whole, or in kbit with decimals below 1kbit or between whole kbits.
