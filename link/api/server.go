@@ -171,6 +171,9 @@ func (s *Server) Create(c LinkConfig) (Link, error) {
 	if ua.Port != 0 && la.Port == ua.Port && (la.IP.Equal(ua.IP) || la.IP.IsUnspecified() && (ua.IP.IsLoopback() || ua.IP.IsUnspecified())) {
 		return Link{}, invalid("upstream", "upstream %s is listen %s: the link would relay to itself", c.Upstream, c.Listen)
 	}
+	if err := noFiles(c.Spec); err != nil {
+		return Link{}, err
+	}
 	spec, err := link.Parse(c.Spec)
 	if err != nil {
 		return Link{}, specError(err)
@@ -245,6 +248,9 @@ func (s *Server) SetSpec(name string, c SpecChange) (Link, error) {
 	defer e.mu.Unlock()
 	old := e.spec
 	next := link.Spec{Seed: old.Seed}
+	if err := noFiles(c.Spec); err != nil {
+		return Link{}, err
+	}
 	if err := next.Apply(c.Spec); err != nil {
 		return Link{}, specError(err)
 	}
@@ -367,6 +373,22 @@ func notFound(name string) *Error {
 }
 
 // specError is a spec the link grammar refused, with what it accepts.
+// noFiles refuses a spec naming a distribution table by its path: the
+// grammar reads such a file when it parses, and a caller of the API must
+// not make the server open a path of its choosing (a FIFO would block it).
+// netem's named tables (dist=normal, pareto, paretonormal) are built in.
+func noFiles(spec string) error {
+	for _, item := range strings.Split(spec, ",") {
+		if _, after, ok := strings.Cut(item, ":"); ok { // up:ITEM, down:ITEM
+			item = after
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(item), "dist="); ok && (strings.Contains(v, "/") || strings.HasSuffix(v, ".dist")) {
+			return invalid("spec", "spec: dist=%s: a table file is not read over the API (nor from --config); use a built-in distribution: normal, pareto, paretonormal", v)
+		}
+	}
+	return nil
+}
+
 func specError(err error) *Error {
 	return invalid("spec", "spec: %s", strings.TrimPrefix(err.Error(), "link: "))
 }

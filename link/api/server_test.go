@@ -342,3 +342,18 @@ func FuzzCreateRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestNoDistFiles: a spec naming a distribution file is refused, in a
+// create and in a change, so no caller makes the server open a path.
+func TestNoDistFiles(t *testing.T) {
+	for _, spec := range []string{"delay=20ms,jitter=5ms,dist=/dev/stdin", "up:dist=x.dist", "jitter=1ms,dist=./t"} {
+		if err := noFiles(spec); err == nil {
+			t.Errorf("noFiles(%q) = nil, want a refusal", spec)
+		}
+	}
+	for _, spec := range []string{"", "delay=20ms,jitter=5ms,dist=paretonormal", "up:dist=normal,jitter=1ms"} {
+		if err := noFiles(spec); err != nil {
+			t.Errorf("noFiles(%q) = %v, want nil", spec, err)
+		}
+	}
+}
