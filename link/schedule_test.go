@@ -2,6 +2,7 @@ package link
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -63,6 +64,51 @@ func TestScheduleChangesTheLink(t *testing.T) {
 		<-done
 		if got, want := strings.Join(applied, "; "), "1s 1s:outage; 2s 2s:delay=1ms,seed=1"; got != want {
 			t.Errorf("steps applied: %q, want %q", got, want)
+		}
+	})
+}
+
+// TestSetWhileTrafficFlows swaps the spec in one step while packets are
+// in flight, as the API's spec change does: those in flight keep their
+// fates (delivered after their delay), those written after the cut are
+// all lost, and after the restore all delivered.
+func TestSetWhileTrafficFlows(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPair(t, "delay=100ms", nil)
+		spec := func(s string) Spec {
+			t.Helper()
+			sp, err := Parse(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sp
+		}
+		p.sendN(t, 10, 8) // in flight
+		time.Sleep(50 * time.Millisecond)
+		if err := p.link.Set(spec("loss=100%,delay=100ms")); err != nil {
+			t.Fatal(err)
+		}
+		for i := 10; i < 20; i++ {
+			p.send(t, i, 8)
+		}
+		if err := p.link.Set(spec("delay=100ms")); err != nil {
+			t.Fatal(err)
+		}
+		for i := 20; i < 30; i++ {
+			p.send(t, i, 8)
+		}
+		time.Sleep(time.Second)
+		settle()
+		var got []int
+		for _, pk := range p.drain() {
+			got = append(got, int(pk.b[3]))
+		}
+		want := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("delivered %v, want %v", got, want)
+		}
+		if st := p.link.Stats(Up); st.Lost != 10 || st.Delivered != 20 {
+			t.Errorf("stats = %v, want 10 lost, 20 delivered", st)
 		}
 	})
 }
