@@ -227,23 +227,42 @@ type linkRun struct {
 // costs little. GOGC in the environment wins.
 const linkGCPercent = 20
 
-func (r *linkRun) run(ctx context.Context, st *stdio) error {
+// newLink starts the link the flags describe, with the collector at
+// linkGCPercent and the trace file (nil without --trace) open; done
+// restores the one and closes the other, after the link has closed.
+func (r *linkRun) newLink() (l *link.Link, trace *os.File, done func(), err error) {
+	restoreGC := func() {}
 	if _, set := os.LookupEnv("GOGC"); !set {
-		defer debug.SetGCPercent(debug.SetGCPercent(linkGCPercent))
+		old := debug.SetGCPercent(linkGCPercent)
+		restoreGC = func() { debug.SetGCPercent(old) }
 	}
 	var opts link.Options
 	if r.trace != "" {
-		f, err := os.Create(r.trace)
-		if err != nil {
-			return err
+		if trace, err = os.Create(r.trace); err != nil {
+			restoreGC()
+			return nil, nil, nil, err
 		}
-		defer f.Close()
-		opts.Trace = f
+		opts.Trace = trace
 	}
-	l, err := link.New(r.spec, &opts)
+	done = func() {
+		if trace != nil {
+			trace.Close()
+		}
+		restoreGC()
+	}
+	if l, err = link.New(r.spec, &opts); err != nil {
+		done()
+		return nil, nil, nil, unprefixed{err}
+	}
+	return l, trace, done, nil
+}
+
+func (r *linkRun) run(ctx context.Context, st *stdio) error {
+	l, trace, done, err := r.newLink()
 	if err != nil {
-		return unprefixed{err}
+		return err
 	}
+	defer done()
 	log := newLogger(st, "info")
 	var capt *pcapFile
 	if r.pcap != "" {
@@ -268,7 +287,7 @@ func (r *linkRun) run(ctx context.Context, st *stdio) error {
 		log.Info("link: metrics", "url", url)
 		defer stop()
 	}
-	err = r.relay(ctx, st, log, l, p, opts.Trace)
+	err = r.relay(ctx, st, log, l, p, trace)
 	if cerr := capt.close(log); err == nil {
 		err = cerr
 	}
@@ -277,7 +296,7 @@ func (r *linkRun) run(ctx context.Context, st *stdio) error {
 
 // relay reports on the running proxy until ctx ends, then closes it and
 // the link.
-func (r *linkRun) relay(ctx context.Context, st *stdio, log *slog.Logger, l *link.Link, p *link.Proxy, trace io.Writer) error {
+func (r *linkRun) relay(ctx context.Context, st *stdio, log *slog.Logger, l *link.Link, p *link.Proxy, trace *os.File) error {
 	spec, steps, every := r.spec, r.steps, r.every
 	log.Info("link: relaying", "listen", p.Addr(), "to", r.to, "link", spec.String())
 
@@ -315,7 +334,7 @@ func (r *linkRun) relay(ctx context.Context, st *stdio, log *slog.Logger, l *lin
 		return unprefixed{err}
 	}
 	if trace != nil {
-		return trace.(*os.File).Sync()
+		return trace.Sync()
 	}
 	return nil
 }

@@ -5,8 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/udplab/udplab/internal/netstack"
@@ -43,22 +41,11 @@ func checkTCPLink(fs *flag.FlagSet, spec link.Spec) (mtu int, err error) {
 // the middle leg's, and maxConns the bound on connections (0: the
 // relay's default).
 func (r *linkRun) runTCP(ctx context.Context, st *stdio, mtu, maxConns int) error {
-	if _, set := os.LookupEnv("GOGC"); !set {
-		defer debug.SetGCPercent(debug.SetGCPercent(linkGCPercent))
-	}
-	var opts link.Options
-	if r.trace != "" {
-		f, err := os.Create(r.trace)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		opts.Trace = f
-	}
-	l, err := link.New(r.spec, &opts)
+	l, trace, done, err := r.newLink()
 	if err != nil {
-		return unprefixed{err}
+		return err
 	}
+	defer done()
 	log := newLogger(st, "info")
 	relay, err := tcprelay.Listen(r.listen, tcprelay.Config{Link: l, To: r.to, MaxConns: maxConns, MTU: mtu, Logger: log})
 	if err != nil {
@@ -98,8 +85,8 @@ func (r *linkRun) runTCP(ctx context.Context, st *stdio, mtu, maxConns int) erro
 	if err := l.Close(); err != nil {
 		return unprefixed{err}
 	}
-	if opts.Trace != nil {
-		return opts.Trace.(*os.File).Sync()
+	if trace != nil {
+		return trace.Sync()
 	}
 	return nil
 }
