@@ -90,7 +90,7 @@ func NewServer(cfg Config) *Server {
 			writeError(w, err)
 			return
 		}
-		reply(w, http.StatusCreated)(s.Create(c))
+		reply(w, http.StatusCreated)(s.create(c, false))
 	})
 	s.mux.HandleFunc("GET /links/{name}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK)(s.Get(r.PathValue("name")))
@@ -108,7 +108,7 @@ func NewServer(cfg Config) *Server {
 			writeError(w, err)
 			return
 		}
-		reply(w, http.StatusOK)(s.SetSpec(r.PathValue("name"), c))
+		reply(w, http.StatusOK)(s.setSpec(r.PathValue("name"), c, false))
 	}
 	s.mux.HandleFunc("PUT /links/{name}/spec", setSpec)
 	s.mux.HandleFunc("POST /links/{name}/spec", setSpec)
@@ -155,8 +155,12 @@ func allowedAt(path string) string {
 }
 
 // Create starts a link as c says. It returns an *Error naming the field at
-// fault when c is refused.
-func (s *Server) Create(c LinkConfig) (Link, error) {
+// fault when c is refused. A Go caller (udplab link's flags and --config)
+// may name a distribution table file in the spec; a request over HTTP may
+// not (see noFiles).
+func (s *Server) Create(c LinkConfig) (Link, error) { return s.create(c, true) }
+
+func (s *Server) create(c LinkConfig, trusted bool) (Link, error) {
 	if !validName(c.Name) {
 		return Link{}, invalid("name", "name %q: want 1 to %d letters, digits, '.', '_' or '-'", c.Name, maxName)
 	}
@@ -171,7 +175,7 @@ func (s *Server) Create(c LinkConfig) (Link, error) {
 	if ua.Port != 0 && la.Port == ua.Port && (la.IP.Equal(ua.IP) || la.IP.IsUnspecified() && (ua.IP.IsLoopback() || ua.IP.IsUnspecified())) {
 		return Link{}, invalid("upstream", "upstream %s is listen %s: the link would relay to itself", c.Upstream, c.Listen)
 	}
-	if err := noFiles(c.Spec); err != nil {
+	if err := noFiles(c.Spec); err != nil && !trusted {
 		return Link{}, err
 	}
 	spec, err := link.Parse(c.Spec)
@@ -236,7 +240,10 @@ func (s *Server) Get(name string) (Link, error) {
 // SetSpec replaces the spec of the link called name, in the directions c
 // says, in one atomic step for the packets written from then on (see
 // link.Link.Set). The change is logged with the old and new spec.
-func (s *Server) SetSpec(name string, c SpecChange) (Link, error) {
+// A Go caller may name a table file, as with Create.
+func (s *Server) SetSpec(name string, c SpecChange) (Link, error) { return s.setSpec(name, c, true) }
+
+func (s *Server) setSpec(name string, c SpecChange, trusted bool) (Link, error) {
 	e, err := s.lookup(name)
 	if err != nil {
 		return Link{}, err
@@ -248,7 +255,7 @@ func (s *Server) SetSpec(name string, c SpecChange) (Link, error) {
 	defer e.mu.Unlock()
 	old := e.spec
 	next := link.Spec{Seed: old.Seed}
-	if err := noFiles(c.Spec); err != nil {
+	if err := noFiles(c.Spec); err != nil && !trusted {
 		return Link{}, err
 	}
 	if err := next.Apply(c.Spec); err != nil {
@@ -379,15 +386,20 @@ func notFound(name string) *Error {
 // netem's named tables (dist=normal, pareto, paretonormal) are built in.
 func noFiles(spec string) error {
 	for _, item := range strings.Split(spec, ",") {
-		if _, after, ok := strings.Cut(item, ":"); ok { // up:ITEM, down:ITEM
-			item = after
+		item = strings.TrimSpace(item)
+		for _, dir := range []string{"up:", "down:"} {
+			item = strings.TrimPrefix(item, dir)
 		}
-		if v, ok := strings.CutPrefix(strings.TrimSpace(item), "dist="); ok && (strings.Contains(v, "/") || strings.HasSuffix(v, ".dist")) {
-			return invalid("spec", "spec: dist=%s: a table file is not read over the API (nor from --config); use a built-in distribution: normal, pareto, paretonormal", v)
+		if v, ok := strings.CutPrefix(item, "dist="); ok && !slices.Contains(builtInDists, v) {
+			return invalid("spec", "spec: dist=%s: a table file is not read for a request over the API (--config and the flags may name one); use a built-in distribution: uniform, normal, pareto, paretonormal", v)
 		}
 	}
 	return nil
 }
+
+// builtInDists are the distributions the grammar knows by name, which
+// read no file.
+var builtInDists = []string{"uniform", "normal", "pareto", "paretonormal"}
 
 func specError(err error) *Error {
 	return invalid("spec", "spec: %s", strings.TrimPrefix(err.Error(), "link: "))

@@ -346,7 +346,8 @@ func FuzzCreateRequest(f *testing.F) {
 // TestNoDistFiles: a spec naming a distribution file is refused, in a
 // create and in a change, so no caller makes the server open a path.
 func TestNoDistFiles(t *testing.T) {
-	for _, spec := range []string{"delay=20ms,jitter=5ms,dist=/dev/stdin", "up:dist=x.dist", "jitter=1ms,dist=./t"} {
+	for _, spec := range []string{"delay=20ms,jitter=5ms,dist=/dev/stdin", "up:dist=x.dist", "jitter=1ms,dist=./t",
+		"jitter=1ms,dist=/sys/dev/char/1:3/../../../../etc/passwd", "down:dist=t", " dist=/x"} {
 		if err := noFiles(spec); err == nil {
 			t.Errorf("noFiles(%q) = nil, want a refusal", spec)
 		}
