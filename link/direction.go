@@ -446,7 +446,10 @@ func (d *direction) loop() {
 		p := d.pop()
 		d.recordLate(time.Since(at))
 		if slot.on() {
-			d.slotSpend(slot, time.Now(), len(*p.buf)+headerBytes(p.addr))
+			// From the slot's own time, not the clock's: a late wakeup on
+			// a busy host must not shift every later slot (netem opens
+			// the next from the packet's time to send).
+			d.slotSpend(slot, at, len(*p.buf)+headerBytes(p.addr))
 		}
 		d.mu.Unlock()
 		d.deliver(*p.buf, p.addr, p.out)

@@ -18,6 +18,9 @@ import (
 // is paretoNormalSD. netem's table stops at ±4 (its int16 limit) and
 // so is slightly below zero on average; this one is not cut.
 func paretoNormal(q float64) float64 {
+	// Keep q inside (0, 1): at 0 the normal part is -Inf, which a
+	// correlated jitter would carry into every later draw.
+	q = min(max(q, 0x1p-53), 1-0x1p-53)
 	n := math.Sqrt2 * math.Erfinv(2*q-1)
 	p := 4.0 / 3 * (math.Pow(1-q, -1.0/3) - 1.5)
 	return (n + 3*p) / 4

@@ -97,8 +97,11 @@ func TestSystemDistTables(t *testing.T) {
 			continue
 		}
 		tab, err := LoadDistTable(path)
-		if err != nil || tab.Len() != 4096 {
-			t.Fatalf("LoadDistTable(%s) = %d values, %v; want 4096", path, tab.Len(), err)
+		if err != nil {
+			t.Fatalf("LoadDistTable(%s): %v", path, err)
+		}
+		if tab.Len() != 4096 {
+			t.Fatalf("LoadDistTable(%s) = %d values, want 4096", path, tab.Len())
 		}
 		var m, sq float64
 		for _, v := range tab.values {

@@ -599,6 +599,37 @@ func (spec *Spec) Validate() error {
 		if d.p.Dist != Uniform && d.p.Jitter == 0 {
 			return fmt.Errorf("link: %s: dist=%s needs a jitter to shape; without one every packet has the same delay", d.name, d.p.Dist)
 		}
+		if err := d.p.validateModels(); err != nil {
+			return fmt.Errorf("link: %s: %w", d.name, err)
+		}
+	}
+	return nil
+}
+
+// validateModels checks the newer models' numbers, as the grammar checks
+// them, for a Spec built in Go: a correlation of 1 would make a jitter
+// draw NaN, a slot shorter than none or longer than its maximum has no
+// meaning.
+func (p *Params) validateModels() error {
+	for _, rho := range []float64{p.LossCorr, p.DupCorr, p.CorruptCorr, p.ReorderCorr, p.JitterCorr} {
+		if !(rho >= 0 && rho < 1) {
+			return fmt.Errorf("a correlation of %v: want 0 to below 1", rho)
+		}
+	}
+	m := p.State
+	for _, q := range []float64{m.P13, m.P31, m.P32, m.P23, m.P14} {
+		if !(q >= 0 && q <= 1) {
+			return fmt.Errorf("loss-state probability %v: want 0 to 1", q)
+		}
+	}
+	if m.P13+m.P14 > 1 || m.P31+m.P32 > 1 {
+		return fmt.Errorf("loss-state: p13+p14 and p31+p32 may not pass 1")
+	}
+	if s := p.Slot; s.Min < 0 || s.Max < s.Min || s.Packets < 0 || s.Bytes < 0 {
+		return fmt.Errorf("slot %v/%v, %d packets, %d bytes: want 0 <= MIN <= MAX and no negative bound", s.Min, s.Max, s.Packets, s.Bytes)
+	}
+	if p.CellSize < 0 {
+		return fmt.Errorf("cellsize %d: want 0 (none) or more", p.CellSize)
 	}
 	return nil
 }

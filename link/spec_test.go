@@ -232,3 +232,23 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestValidateModels: a Spec built in Go with a newer model's number out
+// of range is refused, as the grammar refuses it.
+func TestValidateModels(t *testing.T) {
+	for _, p := range []Params{
+		{JitterCorr: 1, Jitter: time.Millisecond},
+		{LossCorr: -0.1},
+		{State: FourState{P13: 1.5}},
+		{State: FourState{P13: 0.6, P14: 0.6}},
+		{Slot: Slot{Min: 2 * time.Millisecond, Max: time.Millisecond}},
+		{Slot: Slot{Min: -time.Millisecond, Max: time.Millisecond}},
+		{Slot: Slot{Max: time.Millisecond, Packets: -1}},
+		{Rate: 1e6, CellSize: -1},
+	} {
+		spec := Spec{Up: p, Down: p}
+		if err := spec.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil, want an error", p)
+		}
+	}
+}
