@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 
 	"github.com/udplab/udplab/link/api"
 )
@@ -39,9 +38,7 @@ func (r *linkRun) runNamed(ctx context.Context, st *stdio) error {
 		}
 		configs = append(configs, cs...)
 	}
-	if _, set := os.LookupEnv("GOGC"); !set {
-		defer debug.SetGCPercent(debug.SetGCPercent(linkGCPercent))
-	}
+	defer setLinkGC()()
 	log := newLogger(st, "info")
 	s := api.NewServer(api.Config{Idle: r.idle, MaxClients: r.maxClients, Logger: log})
 	for _, c := range configs {
