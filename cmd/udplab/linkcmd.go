@@ -303,36 +303,12 @@ func (r *linkRun) run(ctx context.Context, st *stdio) error {
 // relay reports on the running proxy until ctx ends, then closes it and
 // the link.
 func (r *linkRun) relay(ctx context.Context, st *stdio, log *slog.Logger, l *link.Link, p *link.Proxy, trace *os.File) error {
-	spec, steps, every := r.spec, r.steps, r.every
-	log.Info("link: relaying", "listen", p.Addr(), "to", r.to, "link", spec.String())
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	scheduleDone := make(chan struct{})
-	go func() {
-		defer close(scheduleDone)
-		l.RunSchedule(ctx, steps, func(s link.Step) { log.Info("link: schedule step", "step", s) })
-	}()
+	log.Info("link: relaying", "listen", p.Addr(), "to", r.to, "link", r.spec.String())
 	rep := newLinkReport(st.out, l, p)
-	var tick <-chan time.Time
-	if every > 0 {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		tick = t.C
-	}
-	for done := false; !done; {
-		select {
-		case now := <-tick:
-			rep.interval(now)
-		case <-ctx.Done():
-			done = true
-		}
-	}
-	if now := time.Now(); every > 0 && now.Sub(rep.prev.at) >= time.Millisecond {
+	r.untilDone(ctx, l, log, rep.interval)
+	if now := time.Now(); r.every > 0 && now.Sub(rep.prev.at) >= time.Millisecond {
 		rep.interval(now) // the last, partial interval, as iperf3 prints it
 	}
-	cancel()
-	<-scheduleDone
 	open := p.Clients()
 	p.Close()
 	rep.summary(open)
@@ -343,6 +319,33 @@ func (r *linkRun) relay(ctx context.Context, st *stdio, log *slog.Logger, l *lin
 		return trace.Sync()
 	}
 	return nil
+}
+
+// untilDone runs the link's --schedule and calls interval every --stats
+// until ctx ends, then stops the schedule.
+func (r *linkRun) untilDone(ctx context.Context, l *link.Link, log *slog.Logger, interval func(time.Time)) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	scheduleDone := make(chan struct{})
+	go func() {
+		defer close(scheduleDone)
+		l.RunSchedule(ctx, r.steps, func(s link.Step) { log.Info("link: schedule step", "step", s) })
+	}()
+	defer func() { cancel(); <-scheduleDone }()
+	var tick <-chan time.Time
+	if r.every > 0 {
+		t := time.NewTicker(r.every)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case now := <-tick:
+			interval(now)
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // unprefixed is an error of the link package, shown without the package's

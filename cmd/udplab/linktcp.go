@@ -54,32 +54,10 @@ func (r *linkRun) runTCP(ctx context.Context, st *stdio, mtu, maxConns int) erro
 	}
 	log.Info("link: relaying tcp", "listen", relay.Addr(), "to", r.to, "link", r.spec.String(), "stack", (&netstack.Config{MTU: mtu}).Describe())
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	scheduleDone := make(chan struct{})
-	go func() {
-		defer close(scheduleDone)
-		l.RunSchedule(ctx, r.steps, func(s link.Step) { log.Info("link: schedule step", "step", s) })
-	}()
 	rep := &tcpLinkReport{w: st.out, l: l, r: relay}
 	rep.prev, rep.start = rep.snapshot(), time.Now()
 	rep.at = rep.start
-	var tick <-chan time.Time
-	if r.every > 0 {
-		t := time.NewTicker(r.every)
-		defer t.Stop()
-		tick = t.C
-	}
-	for done := false; !done; {
-		select {
-		case now := <-tick:
-			rep.interval(now)
-		case <-ctx.Done():
-			done = true
-		}
-	}
-	cancel()
-	<-scheduleDone
+	r.untilDone(ctx, l, log, rep.interval)
 	relay.Close()
 	rep.summary()
 	if err := l.Close(); err != nil {
