@@ -86,11 +86,11 @@ func TestBadConfigClosesSocket(t *testing.T) {
 		"NewConn":   func(pc net.PacketConn) error { _, err := NewConn(pc, pc.LocalAddr(), bad); return err },
 		"NewServer": func(pc net.PacketConn) error { _, err := NewServer(pc, message.Echo, bad); return err },
 	} {
-		pc := newMemNet().listen("10.0.0.1:4000")
+		pc := conntest.NewMemNet().Listen("10.0.0.1:4000")
 		if err := build(pc); err == nil {
 			t.Fatalf("%s with %+v succeeded", name, bad)
 		}
-		if _, err := pc.WriteTo([]byte("x"), pc.addr); !errors.Is(err, net.ErrClosed) {
+		if _, err := pc.WriteTo([]byte("x"), pc.LocalAddr()); !errors.Is(err, net.ErrClosed) {
 			t.Errorf("%s failed and left its socket open", name)
 		}
 	}
@@ -204,11 +204,11 @@ func TestListenAndStats(t *testing.T) {
 // and answered by nobody, while the two kept are served.
 func TestMaxPeers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := newMemNet()
-		s := newServer(t, n.listen("10.0.0.1:4000"), message.Greet, &Config{MaxPeers: 2})
+		n := conntest.NewMemNet()
+		s := newServer(t, n.Listen("10.0.0.1:4000"), message.Greet, &Config{MaxPeers: 2})
 		var conns []*Conn
 		for _, addr := range []string{"10.0.0.2:4000", "10.0.0.3:4000", "10.0.0.4:4000"} {
-			conns = append(conns, newClient(t, n.listen(addr), s.Addr(), nil))
+			conns = append(conns, newClient(t, n.Listen(addr), s.Addr(), nil))
 		}
 		for i, c := range conns {
 			got, err := conntest.Request(c, []byte("Ann"), time.Second)
@@ -227,9 +227,9 @@ func TestMaxPeers(t *testing.T) {
 // and 1.5×Idle after its last datagram, and comes back as a new peer.
 func TestIdlePeersAreReaped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := newMemNet()
-		s := newServer(t, n.listen("10.0.0.1:4000"), message.Greet, &Config{Idle: time.Second})
-		c := newClient(t, n.listen("10.0.0.2:4000"), s.Addr(), nil)
+		n := conntest.NewMemNet()
+		s := newServer(t, n.Listen("10.0.0.1:4000"), message.Greet, &Config{Idle: time.Second})
+		c := newClient(t, n.Listen("10.0.0.2:4000"), s.Addr(), nil)
 		// The reaper looks every 0.5s from 0. The client's last datagram is
 		// its request's parity, at DefaultFlush: at 1s the peer has been
 		// silent for less than Idle, at 1.5s for more.
@@ -257,8 +257,8 @@ func TestIdlePeersAreReaped(t *testing.T) {
 // Send and Receive fail alike afterwards, also with messages waiting.
 func TestCloseUnblocks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := newMemNet()
-		c := newClient(t, n.listen("10.0.0.2:4000"), n.listen("10.0.0.1:4000").addr, nil)
+		n := conntest.NewMemNet()
+		c := newClient(t, n.Listen("10.0.0.2:4000"), n.Listen("10.0.0.1:4000").LocalAddr(), nil)
 		errc := make(chan error)
 		go func() {
 			_, err := c.Receive(context.Background())
@@ -287,8 +287,8 @@ func TestCloseUnblocks(t *testing.T) {
 // deadline.
 func TestReceiveDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := newMemNet()
-		c := newClient(t, n.listen("10.0.0.2:4000"), n.listen("10.0.0.1:4000").addr, nil)
+		n := conntest.NewMemNet()
+		c := newClient(t, n.Listen("10.0.0.2:4000"), n.Listen("10.0.0.1:4000").LocalAddr(), nil)
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 		defer cancel()
@@ -308,10 +308,10 @@ func TestReceiveDeadline(t *testing.T) {
 // a real client, which sends parity too, gets both.
 func TestParityWithheld(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := newMemNet()
+		n := conntest.NewMemNet()
 		big := func(dst, req []byte) ([]byte, error) { return append(dst, make([]byte, 83)...), nil }
-		s := newServer(t, n.listen("10.0.0.1:4000"), big, nil)
-		forged := n.listen("10.0.0.2:4000")
+		s := newServer(t, n.Listen("10.0.0.1:4000"), big, nil)
+		forged := n.Listen("10.0.0.2:4000")
 		forged.WriteTo(dataShard(1, 0, []byte("x")), s.Addr()) // 41 bytes with headers: 123 may come back
 		time.Sleep(time.Second)
 		synctest.Wait()
@@ -324,7 +324,7 @@ func TestParityWithheld(t *testing.T) {
 
 		// The client's parity goes out before the reply's (a shorter
 		// Flush), so it has counted by the time the reply's parity is due.
-		c := newClient(t, n.listen("10.0.0.3:4000"), s.Addr(), &Config{Flush: time.Millisecond})
+		c := newClient(t, n.Listen("10.0.0.3:4000"), s.Addr(), &Config{Flush: time.Millisecond})
 		for range 3 {
 			conntest.RoundTrip(t, c, "a name of some length")
 			time.Sleep(time.Second) // each a group of one, with its parity

@@ -3,6 +3,7 @@ package fec
 import (
 	"context"
 	"fmt"
+	"github.com/udplab/udplab/internal/conntest"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -11,19 +12,19 @@ import (
 
 // sent describes the datagrams waiting at c, each as "kind index[/k+p] @
 // offset from start", in arrival order.
-func sent(t *testing.T, c *memConn, start time.Time, d, p int) string {
+func sent(t *testing.T, c *conntest.MemConn, start time.Time, d, p int) string {
 	t.Helper()
 	var out []string
 	for {
-		pkt, ok := c.recv()
+		pkt, ok := c.Recv()
 		if !ok {
 			return strings.Join(out, ", ")
 		}
-		h, _, ok := parse(pkt.b, d, p)
+		h, _, ok := parse(pkt.B, d, p)
 		if !ok {
-			t.Fatalf("malformed datagram % x", pkt.b)
+			t.Fatalf("malformed datagram % x", pkt.B)
 		}
-		at := pkt.at.Sub(start)
+		at := pkt.At.Sub(start)
 		if h.kind == kindData {
 			out = append(out, fmt.Sprintf("data %d @%v", h.index, at))
 		} else {
@@ -39,9 +40,9 @@ func sent(t *testing.T, c *memConn, start time.Time, d, p int) string {
 func TestFlushTimes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const flush = 10 * time.Millisecond
-		n := newMemNet()
-		server := n.listen("10.0.0.1:4000")
-		c := newClient(t, n.listen("10.0.0.2:4000"), server.addr, &Config{DataShards: 4, ParityShards: 2, Flush: flush})
+		n := conntest.NewMemNet()
+		server := n.Listen("10.0.0.1:4000")
+		c := newClient(t, n.Listen("10.0.0.2:4000"), server.LocalAddr(), &Config{DataShards: 4, ParityShards: 2, Flush: flush})
 		ctx := context.Background()
 		start := time.Now()
 		step := func(name string, wait time.Duration, want string) {
@@ -81,9 +82,9 @@ func TestFlushTimes(t *testing.T) {
 // Flush later, to a client that sent a shard made by hand.
 func TestServerFlushTimes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := newMemNet()
-		client := n.listen("10.0.0.2:4000")
-		s := newServer(t, n.listen("10.0.0.1:4000"), func(dst, req []byte) ([]byte, error) {
+		n := conntest.NewMemNet()
+		client := n.Listen("10.0.0.2:4000")
+		s := newServer(t, n.Listen("10.0.0.1:4000"), func(dst, req []byte) ([]byte, error) {
 			return append(dst, "re: "...), nil
 		}, nil)
 		start := time.Now()

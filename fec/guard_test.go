@@ -2,8 +2,6 @@ package fec
 
 import (
 	"context"
-	"net"
-	"net/netip"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -14,9 +12,9 @@ import (
 
 // forge returns a conn whose datagrams say they come from addr, as a forged
 // source's would: replies to addr go to whoever is there, or nowhere.
-func (n *memNet) forge(addr string) *memConn {
-	c := n.listen("10.9.9.9:9999")
-	c.addr = net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr))
+func forge(n *conntest.MemNet, addr string) *conntest.MemConn {
+	c := n.Listen("10.9.9.9:9999")
+	c.Claim(addr)
 	return c
 }
 
@@ -27,11 +25,11 @@ func (n *memNet) forge(addr string) *memConn {
 func TestForgedSourcesDropped(t *testing.T) {
 	for _, allow := range []bool{false, true} {
 		synctest.Test(t, func(t *testing.T) {
-			n := newMemNet()
-			s := newServer(t, n.listen("10.0.0.1:4000"), message.Echo, &Config{AllowLowPorts: allow})
-			n.forge("10.0.0.1:4000").WriteTo(dataShard(1, 0, []byte("loop")), s.Addr())
-			n.forge("10.0.0.2:53").WriteTo(dataShard(1, 0, []byte("dns")), s.Addr())
-			c := newClient(t, n.listen("10.0.0.3:4000"), s.Addr(), nil)
+			n := conntest.NewMemNet()
+			s := newServer(t, n.Listen("10.0.0.1:4000"), message.Echo, &Config{AllowLowPorts: allow})
+			forge(n, "10.0.0.1:4000").WriteTo(dataShard(1, 0, []byte("loop")), s.Addr())
+			forge(n, "10.0.0.2:53").WriteTo(dataShard(1, 0, []byte("dns")), s.Addr())
+			c := newClient(t, n.Listen("10.0.0.3:4000"), s.Addr(), nil)
 			if got := conntest.RoundTrip(t, c, "after"); got != "after" {
 				t.Fatalf("reply = %q, want after", got)
 			}
@@ -53,13 +51,13 @@ func TestForgedSourcesDropped(t *testing.T) {
 // less is sent.
 func TestReplyCapped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := newMemNet()
+		n := conntest.NewMemNet()
 		// "x" is 13 bytes of shard, 41 on the wire: 123 may come back, 83
 		// bytes of reply.
 		size := 83
 		h := func(dst, req []byte) ([]byte, error) { return append(dst, make([]byte, size)...), nil }
-		s := newServer(t, n.listen("10.0.0.1:4000"), h, nil)
-		c := newClient(t, n.listen("10.0.0.2:4000"), s.Addr(), nil)
+		s := newServer(t, n.Listen("10.0.0.1:4000"), h, nil)
+		c := newClient(t, n.Listen("10.0.0.2:4000"), s.Addr(), nil)
 		if got := conntest.RoundTrip(t, c, "x"); len(got) != 83 {
 			t.Fatalf("reply of %d bytes, want 83", len(got))
 		}
@@ -78,15 +76,15 @@ func TestReplyCapped(t *testing.T) {
 // time; Shutdown returns nil.
 func TestShutdownDrains(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := newMemNet()
+		n := conntest.NewMemNet()
 		entered, release := make(chan struct{}), make(chan struct{})
 		h := func(dst, req []byte) ([]byte, error) {
 			close(entered)
 			<-release
 			return message.Echo(dst, req)
 		}
-		s := newServer(t, n.listen("10.0.0.1:4000"), h, &Config{Flush: time.Hour})
-		client := n.listen("10.0.0.2:4000")
+		s := newServer(t, n.Listen("10.0.0.1:4000"), h, &Config{Flush: time.Hour})
+		client := n.Listen("10.0.0.2:4000")
 		client.WriteTo(dataShard(1, 0, []byte("hi")), s.Addr())
 		<-entered
 		start := time.Now()
@@ -107,15 +105,15 @@ func TestShutdownDrains(t *testing.T) {
 // while the handler holds its request, and says it cut that one off.
 func TestShutdownCutOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := newMemNet()
-		spc := n.listen("10.0.0.1:4000")
+		n := conntest.NewMemNet()
+		spc := n.Listen("10.0.0.1:4000")
 		entered := make(chan struct{})
 		s := newServer(t, spc, func(dst, req []byte) ([]byte, error) {
 			close(entered)
-			<-spc.closed // released by Shutdown's Close
+			<-spc.Closed() // released by Shutdown's Close
 			return message.Echo(dst, req)
 		}, nil)
-		n.listen("10.0.0.2:4000").WriteTo(dataShard(1, 0, []byte("late")), s.Addr())
+		n.Listen("10.0.0.2:4000").WriteTo(dataShard(1, 0, []byte("late")), s.Addr())
 		<-entered
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/udplab/udplab/internal/conntest"
 	"math/bits"
 	"os"
 	"sync"
@@ -58,7 +59,7 @@ func drops(cases []groupCase, d, p int) []bool {
 	return out
 }
 
-// dropper returns a memConn fate that loses datagram n when lost[n].
+// dropper returns a MemConn Fate that loses datagram n when lost[n].
 func dropper(lost []bool) func(n int) int {
 	return func(n int) int {
 		if n < len(lost) && lost[n] {
@@ -144,11 +145,11 @@ func TestRequestRecovery(t *testing.T) {
 
 func requestRecovery(t *testing.T, d, p int, cases []groupCase) {
 	cfg := &Config{DataShards: d, ParityShards: p}
-	n := newMemNet()
+	n := conntest.NewMemNet()
 	rec := &recorder{got: map[string]int{}}
-	s := newServer(t, n.listen("10.0.0.1:4000"), rec.handle, cfg)
-	cpc := n.listen("10.0.0.2:4000")
-	cpc.fate = dropper(drops(cases, d, p))
+	s := newServer(t, n.Listen("10.0.0.1:4000"), rec.handle, cfg)
+	cpc := n.Listen("10.0.0.2:4000")
+	cpc.Fate = dropper(drops(cases, d, p))
 	c := newClient(t, cpc, s.Addr(), cfg)
 	for g, gc := range cases {
 		sendGroup(t, c, g, gc.k, d)
@@ -204,11 +205,11 @@ func TestReplyRecovery(t *testing.T) {
 
 func replyRecovery(t *testing.T, d, p int, cases []groupCase) {
 	cfg := &Config{DataShards: d, ParityShards: p}
-	n := newMemNet()
-	spc := n.listen("10.0.0.1:4000")
-	spc.fate = dropper(drops(cases, d, p))
+	n := conntest.NewMemNet()
+	spc := n.Listen("10.0.0.1:4000")
+	spc.Fate = dropper(drops(cases, d, p))
 	s := newServer(t, spc, message.Echo, cfg)
-	c := newClient(t, n.listen("10.0.0.2:4000"), s.Addr(), cfg)
+	c := newClient(t, n.Listen("10.0.0.2:4000"), s.Addr(), cfg)
 	var lost uint64
 	for g, gc := range cases {
 		sendGroup(t, c, g, gc.k, d) // the echoes group alike

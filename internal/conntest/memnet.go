@@ -11,13 +11,15 @@ import (
 
 // memQueue is how many datagrams a MemConn holds unread; past it, as a
 // full socket buffer does, it drops what arrives.
-const memQueue = 4096
+const memQueue = 1 << 14
 
 // MemNet is an in-memory datagram network for servers fed by hand: a
 // datagram sent to an address arrives at the MemConn listening there, or
 // vanishes, and Inject delivers a datagram from any source address at
 // all, as a forger on the path could. Addresses are *net.UDPAddr. Its
-// methods may be called from many goroutines at once.
+// conns block only on channels and timers, which a testing/synctest bubble
+// sees through, so it serves tests in virtual time too. Its methods may be
+// called from many goroutines at once.
 type MemNet struct {
 	mu    sync.Mutex
 	conns map[netip.AddrPort]*MemConn
@@ -30,7 +32,7 @@ func NewMemNet() *MemNet { return &MemNet{conns: make(map[netip.AddrPort]*MemCon
 // other there. Its caller, or the server it is handed to, closes it.
 func (n *MemNet) Listen(addr string) *MemConn {
 	ap := netip.MustParseAddrPort(addr)
-	c := &MemConn{net: n, ap: ap, in: make(chan memPacket, memQueue),
+	c := &MemConn{net: n, ap: ap, in: make(chan MemPacket, memQueue),
 		changed: make(chan struct{}), closed: make(chan struct{})}
 	n.mu.Lock()
 	n.conns[ap] = c
@@ -47,9 +49,11 @@ func (n *MemNet) Inject(to net.Addr, from netip.AddrPort, b []byte) bool {
 	return c != nil && c.deliver(b, net.UDPAddrFromAddrPort(from))
 }
 
-type memPacket struct {
-	b    []byte
-	from net.Addr
+// MemPacket is a datagram as it waits at a MemConn.
+type MemPacket struct {
+	B    []byte
+	From net.Addr
+	At   time.Time // when it was sent, and so arrived
 }
 
 // MemConn is one address on a MemNet. It implements net.PacketConn; write
@@ -57,7 +61,16 @@ type memPacket struct {
 type MemConn struct {
 	net *MemNet
 	ap  netip.AddrPort
-	in  chan memPacket
+	in  chan MemPacket
+
+	// Fate, if set before the conn is used, says how many copies of its
+	// n-th datagram (from 0) reach the receiver: 0 drops it, 2
+	// duplicates it.
+	Fate func(n int) int
+	sent int // guarded by mu
+	// claim, when valid, is the source its datagrams say they come from
+	// (see Claim).
+	claim netip.AddrPort
 
 	mu      sync.Mutex
 	rdl     time.Time     // the read deadline; zero for none
@@ -74,7 +87,7 @@ func (c *MemConn) deliver(b []byte, from net.Addr) bool {
 	default:
 	}
 	select {
-	case c.in <- memPacket{append([]byte(nil), b...), from}:
+	case c.in <- MemPacket{append([]byte(nil), b...), from, time.Now()}:
 		return true
 	default:
 		return false // the queue is full: dropped
@@ -89,7 +102,21 @@ func (c *MemConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, net.ErrClosed
 	default:
 	}
-	c.net.Inject(addr, c.ap, b)
+	copies := 1
+	if c.Fate != nil {
+		c.mu.Lock()
+		n := c.sent
+		c.sent++
+		c.mu.Unlock()
+		copies = c.Fate(n)
+	}
+	src := c.ap
+	if c.claim.IsValid() {
+		src = c.claim
+	}
+	for range copies {
+		c.net.Inject(addr, src, b)
+	}
 	return len(b), nil
 }
 
@@ -100,7 +127,7 @@ func (c *MemConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		select {
 		case p := <-c.in: // a datagram waiting wins over a past deadline
-			return copy(b, p.b), p.from, nil
+			return copy(b, p.B), p.From, nil
 		default:
 		}
 		c.mu.Lock()
@@ -126,13 +153,31 @@ func (c *MemConn) wait(b []byte, dl time.Time, changed <-chan struct{}) (int, ne
 	}
 	select {
 	case p := <-c.in:
-		return copy(b, p.b), p.from, true, nil
+		return copy(b, p.B), p.From, true, nil
 	case <-c.closed:
 		return 0, nil, true, net.ErrClosed
 	case <-expired:
 		return 0, nil, true, os.ErrDeadlineExceeded
 	case <-changed:
 		return 0, nil, false, nil
+	}
+}
+
+// Claim makes the datagrams c sends say they come from addr, as a forged
+// source's would: replies go to whoever listens at addr, or nowhere. Call
+// it before c is used.
+func (c *MemConn) Claim(addr string) { c.claim = netip.MustParseAddrPort(addr) }
+
+// Closed is closed when c is.
+func (c *MemConn) Closed() <-chan struct{} { return c.closed }
+
+// Recv returns the next datagram waiting, or false if none is.
+func (c *MemConn) Recv() (MemPacket, bool) {
+	select {
+	case p := <-c.in:
+		return p, true
+	default:
+		return MemPacket{}, false
 	}
 }
 
