@@ -412,6 +412,17 @@ func TestShutdownAnswersAccepted(t *testing.T) {
 	}
 }
 
+// clockedGate is a gate over a recordConn on a clock the test moves by
+// setting *now.
+func clockedGate(t *testing.T) (g *gate, rc *recordConn, now *time.Time) {
+	rc = &recordConn{}
+	g = newGate(rc, nil, &Config{ReceiveWindow: 512})
+	t.Cleanup(g.sources.Close)
+	at := time.Unix(1e9, 0)
+	g.now = func() time.Time { return at }
+	return g, rc, &at
+}
+
 // recordConn is a PacketConn that records what is written to it and reads
 // nothing.
 type recordConn struct {
@@ -435,11 +446,7 @@ func (c *recordConn) LocalAddr() net.Addr {
 // probe is kept from kcp-go; another conversation from the same address is
 // refused until the session has been silent for resetIdle.
 func TestGateSteps(t *testing.T) {
-	rc := &recordConn{}
-	g := newGate(rc, nil, &Config{ReceiveWindow: 512})
-	defer g.sources.Close()
-	now := time.Unix(1e9, 0)
-	g.now = func() time.Time { return now }
+	g, rc, now := clockedGate(t)
 	src := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 40000}
 
 	first := kcpPush(7, "Alice")
@@ -499,9 +506,9 @@ func TestGateSteps(t *testing.T) {
 	}
 	// Silent for resetIdle, the source may start another conversation,
 	// once it has answered a probe for it: a spoofer cannot.
-	now = now.Add(resetIdle / 2)
+	*now = now.Add(resetIdle / 2)
 	g.admit([]byte("0123456789"), src) // garbage, which anyone may send: it must not keep the session live
-	now = now.Add(resetIdle / 2)
+	*now = now.Add(resetIdle / 2)
 	restart := kcpPush(8, "restart")
 	if g.admit(restart, src) || len(rc.writes) != 2 {
 		t.Fatalf("another conversation after %s of silence: probes %d, want it probed, not let through", resetIdle, len(rc.writes))
@@ -625,11 +632,7 @@ func TestWarnsOfUnauthenticatedCipher(t *testing.T) {
 // close in, and is forgotten with its last; one that never opens a
 // session is forgotten after probationLease.
 func TestGatePeerLifetime(t *testing.T) {
-	rc := &recordConn{}
-	g := newGate(rc, nil, &Config{ReceiveWindow: 512})
-	defer g.sources.Close()
-	now := time.Unix(1e9, 0)
-	g.now = func() time.Time { return now }
+	g, rc, now := clockedGate(t)
 	src := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 40000}
 	validate := func(conv uint32) {
 		t.Helper()
@@ -645,7 +648,7 @@ func TestGatePeerLifetime(t *testing.T) {
 	passes := func() bool { return g.admit(kcpPush(7, "x"), src) }
 
 	validate(7)
-	now = now.Add(probationLease)
+	*now = now.Add(probationLease)
 	if passes() {
 		t.Fatal("a source with no session was kept past probationLease")
 	}
@@ -653,7 +656,7 @@ func TestGatePeerLifetime(t *testing.T) {
 	g.bind(src) // session C
 	g.bind(src) // a restart's session X opens before C ends
 	g.unbind(src)
-	now = now.Add(2 * probationLease)
+	*now = now.Add(2 * probationLease)
 	if !passes() {
 		t.Fatal("a source with a session open was forgotten")
 	}
@@ -666,7 +669,7 @@ func TestGatePeerLifetime(t *testing.T) {
 	g.unbind(src) // C ends before X is accepted: forgotten
 	g.bind(src)   // X
 	validate(7)   // X's next packet is probed once more
-	now = now.Add(2 * probationLease)
+	*now = now.Add(2 * probationLease)
 	if !passes() {
 		t.Fatal("a source validated again while its session is open was expired")
 	}
