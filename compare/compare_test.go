@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/udplab/udplab/internal/leakcheck"
+	"github.com/udplab/udplab/link"
 	"github.com/udplab/udplab/message"
 	"github.com/udplab/udplab/modes"
 	"github.com/udplab/udplab/raw"
@@ -377,5 +378,36 @@ func TestHarnessAllocations(t *testing.T) {
 	t.Logf("allocations: %d for 100 messages, %d for 2100: %.3f per message", small, large, perMessage)
 	if perMessage > 0.05 {
 		t.Errorf("the harness allocates %.2f times per message, want 0", perMessage)
+	}
+}
+
+// TestProbeOncePerCleanLink: links that differ only in their losses share
+// one connection probe per mode; a different delay, or jitter under
+// another seed, is probed anew.
+func TestProbeOncePerCleanLink(t *testing.T) {
+	c := Config{probed: make(map[probeKey]*Connect)}
+	spec := func(s string) link.Spec {
+		sp, err := link.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sp
+	}
+	ctx := context.Background()
+	first := c.probeConnect(ctx, "raw", spec("delay=2ms"))
+	if first == nil {
+		t.Fatal("no probe on a clean link")
+	}
+	if p := c.probeConnect(ctx, "raw", spec("loss=10%,delay=2ms")); p != first {
+		t.Errorf("loss=10%%,delay=2ms probed anew (%+v), want the figure of delay=2ms (%+v)", p, first)
+	}
+	if p := c.probeConnect(ctx, "raw", spec("delay=2ms,seed=9")); p != first {
+		t.Errorf("another seed with no jitter probed anew")
+	}
+	for _, s := range []string{"delay=3ms", "delay=2ms,jitter=1ms", "delay=2ms,jitter=1ms,seed=9"} {
+		c.probeConnect(ctx, "raw", spec(s))
+	}
+	if len(c.probed) != 4 {
+		t.Errorf("%d probes made, want 4 (delay 2ms, 3ms, and jitter under two seeds)", len(c.probed))
 	}
 }

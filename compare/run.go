@@ -60,6 +60,9 @@ type Config struct {
 	// Progress, if not nil, is called as work is done, in the units Work
 	// counts, from the goroutine that does it; one run at a time.
 	Progress func(done int)
+
+	// probed holds each connection probe Run has made (see probeConnect).
+	probed map[probeKey]*Connect
 }
 
 // Work is how much a whole comparison has to do, in Progress's units:
@@ -392,6 +395,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	}
 	c.Workload = c.Workload.withDefaults()
 	c.canonical()
+	c.probed = make(map[probeKey]*Connect)
 	rep := &Report{Config: c.describe()}
 	for _, job := range c.jobs() {
 		r, err := job(ctx)
