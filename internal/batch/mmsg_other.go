@@ -1,0 +1,13 @@
+//go:build !linux
+
+package batch
+
+import "net"
+
+// mmsgConn is Linux's; elsewhere every batch goes one datagram per call.
+type mmsgConn struct{}
+
+func newMmsgConn(*net.UDPConn, int) *mmsgConn      { return nil }
+func (*mmsgConn) setBuffers([]Message)             {}
+func (*mmsgConn) read(_, _ []Message) (int, error) { return 0, nil }
+func (*mmsgConn) write([]Message)                  {}
