@@ -5,6 +5,12 @@
 // caller sees the same batches of Messages, and neither path allocates in
 // steady state.
 //
+// Where the kernel has UDP GSO (UDP_SEGMENT, Linux 4.18), a Writer sends a
+// run of datagrams of one size to one address (the last may be shorter)
+// as one datagram the kernel cuts into the run's datagrams: the stack is
+// crossed once for the run. The receiver sees the same datagrams as
+// without; a run the kernel refuses goes again one datagram at a time.
+//
 // The system calls are made here rather than through golang.org/x/net's
 // ipv4/ipv6 ReadBatch and WriteBatch, which do the same on Linux but
 // allocate a *net.UDPAddr (and its IP) per datagram read, and keep their

@@ -22,9 +22,14 @@ type mmsgConn struct {
 	iovs  []unix.Iovec
 	names [][unix.SizeofSockaddrInet6]byte
 
+	gso    bool // UDP_SEGMENT works: runs to one address go as one datagram
+	oob    [][oobSize]byte
+	groups []group // the messages each header sends
+
 	// The call in progress, for the callbacks bound below: a method value
 	// made per call would allocate.
 	lo, hi        int
+	split         int // a GSO header the kernel refused, or -1
 	ms            []Message
 	err           error
 	readF, writeF func(fd uintptr) bool
@@ -37,11 +42,13 @@ func newMmsgConn(pc *net.UDPConn, n int) *mmsgConn {
 		return nil
 	}
 	c := &mmsgConn{rc: rc, hs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, n),
-		names: make([][unix.SizeofSockaddrInet6]byte, n)}
+		names: make([][unix.SizeofSockaddrInet6]byte, n), oob: make([][oobSize]byte, n), groups: make([]group, n)}
 	_ = rc.Control(func(fd uintptr) {
 		sa, err := unix.Getsockname(int(fd))
 		_, c.v6 = sa.(*unix.SockaddrInet6)
 		c.v6 = c.v6 && err == nil
+		_, err = unix.GetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT)
+		c.gso = err == nil
 	})
 	for i := range c.hs {
 		h := &c.hs[i].Hdr
@@ -110,26 +117,30 @@ func (c *mmsgConn) write(ms []Message) {
 	}
 }
 
+// writeChunk sends ms (no more than there are headers). Where the kernel
+// refuses a segmented message, the datagrams it held go again one by one,
+// so that each gets its own fate.
 func (c *mmsgConn) writeChunk(ms []Message) {
 	for i := range ms {
-		m := &ms[i]
-		m.Err = nil
-		c.iovs[i].Base = unsafe.SliceData(m.Buf)
-		c.iovs[i].SetLen(len(m.Buf))
-		h := &c.hs[i].Hdr
-		h.Namelen = c.putName(i, m.Addr)
-		if h.Namelen == 0 {
-			h.Name = nil // a connected socket's peer
-		} else {
-			h.Name = &c.names[i][0]
-		}
+		ms[i].Err = nil
 	}
-	c.ms, c.lo, c.hi = ms, 0, len(ms)
-	err := c.rc.Write(c.writeF)
-	if err != nil {
-		for i := c.lo; i < c.hi; i++ {
-			ms[i].Err = err
+	from, singles := 0, 0 // ms[from:singles] go one per header
+	for from < len(ms) {
+		rest := ms[from:]
+		c.ms, c.lo, c.hi, c.split = rest, 0, c.pack(rest, singles-from), -1
+		if err := c.rc.Write(c.writeF); err != nil {
+			for _, g := range c.groups[c.lo:c.hi] {
+				for i := range g.count {
+					rest[g.first+i].Err = err
+				}
+			}
+			break
 		}
+		if c.split < 0 {
+			break
+		}
+		g := c.groups[c.split]
+		from, singles = from+g.first, from+g.first+g.count
 	}
 	c.ms = nil
 	for i := range ms {
@@ -137,22 +148,113 @@ func (c *mmsgConn) writeChunk(ms []Message) {
 	}
 }
 
+// group is the run of messages one header sends: count of them from
+// first, as segments of one GSO datagram when count > 1.
+type group struct{ first, count int }
+
+// pack fills a header per group of ms, the first singles messages alone,
+// and returns how many headers it filled.
+func (c *mmsgConn) pack(ms []Message, singles int) int {
+	h := 0
+	for i := 0; i < len(ms); h++ {
+		n := 1
+		if c.gso && i >= singles {
+			n = segments(ms[i:])
+		}
+		for j := range n {
+			c.iovs[i+j].Base = unsafe.SliceData(ms[i+j].Buf)
+			c.iovs[i+j].SetLen(len(ms[i+j].Buf))
+		}
+		hdr := &c.hs[h].Hdr
+		hdr.Iov = &c.iovs[i]
+		hdr.SetIovlen(n)
+		hdr.Name, hdr.Namelen = &c.names[h][0], c.putName(h, ms[i].Addr)
+		if hdr.Namelen == 0 {
+			hdr.Name = nil // a connected socket's peer
+		}
+		hdr.Control = nil
+		hdr.SetControllen(0)
+		if n > 1 {
+			c.putSegment(h, len(ms[i].Buf))
+		}
+		c.groups[h] = group{first: i, count: n}
+		i += n
+	}
+	return h
+}
+
+// oobSize holds a UDP_SEGMENT control message (CMSG_SPACE of a uint16:
+// 24 bytes on 64-bit Linux, 16 on 32-bit).
+const oobSize = 32
+
+// GSO's limits: the kernel's segments per send (UDP_MAX_SEGMENTS, 64
+// before Linux 6.9), and the bytes of one datagram before segmentation,
+// which must fit an IP packet.
+const (
+	maxSegments     = 64
+	maxSegmentBytes = 65000
+)
+
+// segments is how many of ms, from the first, can go as one GSO datagram:
+// those of the first's size to the same address, and one shorter to end
+// the run. An empty datagram goes alone.
+func segments(ms []Message) int {
+	size := len(ms[0].Buf)
+	if size == 0 {
+		return 1
+	}
+	n, total := 1, size
+	for n < len(ms) && n < maxSegments && ms[n].Addr == ms[0].Addr {
+		k := len(ms[n].Buf)
+		if k == 0 || k > size || total+k > maxSegmentBytes {
+			break
+		}
+		total += k
+		n++
+		if k < size {
+			break
+		}
+	}
+	return n
+}
+
+// putSegment points header h at a UDP_SEGMENT control message that cuts
+// its datagram into size-byte segments.
+func (c *mmsgConn) putSegment(h, size int) {
+	b := c.oob[h][:]
+	cm := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	cm.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(b[unix.CmsgLen(0):], uint16(size))
+	hdr := &c.hs[h].Hdr
+	hdr.Control = &b[0]
+	hdr.SetControllen(unix.CmsgSpace(2))
+}
+
 // send is the RawConn callback of write: it goes on from where the
-// kernel stopped, skips a message it refuses, and asks the poller to wait
-// when the socket's buffer is full.
+// kernel stopped, skips a datagram it refuses, and asks the poller to wait
+// when the socket's buffer is full. A refused GSO datagram stops the call
+// (c.split), for writeChunk to send its segments one by one; EIO there
+// means the device cannot segment, and GSO is off for good.
 func (c *mmsgConn) send(fd uintptr) bool {
 	for c.lo < c.hi {
 		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&c.hs[c.lo])), uintptr(c.hi-c.lo), 0, 0, 0)
-		switch errno {
-		case 0:
+		switch {
+		case errno == 0:
 			c.lo += int(n)
-		case unix.EINTR:
-		case unix.EAGAIN:
+		case errno == unix.EINTR:
+		case errno == unix.EAGAIN:
 			return false
+		case c.groups[c.lo].count > 1:
+			if errno == unix.EIO {
+				c.gso = false
+			}
+			c.split = c.lo
+			return true
 		default:
-			// The first message failed; sendmmsg reports a later one's
-			// error by stopping before it, so each gets its own.
-			c.ms[c.lo].Err = os.NewSyscallError("sendmmsg", errno)
+			// sendmmsg reports a later datagram's error by stopping
+			// before it, so each gets its own.
+			c.ms[c.groups[c.lo].first].Err = os.NewSyscallError("sendmmsg", errno)
 			c.lo++
 		}
 	}
