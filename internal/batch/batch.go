@@ -24,6 +24,7 @@ package batch
 import (
 	"net"
 	"net/netip"
+	"sync"
 )
 
 // Message is one datagram of a batch.
@@ -46,57 +47,128 @@ type Message struct {
 	Err error
 }
 
-// Reader reads datagrams in batches. Make one with NewReader.
+// Reader reads datagrams in batches. Make one with NewReader or
+// NewPooledReader.
 type Reader struct {
 	pc   net.PacketConn
 	udp  *net.UDPConn // pc, when it is one
 	msgs []Message    // one per buffer, Buf at full capacity
 	out  []Message    // the last batch read
 	mmsg *mmsgConn    // nil: one datagram per call
+	gro  bool         // the kernel coalesces runs, which Read cuts again
+
+	// The buffers of a pooled Reader: size bytes each, out of one []byte
+	// of n·size borrowed from pool, held in arena while borrowed.
+	n, size int
+	pool    *sync.Pool
+	arena   *[]byte
 }
 
 // NewReader reads pc up to n datagrams per call into buffers of size
 // bytes each (64 KiB holds any UDP datagram; a larger one is cut to
 // size). It holds n·size bytes. pc stays the caller's to close.
 func NewReader(pc net.PacketConn, n, size int) *Reader {
-	n, size = max(n, 1), max(size, 1)
-	r := &Reader{pc: pc, msgs: make([]Message, n), out: make([]Message, n)}
-	for i := range r.msgs {
-		r.msgs[i].Buf = make([]byte, size)
-	}
+	r := newReader(pc, n, size, nil)
+	r.setArena(make([]byte, r.n*r.size))
+	return r
+}
+
+// NewPooledReader is NewReader, but its buffers are borrowed from pool,
+// whose New must return a *[]byte of n·size bytes or more, only while
+// datagrams are ready: Read takes them once the socket is readable (on a
+// Linux *net.UDPConn; elsewhere, before it waits), and Release gives them
+// back. A socket that is mostly idle then costs no buffer.
+func NewPooledReader(pc net.PacketConn, n, size int, pool *sync.Pool) *Reader {
+	return newReader(pc, n, size, pool)
+}
+
+func newReader(pc net.PacketConn, n, size int, pool *sync.Pool) *Reader {
+	r := &Reader{pc: pc, n: max(n, 1), size: max(size, 1), pool: pool}
+	r.msgs, r.out = make([]Message, r.n), make([]Message, 0, r.n)
 	r.udp, _ = pc.(*net.UDPConn)
 	if r.udp != nil {
-		r.mmsg = newMmsgConn(r.udp, n)
-	}
-	if r.mmsg != nil {
-		r.mmsg.setBuffers(r.msgs)
+		r.mmsg = newMmsgConn(r.udp, r.n)
 	}
 	return r
 }
 
+// setArena cuts the buffers out of b.
+func (r *Reader) setArena(b []byte) {
+	for i := range r.msgs {
+		r.msgs[i].Buf = b[i*r.size : (i+1)*r.size : (i+1)*r.size]
+	}
+	if r.mmsg != nil {
+		r.mmsg.setBuffers(r.msgs)
+	}
+}
+
+// borrow takes a pooled Reader's buffers, if it has none.
+func (r *Reader) borrow() {
+	if r.pool == nil || r.arena != nil {
+		return
+	}
+	r.arena = r.pool.Get().(*[]byte)
+	r.setArena(*r.arena)
+}
+
+// Release gives a pooled Reader's buffers back to its pool, once the
+// caller is done with the last batch read; a Reader that owns its
+// buffers ignores it.
+func (r *Reader) Release() {
+	if r.arena == nil {
+		return
+	}
+	r.pool.Put(r.arena)
+	r.arena = nil
+	for i := range r.msgs {
+		r.msgs[i].Buf = nil
+	}
+	if r.mmsg != nil {
+		r.mmsg.setBuffers(r.msgs)
+	}
+}
+
+// EnableGRO asks the kernel to coalesce runs of datagrams from one source
+// into one (UDP_GRO, Linux 5.0), as a UDP GSO sender makes them, and Read
+// cuts them again, so a run crosses the stack once. It reports whether
+// GRO is on: only on a Linux *net.UDPConn, and only with buffers of 64
+// KiB or more, which hold any coalesced run. Every reader of the socket
+// must then be such a Reader: anything else would read a run as one
+// datagram.
+func (r *Reader) EnableGRO() bool {
+	if r.mmsg == nil || r.size < 64<<10 {
+		return false
+	}
+	r.gro = r.mmsg.enableGRO()
+	return r.gro
+}
+
 // Read blocks until at least one datagram is ready and returns those
-// ready, at most n, in the order the socket had them. The messages and
-// their buffers are valid until the next Read. Read honours pc's read
-// deadline; after Close the error matches net.ErrClosed.
+// ready, in the order the socket had them: at most n datagrams, or more
+// where GRO coalesced them. The messages and their buffers are valid
+// until the next Read (or Release). Read honours pc's read deadline;
+// after Close the error matches net.ErrClosed.
 func (r *Reader) Read() ([]Message, error) {
 	if r.mmsg != nil {
-		k, err := r.mmsg.read(r.msgs, r.out)
-		return r.out[:k], err
+		var err error
+		r.out, err = r.mmsg.read(r, r.out[:0])
+		return r.out, err
 	}
+	r.borrow()
 	return r.readOne()
 }
 
 // readOne reads one datagram with the PacketConn's own calls.
 func (r *Reader) readOne() ([]Message, error) {
-	m := &r.out[0]
 	buf := r.msgs[0].Buf
 	var (
+		m   Message
 		n   int
 		err error
 	)
 	if r.udp != nil {
 		n, m.Addr, err = r.udp.ReadFromUDPAddrPort(buf)
-		m.Addr, m.NetAddr = unmap(m.Addr), nil
+		m.Addr = unmap(m.Addr)
 	} else {
 		n, m.NetAddr, err = r.pc.ReadFrom(buf)
 		m.Addr = addrPort(m.NetAddr)
@@ -105,7 +177,8 @@ func (r *Reader) readOne() ([]Message, error) {
 		return nil, err
 	}
 	m.Buf = buf[:n]
-	return r.out[:1], nil
+	r.out = append(r.out[:0], m)
+	return r.out, nil
 }
 
 // Writer writes datagrams in batches. Make one with NewWriter.

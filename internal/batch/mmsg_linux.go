@@ -23,13 +23,15 @@ type mmsgConn struct {
 	names [][unix.SizeofSockaddrInet6]byte
 
 	gso    bool // UDP_SEGMENT works: runs to one address go as one datagram
+	gro    bool // UDP_GRO is on: reads may come coalesced
 	oob    [][oobSize]byte
 	groups []group // the messages each header sends
 
 	// The call in progress, for the callbacks bound below: a method value
 	// made per call would allocate.
 	lo, hi        int
-	split         int // a GSO header the kernel refused, or -1
+	split         int     // a GSO header the kernel refused, or -1
+	r             *Reader // the reader whose buffers a read fills
 	ms            []Message
 	err           error
 	readF, writeF func(fd uintptr) bool
@@ -60,37 +62,88 @@ func newMmsgConn(pc *net.UDPConn, n int) *mmsgConn {
 	return c
 }
 
-// setBuffers points the iovecs at the reader's buffers, once.
+// setBuffers points the iovecs at the reader's buffers.
 func (c *mmsgConn) setBuffers(ms []Message) {
 	for i := range ms {
-		c.iovs[i].Base = &ms[i].Buf[0]
+		c.iovs[i].Base = unsafe.SliceData(ms[i].Buf)
 		c.iovs[i].SetLen(len(ms[i].Buf))
 	}
 }
 
-// read fills out with the datagrams one recvmmsg call returns into bufs'
-// buffers.
-func (c *mmsgConn) read(bufs, out []Message) (int, error) {
+// enableGRO turns UDP_GRO on, reporting whether the kernel has it.
+func (c *mmsgConn) enableGRO() bool {
+	var err error
+	if cerr := c.rc.Control(func(fd uintptr) {
+		err = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1)
+	}); cerr != nil || err != nil {
+		return false
+	}
+	c.gro = true
+	return true
+}
+
+// read appends to out the datagrams one recvmmsg call returns into r's
+// buffers, cutting coalesced runs.
+func (c *mmsgConn) read(r *Reader, out []Message) ([]Message, error) {
 	for i := range c.hs {
-		c.hs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
-		c.hs[i].Hdr.Flags = 0
+		h := &c.hs[i].Hdr
+		h.Namelen = unix.SizeofSockaddrInet6
+		h.Flags = 0
+		if c.gro {
+			h.Control = &c.oob[i][0]
+			h.SetControllen(oobSize)
+		}
 	}
-	c.hi, c.err = 0, nil
-	if err := c.rc.Read(c.readF); err != nil {
-		return 0, err
+	c.r, c.hi, c.err = r, 0, nil
+	err := c.rc.Read(c.readF)
+	c.r = nil
+	if err == nil {
+		err = c.err
 	}
-	if c.err != nil {
-		return 0, c.err
+	if err != nil {
+		return out, err
 	}
 	for i := range c.hi {
 		h := &c.hs[i]
-		out[i] = Message{Buf: bufs[i].Buf[:min(int(h.Len), len(bufs[i].Buf))], Addr: parseName(c.names[i][:h.Hdr.Namelen])}
+		buf := r.msgs[i].Buf[:min(int(h.Len), len(r.msgs[i].Buf))]
+		ap := parseName(c.names[i][:h.Hdr.Namelen])
+		seg := len(buf)
+		if c.gro {
+			seg = segmentSize(c.oob[i][:h.Hdr.Controllen], len(buf))
+		}
+		for len(buf) > seg {
+			out = append(out, Message{Buf: buf[:seg:seg], Addr: ap})
+			buf = buf[seg:]
+		}
+		out = append(out, Message{Buf: buf, Addr: ap})
 	}
-	return c.hi, nil
+	return out, nil
 }
 
-// recv is the RawConn callback of read: false asks the poller to wait.
+// segmentSize is the size of the datagrams a coalesced run of n bytes was
+// made of, as its UDP_GRO control message says, or n.
+func segmentSize(oob []byte, n int) int {
+	for len(oob) >= unix.CmsgLen(0) {
+		cm := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(cm.Len)
+		if l < unix.CmsgLen(0) || l > len(oob) {
+			break
+		}
+		if cm.Level == unix.SOL_UDP && cm.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
+			if seg := int(binary.NativeEndian.Uint32(oob[unix.CmsgLen(0):])); seg > 0 {
+				return seg
+			}
+		}
+		oob = oob[min(len(oob), unix.CmsgSpace(l-unix.CmsgLen(0))):]
+	}
+	return n
+}
+
+// recv is the RawConn callback of read: false asks the poller to wait. A
+// pooled reader borrows its buffers here, once there is something to
+// read, and gives them back if there was not.
 func (c *mmsgConn) recv(fd uintptr) bool {
+	c.r.borrow()
 	for {
 		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.hs[0])), uintptr(len(c.hs)), 0, 0, 0)
 		switch errno {
@@ -100,6 +153,7 @@ func (c *mmsgConn) recv(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			c.r.Release() // idle: hold nothing while the poller waits
 			return false
 		default:
 			c.err = os.NewSyscallError("recvmmsg", errno)
