@@ -109,9 +109,11 @@ func newDirection(name string, id, seed uint64, state *atomic.Pointer[linkState]
 	return d
 }
 
-// send applies the link to one datagram written to out for addr. It copies
-// b, so the caller may reuse it at once.
-func (d *direction) send(b []byte, addr net.Addr, out sink) {
+// send applies the link to one datagram written to out for addr. With ob
+// nil, it copies b, so the caller may reuse it at once. With an outbox,
+// what goes on at once waits in ob for the caller's flush, b itself on the
+// fast path: the caller keeps b until then.
+func (d *direction) send(b []byte, addr net.Addr, out sink, ob *outbox) {
 	state := d.state.Load()
 	p := &state.params[d.id]
 	d.mu.Lock()
@@ -125,6 +127,10 @@ func (d *direction) send(b []byte, addr net.Addr, out sink) {
 		d.endBurst()
 		d.mu.Unlock()
 		d.trace.record(d.name, n, len(b), fateDelivered, "", 0, false)
+		if ob != nil {
+			ob.add(d, b, nil, addr, out)
+			return
+		}
 		d.deliver(b, addr, out)
 		return
 	}
@@ -147,7 +153,7 @@ func (d *direction) send(b []byte, addr net.Addr, out sink) {
 		d.drop(n, len(b), cause)
 		return
 	}
-	d.pass(n, b, addr, out, f, release, dupRelease, held, now)
+	d.pass(n, b, addr, out, f, release, dupRelease, held, now, ob)
 }
 
 // fates are the random draws that shape a packet that goes on. They are
@@ -281,9 +287,9 @@ func (d *direction) holdRoom(p *Params, packets, size int) bool {
 	return len(d.q)+packets <= limit && int64(d.held+size) <= limitBytes
 }
 
-// pass sends on, with d.mu held, a packet that was not dropped: at once,
-// or into the queue until release.
-func (d *direction) pass(n uint64, b []byte, addr net.Addr, out sink, f fates, release, dupRelease time.Time, held bool, now time.Time) {
+// pass sends on, with d.mu held, a packet that was not dropped: at once
+// (through ob, if any), or into the queue until release.
+func (d *direction) pass(n uint64, b []byte, addr net.Addr, out sink, f fates, release, dupRelease time.Time, held bool, now time.Time, ob *outbox) {
 	if f.reorder {
 		d.st.Reordered++
 	}
@@ -307,7 +313,7 @@ func (d *direction) pass(n uint64, b []byte, addr net.Addr, out sink, f fates, r
 		// a later packet.
 		d.mu.Unlock()
 		d.trace.record(d.name, n, len(b), fate, "", 0, f.reorder)
-		d.deliverNow(bp, addr, out, f.dup)
+		d.deliverNow(bp, addr, out, f.dup, ob)
 		return
 	}
 	first := len(d.q) == 0 || release.Before(d.q[0].at) || f.dup && dupRelease.Before(d.q[0].at)
@@ -396,8 +402,15 @@ func (d *direction) pop() packet {
 const shrinkCap = 1024
 
 // deliverNow delivers the pooled copy bp, twice if dup, and returns it
-// to the pool.
-func (d *direction) deliverNow(bp *[]byte, addr net.Addr, out sink, dup bool) {
+// to the pool; through ob, if any, which returns it once written.
+func (d *direction) deliverNow(bp *[]byte, addr net.Addr, out sink, dup bool, ob *outbox) {
+	if ob != nil {
+		if dup {
+			ob.add(d, *bp, nil, addr, out)
+		}
+		ob.add(d, *bp, bp, addr, out)
+		return
+	}
 	d.deliver(*bp, addr, out)
 	if dup {
 		d.deliver(*bp, addr, out)
@@ -406,20 +419,29 @@ func (d *direction) deliverNow(bp *[]byte, addr net.Addr, out sink, dup bool) {
 }
 
 func (d *direction) deliver(b []byte, addr net.Addr, out sink) {
-	if _, err := out.WriteTo(b, addr); err != nil {
+	_, err := out.WriteTo(b, addr)
+	d.count(len(b), err)
+}
+
+// count counts a delivery of size bytes that failed with err or, when
+// err is nil, went.
+func (d *direction) count(size int, err error) {
+	if err != nil {
 		d.writeErrors.Add(1)
 		return
 	}
 	d.delivered.Add(1)
-	d.deliveredBytes.Add(uint64(len(b)))
+	d.deliveredBytes.Add(uint64(size))
 }
 
 // loop is the direction's one delivery goroutine: it sleeps on one timer
 // until shortly before the earliest packet is due, finishes the wait
-// precisely, then hands the packet to its socket.
+// precisely, then hands the packets due by then to their sockets, a batch
+// per socket.
 func (d *direction) loop() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	ob := newOutbox()
 	for {
 		d.mu.Lock()
 		if len(d.q) == 0 {
@@ -431,30 +453,42 @@ func (d *direction) loop() {
 				return
 			}
 		}
+		wait := d.popDue(ob)
+		d.mu.Unlock()
+		if len(ob.pending) > 0 {
+			ob.flush()
+			continue
+		}
+		if !d.wait(wait, timer) {
+			return
+		}
+	}
+}
+
+// popDue moves, with d.mu held, the packets due now into ob, writeBatch
+// at most, and returns how long until the next one is due when none is.
+func (d *direction) popDue(ob *outbox) time.Duration {
+	now := time.Now()
+	for len(d.q) > 0 && len(ob.pending) < writeBatch {
 		at := d.q[0].at
 		slot := &d.state.Load().params[d.id].Slot
 		if slot.on() {
 			at = d.slotGate(slot, at)
 		}
-		if wait := time.Until(at); wait > 0 {
-			d.mu.Unlock()
-			if !d.wait(wait, timer) {
-				return
-			}
-			continue
+		if wait := at.Sub(now); wait > 0 {
+			return wait
 		}
 		p := d.pop()
-		d.recordLate(time.Since(at))
+		d.recordLate(now.Sub(at))
 		if slot.on() {
 			// From the slot's own time, not the clock's: a late wakeup on
 			// a busy host must not shift every later slot (netem opens
 			// the next from the packet's time to send).
 			d.slotSpend(slot, at, len(*p.buf)+headerBytes(p.addr))
 		}
-		d.mu.Unlock()
-		d.deliver(*p.buf, p.addr, p.out)
-		putBuf(p.buf)
+		ob.add(d, *p.buf, p.buf, p.addr, p.out)
 	}
+	return 0
 }
 
 // wait waits towards a packet due in wait, returning early if an earlier

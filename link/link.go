@@ -208,11 +208,13 @@ func (l *Link) Wrap(pc net.PacketConn, d Direction) net.PacketConn {
 }
 
 // send passes b through direction d to out, unless the link is closed.
-func (l *Link) send(d Direction, b []byte, addr net.Addr, out sink) bool {
+// With an outbox, what goes on at once waits in it for the caller's flush
+// (see direction.send).
+func (l *Link) send(d Direction, b []byte, addr net.Addr, out sink, ob *outbox) bool {
 	if l.closed.Load() {
 		return false
 	}
-	l.dirs[d].send(b, addr, out)
+	l.dirs[d].send(b, addr, out, ob)
 	return true
 }
 
@@ -244,7 +246,7 @@ type conn struct {
 // link may deliver it later, or not at all. After the conn or its link is
 // closed it returns an error matching net.ErrClosed.
 func (c *conn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if c.closed.Load() || !c.link.send(c.dir, b, addr, c.PacketConn) {
+	if c.closed.Load() || !c.link.send(c.dir, b, addr, c.PacketConn, nil) {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: net.ErrClosed}
 	}
 	return len(b), nil

@@ -10,9 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
-
+	"github.com/udplab/udplab/internal/batch"
 	"github.com/udplab/udplab/internal/logrl"
 	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/internal/udpsock"
@@ -82,13 +80,6 @@ type Proxy struct {
 type clientKey struct {
 	ap   netip.AddrPort // a UDP client, IPv4-mapped addresses unmapped
 	name string         // a client with any other kind of address
-}
-
-func keyOf(a net.Addr) clientKey {
-	if u, ok := a.(*net.UDPAddr); ok {
-		return clientKey{ap: udpsock.Unmap(u.AddrPort())}
-	}
-	return clientKey{name: a.String()}
 }
 
 type proxyClient struct {
@@ -267,107 +258,65 @@ func (p *Proxy) Close() error {
 // with many requests in flight, one recvmmsg call replaces many reads.
 const readBatch = 32
 
-// packetReader reads datagrams, passing each with its source to f.
-type packetReader interface {
-	read(f func(b []byte, from net.Addr)) error
-}
+// maxDatagram is the room a read needs so that no UDP datagram is cut.
+const maxDatagram = 64 << 10
 
-// newReader reads pc in batches where the platform can (recvmmsg on
-// Linux, for UDP sockets), one datagram at a time elsewhere.
-func newReader(pc net.PacketConn) packetReader {
-	if u, ok := pc.(*net.UDPConn); ok {
-		return newBatchReader(u)
-	}
-	return newSingleReader(pc)
-}
-
-func newSingleReader(pc net.PacketConn) *singleReader {
-	return &singleReader{pc: pc, buf: make([]byte, 64<<10)}
-}
-
-type singleReader struct {
-	pc  net.PacketConn
-	buf []byte
-}
-
-func (r *singleReader) read(f func(b []byte, from net.Addr)) error {
-	n, from, err := r.pc.ReadFrom(r.buf)
-	if err != nil {
-		return err
-	}
-	f(r.buf[:n], from)
-	return nil
-}
-
-// batchReader reads a UDP socket with ReadBatch.
-type batchReader struct {
-	bc interface {
-		ReadBatch([]ipv4.Message, int) (int, error)
-	}
-	msgs []ipv4.Message
-}
-
-func newBatchReader(pc *net.UDPConn) *batchReader {
-	r := &batchReader{msgs: make([]ipv4.Message, readBatch)}
-	for i := range r.msgs {
-		r.msgs[i].Buffers = [][]byte{make([]byte, 64<<10)}
-	}
-	if a, ok := pc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() != nil {
-		r.bc = ipv4.NewPacketConn(pc)
-	} else {
-		r.bc = ipv6.NewPacketConn(pc)
-	}
-	return r
-}
-
-func (r *batchReader) read(f func(b []byte, from net.Addr)) error {
-	n, err := r.bc.ReadBatch(r.msgs, 0)
-	if err != nil {
-		return err
-	}
-	for _, m := range r.msgs[:n] {
-		f(m.Buffers[0][:m.N], m.Addr)
-	}
-	return nil
-}
-
-// readClients is the one goroutine reading the listening socket.
+// readClients is the one goroutine reading the listening socket: a batch
+// at a time, whose deliveries go out a batch per socket.
 func (p *Proxy) readClients() {
 	defer p.wg.Done()
-	r := newReader(p.pc)
+	r := batch.NewReader(p.pc, readBatch, maxDatagram)
+	r.EnableGRO()
+	ob := newOutbox()
 	for {
-		err := r.read(func(b []byte, from net.Addr) {
-			if from == nil {
-				return
-			}
-			c := p.client(from)
-			if c == nil {
-				return
-			}
-			now := time.Now()
-			c.last.Store(now.UnixNano())
-			if p.cfg.Capture != nil {
-				p.cfg.Capture.record(captureEntered, now, captureAddr(from), c.listenAddr, b)
-			}
-			p.cfg.Link.send(Up, b, p.to, c.upOut)
-		})
+		ms, err := r.Read()
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				p.cfg.Logger.Error("link: proxy read failed", "err", err)
 			}
 			return
 		}
+		now := time.Now()
+		for i := range ms {
+			p.fromClient(&ms[i], now, ob)
+		}
+		ob.flush()
 	}
 }
 
-// client returns from's client, opening its upstream socket on first sight,
-// or nil when there is no room.
-func (p *Proxy) client(from net.Addr) *proxyClient {
-	key := keyOf(from)
+// fromClient passes m, read at now, into the Up direction towards the
+// server, from its client's upstream socket.
+func (p *Proxy) fromClient(m *batch.Message, now time.Time, ob *outbox) {
+	if !m.Addr.IsValid() && m.NetAddr == nil {
+		return
+	}
+	c := p.client(m.Addr, m.NetAddr)
+	if c == nil {
+		return
+	}
+	c.last.Store(now.UnixNano())
+	if p.cfg.Capture != nil {
+		p.cfg.Capture.record(captureEntered, now, m.Addr, c.listenAddr, m.Buf)
+	}
+	p.cfg.Link.send(Up, m.Buf, p.to, c.upOut, ob)
+}
+
+// client returns the client at ap (or, for an address of another kind
+// than UDP, at addr), opening its upstream socket on first sight, or nil
+// when there is no room.
+func (p *Proxy) client(ap netip.AddrPort, addr net.Addr) *proxyClient {
+	key := clientKey{ap: ap}
+	if !ap.IsValid() {
+		key = clientKey{name: addr.String()}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c, ok := p.clients[key]; ok {
 		return c
+	}
+	from := addr
+	if ap.IsValid() {
+		from = net.UDPAddrFromAddrPort(ap) // of its own, kept past this read
 	}
 	if p.closed {
 		p.refused.Add(1)
@@ -384,9 +333,6 @@ func (p *Proxy) client(from net.Addr) *proxyClient {
 		p.log.Warn("dial", "link: proxy refused a client: cannot open an upstream socket", "client", from, "err", err)
 		return nil
 	}
-	if u, ok := from.(*net.UDPAddr); ok {
-		from = net.UDPAddrFromAddrPort(u.AddrPort()) // a copy of its own, kept past this read
-	}
 	c := &proxyClient{addr: from, up: up, upOut: up, downOut: p.pc, sock: sockstat.Of(up)}
 	if cp := p.cfg.Capture; cp != nil {
 		c.upAddr, c.listenAddr = captureLocal(up.LocalAddr(), p.to), captureLocal(p.pc.LocalAddr(), from)
@@ -400,22 +346,41 @@ func (p *Proxy) client(from net.Addr) *proxyClient {
 	return c
 }
 
-// readServer relays one client's replies back through the Down direction.
+// upstreamBatch is how many buffers an upstream read fills at most. With
+// GRO each holds a coalesced run (up to 64 datagrams); without, a read
+// takes this many datagrams.
+const upstreamBatch = 2
+
+// upstreamPool holds the buffers upstream readers borrow while datagrams
+// are ready. A reader that owned its buffers (128 KiB) would keep them
+// through every idle moment of every client, and a flood of new source
+// addresses would cost the proxy that much per address; borrowed, the
+// buffers in use are about as many as the goroutines running.
+var upstreamPool = sync.Pool{New: func() any { b := make([]byte, upstreamBatch*maxDatagram); return &b }}
+
+// readServer relays one client's replies back through the Down direction,
+// a batch at a time.
 func (p *Proxy) readServer(c *proxyClient) {
 	defer p.wg.Done()
-	r := newUpstreamReader(c.up)
+	r := batch.NewPooledReader(c.up, upstreamBatch, maxDatagram, &upstreamPool)
+	r.EnableGRO()
+	defer r.Release()
+	ob := newOutbox()
 	for {
-		err := r.read(func(b []byte, _ net.Addr) {
-			now := time.Now()
-			c.last.Store(now.UnixNano())
-			if p.cfg.Capture != nil {
-				p.cfg.Capture.record(captureEntered, now, captureAddr(p.to), c.upAddr, b)
-			}
-			p.cfg.Link.send(Down, b, c.addr, c.downOut)
-		})
+		ms, err := r.Read()
 		if err != nil {
 			return
 		}
+		now := time.Now()
+		c.last.Store(now.UnixNano())
+		for i := range ms {
+			if p.cfg.Capture != nil {
+				p.cfg.Capture.record(captureEntered, now, captureAddr(p.to), c.upAddr, ms[i].Buf)
+			}
+			p.cfg.Link.send(Down, ms[i].Buf, c.addr, c.downOut, ob)
+		}
+		ob.flush()
+		r.Release() // an idle client holds no buffer
 	}
 }
 
