@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/udplab/udplab/internal/backoff"
+	"github.com/udplab/udplab/internal/batch"
 	"github.com/udplab/udplab/internal/deadline"
 	"github.com/udplab/udplab/internal/drain"
 	"github.com/udplab/udplab/internal/guard"
@@ -32,6 +33,17 @@ const MaxMessage = 65507
 
 // readBufferSize exceeds any UDP payload, so a read never truncates.
 const readBufferSize = 64 << 10
+
+// serveBatch is how many datagrams the server reads with one system call
+// (recvmmsg on Linux) and answers with one (sendmmsg), at most: with many
+// requests waiting, the calls, not the handler, are most of a request's
+// cost.
+const serveBatch = 32
+
+// replyArena holds a batch's replies until they are written: room for one
+// reply of any size at all times, and for a whole batch of ordinary ones
+// (up to 2 KiB each).
+const replyArena = MaxMessage + serveBatch*2048
 
 // Conn is a raw client conversation with one server. It implements
 // message.Conn. Datagrams that arrive from any address other than the
@@ -164,8 +176,8 @@ type Server struct {
 	capped   guard.Capped
 	drops    *sockstat.Counter
 
-	draining  atomic.Bool // set by Shutdown: serve reads nothing more
-	answering atomic.Bool // serve holds a request it read and has not answered
+	draining  atomic.Bool  // set by Shutdown: serve reads nothing more
+	answering atomic.Int64 // requests serve read and has not answered yet: its batch
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close, wakes a backing-off serve
@@ -237,13 +249,13 @@ func (s *Server) Close() error {
 	return err
 }
 
-// Shutdown stops reading datagrams, lets the server answer the one it is
-// answering, if any, and closes it. raw keeps nothing between datagrams, so
-// that is all there is to drain. If ctx ends first (a slow handler),
+// Shutdown stops reading datagrams, lets the server answer the batch it
+// is answering, if any, and closes it. raw keeps nothing between batches,
+// so that is all there is to drain. If ctx ends first (a slow handler),
 // Shutdown closes the server anyway, which waits for the handler, and
 // returns an error matching ctx's that says how many requests were cut
-// off (a *drain.CutOff): at most the one. Datagrams still queued in the
-// socket are not read.
+// off (a *drain.CutOff): at most the batch's. Datagrams still queued in
+// the socket are not read.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	// A deadline already past wakes the read, and every read after it.
@@ -255,26 +267,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(err, s.Close())
 }
 
-// inHand is how many requests the server holds unanswered: 1 while it
-// handles a datagram.
-func (s *Server) inHand() int64 {
-	if s.answering.Load() {
-		return 1
-	}
-	return 0
-}
+// inHand is how many requests the server holds unanswered: those of the
+// batch it is answering.
+func (s *Server) inHand() int64 { return s.answering.Load() }
 
-// serve is the server's one goroutine. On a *net.UDPConn it uses the
-// allocation-free AddrPort calls; any other PacketConn (an impaired one from
-// the link package, say) goes through ReadFrom and WriteTo.
+// serve is the server's one goroutine. It reads a batch of requests,
+// answers them in the order they came, and writes the replies in that
+// order with one call: on a *net.UDPConn with recvmmsg and sendmmsg (on
+// Linux) and no allocation; any other PacketConn (an impaired one from
+// the link package, say) goes one datagram at a time through ReadFrom and
+// WriteTo (see package batch).
 func (s *Server) serve() {
 	defer close(s.done)
-	buf := make([]byte, readBufferSize)
-	reply := make([]byte, 0, readBufferSize)
-	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
+	b := servingBatch{
+		r: batch.NewReader(s.pc, serveBatch, readBufferSize), w: batch.NewWriter(s.pc, serveBatch),
+		replies: make([]byte, replyArena), debug: s.log.Enabled(context.Background(), slog.LevelDebug),
+	}
 	var retry backoff.Backoff
 	for {
-		n, from, ap, err := udpsock.ReadFrom(s.pc, buf)
+		ms, err := b.r.Read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || s.draining.Load() {
 				return
@@ -286,27 +297,71 @@ func (s *Server) serve() {
 			continue
 		}
 		retry.Reset()
-		src := guard.AddrPort(from, ap)
-		if !s.sources.Allow(src) {
-			continue
+		s.answering.Store(int64(len(ms)))
+		ok := s.answerBatch(&b, ms)
+		s.answering.Store(0)
+		if !ok {
+			return
 		}
-		s.answering.Store(true)
-		var ok bool
-		reply, ok = s.answer(reply[:0], buf[:n], src)
-		if debug {
-			s.log.Debug("raw: request", "from", source(from, src), "bytes", n, "answered", ok)
+	}
+}
+
+// servingBatch is serve's reader, writer and the arena its replies wait
+// in until written.
+type servingBatch struct {
+	r       *batch.Reader
+	w       *batch.Writer
+	replies []byte
+	off     int // replies[:off] hold replies not yet written
+	debug   bool
+}
+
+// answerBatch answers ms in order and writes the replies; false means the
+// socket is closed.
+func (s *Server) answerBatch(b *servingBatch, ms []batch.Message) bool {
+	for i := range ms {
+		if len(b.replies)-b.off < MaxMessage && !s.flush(b) {
+			return false
 		}
-		if ok {
-			err = udpsock.WriteTo(s.pc, reply, from, ap)
+		s.answerOne(b, &ms[i])
+	}
+	return s.flush(b)
+}
+
+// answerOne checks m's source, runs the handler, and queues the reply, if
+// it may go, in b's arena.
+func (s *Server) answerOne(b *servingBatch, m *batch.Message) {
+	src := guard.AddrPort(m.NetAddr, m.Addr)
+	if !s.sources.Allow(src) {
+		return
+	}
+	reply, ok := s.answer(b.replies[b.off:b.off], m.Buf, src)
+	if b.debug {
+		s.log.Debug("raw: request", "from", source(m.NetAddr, src), "bytes", len(m.Buf), "answered", ok)
+	}
+	if ok {
+		b.w.Add(reply, m.Addr, m.NetAddr)
+		b.off = min(b.off+len(reply), len(b.replies)) // a reply the handler grew past the arena is its own
+	}
+}
+
+// flush writes the queued replies, counting those that failed; false
+// means the socket is closed.
+func (s *Server) flush(b *servingBatch) bool {
+	b.off = 0
+	ms, err := b.w.Flush()
+	if err == nil {
+		return true
+	}
+	for i := range ms {
+		if errors.Is(ms[i].Err, net.ErrClosed) {
+			return false
 		}
-		s.answering.Store(false)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
+		if ms[i].Err != nil {
 			s.counters.Error()
 		}
 	}
+	return true
 }
 
 // answer runs the handler on req from src and reports whether its reply
