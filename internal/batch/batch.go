@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // Message is one datagram of a batch.
@@ -45,6 +46,10 @@ type Message struct {
 	NetAddr net.Addr
 	// Err is why a write failed, set by Flush; nil when it was sent.
 	Err error
+	// At is when a datagram read arrived: as the kernel stamped it where
+	// the Reader has timestamps on (see EnableTimestamps), otherwise when
+	// Read returned. It reads the monotonic clock, as time.Now does.
+	At time.Time
 }
 
 // Reader reads datagrams in batches. Make one with NewReader or
@@ -143,6 +148,15 @@ func (r *Reader) EnableGRO() bool {
 	return r.gro
 }
 
+// EnableTimestamps asks the kernel to stamp each datagram with the time
+// it reached the socket (SO_TIMESTAMPNS), for Message.At: then the time a
+// datagram waited in the socket's buffer for the reader does not count
+// as the network's. It reports whether it is on: only on a Linux
+// *net.UDPConn.
+func (r *Reader) EnableTimestamps() bool {
+	return r.mmsg != nil && r.mmsg.enableTimestamps()
+}
+
 // Read blocks until at least one datagram is ready and returns those
 // ready, in the order the socket had them: at most n datagrams, or more
 // where GRO coalesced them. The messages and their buffers are valid
@@ -176,7 +190,7 @@ func (r *Reader) readOne() ([]Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.Buf = buf[:n]
+	m.Buf, m.At = buf[:n], time.Now()
 	r.out = append(r.out[:0], m)
 	return r.out, nil
 }

@@ -147,3 +147,39 @@ func TestPooledReaderIdle(t *testing.T) {
 	readN(t, r, dst, [][]byte{[]byte("x")}, apOf(src))
 	r.Release()
 }
+
+// TestTimestamps: with timestamps on, a datagram's At is when it reached
+// the socket (on loopback, within the send call), not when it was read;
+// so is each of a coalesced run's.
+func TestTimestamps(t *testing.T) {
+	src, dst := listen(t, "udp4", "127.0.0.1:0"), listen(t, "udp4", "127.0.0.1:0")
+	r := NewReader(dst, 4, 64<<10)
+	if !r.EnableTimestamps() {
+		t.Skip("no SO_TIMESTAMPNS here")
+	}
+	r.EnableGRO()
+	w := NewWriter(src, 8)
+	const slack = time.Millisecond // the clocks' rounding, with room to spare
+	before := time.Now()
+	for range 5 {
+		w.Add([]byte("stamped"), apOf(dst), nil)
+	}
+	if _, err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	time.Sleep(20 * time.Millisecond) // the read comes later by at least this
+	dst.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for got := 0; got < 5; {
+		ms, err := r.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if m.At.Before(before.Add(-slack)) || m.At.After(after.Add(slack)) {
+				t.Errorf("At = %v after the send began, want within the send call (%v)", m.At.Sub(before), after.Sub(before))
+			}
+		}
+		got += len(ms)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -24,6 +25,7 @@ type mmsgConn struct {
 
 	gso    bool // UDP_SEGMENT works: runs to one address go as one datagram
 	gro    bool // UDP_GRO is on: reads may come coalesced
+	stamps bool // SO_TIMESTAMPNS is on: reads come stamped
 	oob    [][oobSize]byte
 	groups []group // the messages each header sends
 
@@ -72,24 +74,33 @@ func (c *mmsgConn) setBuffers(ms []Message) {
 
 // enableGRO turns UDP_GRO on, reporting whether the kernel has it.
 func (c *mmsgConn) enableGRO() bool {
+	c.gro = c.setOpt(unix.SOL_UDP, unix.UDP_GRO)
+	return c.gro
+}
+
+// enableTimestamps turns SO_TIMESTAMPNS on, reporting whether it is.
+func (c *mmsgConn) enableTimestamps() bool {
+	c.stamps = c.setOpt(unix.SOL_SOCKET, unix.SO_TIMESTAMPNS)
+	return c.stamps
+}
+
+// setOpt sets the socket option level, opt to 1 and reports whether it
+// took.
+func (c *mmsgConn) setOpt(level, opt int) bool {
 	var err error
-	if cerr := c.rc.Control(func(fd uintptr) {
-		err = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1)
-	}); cerr != nil || err != nil {
-		return false
-	}
-	c.gro = true
-	return true
+	cerr := c.rc.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), level, opt, 1) })
+	return cerr == nil && err == nil
 }
 
 // read appends to out the datagrams one recvmmsg call returns into r's
 // buffers, cutting coalesced runs.
 func (c *mmsgConn) read(r *Reader, out []Message) ([]Message, error) {
+	control := c.gro || c.stamps
 	for i := range c.hs {
 		h := &c.hs[i].Hdr
 		h.Namelen = unix.SizeofSockaddrInet6
 		h.Flags = 0
-		if c.gro {
+		if control {
 			h.Control = &c.oob[i][0]
 			h.SetControllen(oobSize)
 		}
@@ -103,40 +114,57 @@ func (c *mmsgConn) read(r *Reader, out []Message) ([]Message, error) {
 	if err != nil {
 		return out, err
 	}
+	now := time.Now()
 	for i := range c.hi {
 		h := &c.hs[i]
 		buf := r.msgs[i].Buf[:min(int(h.Len), len(r.msgs[i].Buf))]
 		ap := parseName(c.names[i][:h.Hdr.Namelen])
-		seg := len(buf)
-		if c.gro {
-			seg = segmentSize(c.oob[i][:h.Hdr.Controllen], len(buf))
+		seg, at := len(buf), now
+		if control {
+			seg, at = parseControl(c.oob[i][:h.Hdr.Controllen], len(buf), now)
 		}
 		for len(buf) > seg {
-			out = append(out, Message{Buf: buf[:seg:seg], Addr: ap})
+			out = append(out, Message{Buf: buf[:seg:seg], Addr: ap, At: at})
 			buf = buf[seg:]
 		}
-		out = append(out, Message{Buf: buf, Addr: ap})
+		out = append(out, Message{Buf: buf, Addr: ap, At: at})
 	}
 	return out, nil
 }
 
-// segmentSize is the size of the datagrams a coalesced run of n bytes was
-// made of, as its UDP_GRO control message says, or n.
-func segmentSize(oob []byte, n int) int {
+// maxAge bounds how long ago a kernel timestamp may say a datagram came:
+// past it (a clock stepped back), the read's own time is taken.
+const maxAge = time.Second
+
+// parseControl reads a datagram's control messages: the size of the
+// datagrams a coalesced run of n bytes was made of (UDP_GRO), or n; and
+// when it arrived (SCM_TIMESTAMPNS), as a time on now's monotonic clock,
+// or now.
+func parseControl(oob []byte, n int, now time.Time) (seg int, at time.Time) {
+	seg, at = n, now
 	for len(oob) >= unix.CmsgLen(0) {
 		cm := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		l := int(cm.Len)
 		if l < unix.CmsgLen(0) || l > len(oob) {
 			break
 		}
-		if cm.Level == unix.SOL_UDP && cm.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
-			if seg := int(binary.NativeEndian.Uint32(oob[unix.CmsgLen(0):])); seg > 0 {
-				return seg
+		data := oob[unix.CmsgLen(0):l]
+		switch {
+		case cm.Level == unix.SOL_UDP && cm.Type == unix.UDP_GRO && len(data) >= 4:
+			if k := int(binary.NativeEndian.Uint32(data)); k > 0 {
+				seg = k
+			}
+		case cm.Level == unix.SOL_SOCKET && cm.Type == unix.SCM_TIMESTAMPNS && len(data) >= int(unsafe.Sizeof(unix.Timespec{})):
+			ts := (*unix.Timespec)(unsafe.Pointer(&data[0]))
+			// The kernel's clock is the wall clock: its distance from now
+			// moves to the monotonic one, which no clock step shifts.
+			if age := now.Sub(time.Unix(int64(ts.Sec), int64(ts.Nsec))); age >= 0 && age < maxAge {
+				at = now.Add(-age)
 			}
 		}
 		oob = oob[min(len(oob), unix.CmsgSpace(l-unix.CmsgLen(0))):]
 	}
-	return n
+	return seg, at
 }
 
 // recv is the RawConn callback of read: false asks the poller to wait. A
@@ -237,9 +265,9 @@ func (c *mmsgConn) pack(ms []Message, singles int) int {
 	return h
 }
 
-// oobSize holds a UDP_SEGMENT control message (CMSG_SPACE of a uint16:
-// 24 bytes on 64-bit Linux, 16 on 32-bit).
-const oobSize = 32
+// oobSize holds the control messages a datagram comes or goes with: on
+// 64-bit Linux, UDP_SEGMENT or UDP_GRO take 24 bytes, SCM_TIMESTAMPNS 32.
+const oobSize = 64
 
 // GSO's limits: the kernel's segments per send (UDP_MAX_SEGMENTS, 64
 // before Linux 6.9), and the bytes of one datagram before segmentation,
