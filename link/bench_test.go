@@ -31,7 +31,7 @@ func BenchmarkWrapPerfect(b *testing.B) {
 	var addr net.Addr = memAddr("server")
 	sink := &discard{}
 	for b.Loop() {
-		d.send(buf, addr, sink, nil)
+		d.send(buf, addr, sink, nil, time.Time{})
 	}
 }
 
@@ -46,7 +46,7 @@ func BenchmarkWrapDelayed(b *testing.B) {
 	buf := make([]byte, 64)
 	addr := memAddr("server")
 	for b.Loop() {
-		d.send(buf, addr, &discard{}, nil)
+		d.send(buf, addr, &discard{}, nil, time.Time{})
 	}
 }
 
@@ -110,7 +110,7 @@ func BenchmarkDeliveryAccuracy(b *testing.B) {
 		// is sent, so the pacing does not bias the measurement.
 		time.Sleep(time.Until(start.Add(time.Duration(i) * gap)))
 		binary.LittleEndian.PutUint64(buf, uint64(time.Now().Add(20*time.Millisecond).UnixNano()))
-		d.send(buf, addr, sink, nil)
+		d.send(buf, addr, sink, nil, time.Time{})
 	}
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		sink.mu.Lock()

@@ -109,11 +109,12 @@ func newDirection(name string, id, seed uint64, state *atomic.Pointer[linkState]
 	return d
 }
 
-// send applies the link to one datagram written to out for addr. With ob
-// nil, it copies b, so the caller may reuse it at once. With an outbox,
-// what goes on at once waits in ob for the caller's flush, b itself on the
-// fast path: the caller keeps b until then.
-func (d *direction) send(b []byte, addr net.Addr, out sink, ob *outbox) {
+// send applies the link to one datagram written to out for addr, which
+// arrived at the link at arrived (zero: now), from when its delay counts.
+// With ob nil, it copies b, so the caller may reuse it at once. With an
+// outbox, what goes on at once waits in ob for the caller's flush, b
+// itself on the fast path: the caller keeps b until then.
+func (d *direction) send(b []byte, addr net.Addr, out sink, ob *outbox, arrived time.Time) {
 	state := d.state.Load()
 	p := &state.params[d.id]
 	d.mu.Lock()
@@ -134,7 +135,10 @@ func (d *direction) send(b []byte, addr net.Addr, out sink, ob *outbox) {
 		d.deliver(b, addr, out)
 		return
 	}
-	now := time.Now() // the fast path above has no use for it
+	now := arrived // the fast path above has no use for it
+	if now.IsZero() {
+		now = time.Now()
+	}
 	r := packetRNG(d.seed, d.id, n)
 	m := modelRNG(d.seed, d.id, n)
 	if cause := d.dropCause(p, state.outage, &r, &m, len(b)); cause != "" {

@@ -207,14 +207,14 @@ func (l *Link) Wrap(pc net.PacketConn, d Direction) net.PacketConn {
 	return &conn{PacketConn: pc, dir: d, link: l}
 }
 
-// send passes b through direction d to out, unless the link is closed.
-// With an outbox, what goes on at once waits in it for the caller's flush
-// (see direction.send).
-func (l *Link) send(d Direction, b []byte, addr net.Addr, out sink, ob *outbox) bool {
+// send passes b, which arrived at arrived (zero: now), through direction
+// d to out, unless the link is closed. With an outbox, what goes on at
+// once waits in it for the caller's flush (see direction.send).
+func (l *Link) send(d Direction, b []byte, addr net.Addr, out sink, ob *outbox, arrived time.Time) bool {
 	if l.closed.Load() {
 		return false
 	}
-	l.dirs[d].send(b, addr, out, ob)
+	l.dirs[d].send(b, addr, out, ob, arrived)
 	return true
 }
 
@@ -246,7 +246,7 @@ type conn struct {
 // link may deliver it later, or not at all. After the conn or its link is
 // closed it returns an error matching net.ErrClosed.
 func (c *conn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if c.closed.Load() || !c.link.send(c.dir, b, addr, c.PacketConn, nil) {
+	if c.closed.Load() || !c.link.send(c.dir, b, addr, c.PacketConn, nil, time.Time{}) {
 		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: net.ErrClosed}
 	}
 	return len(b), nil

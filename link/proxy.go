@@ -265,8 +265,7 @@ const maxDatagram = 64 << 10
 // at a time, whose deliveries go out a batch per socket.
 func (p *Proxy) readClients() {
 	defer p.wg.Done()
-	r := batch.NewReader(p.pc, readBatch, maxDatagram)
-	r.EnableGRO()
+	r := newProxyReader(batch.NewReader(p.pc, readBatch, maxDatagram))
 	ob := newOutbox()
 	for {
 		ms, err := r.Read()
@@ -276,17 +275,25 @@ func (p *Proxy) readClients() {
 			}
 			return
 		}
-		now := time.Now()
 		for i := range ms {
-			p.fromClient(&ms[i], now, ob)
+			p.fromClient(&ms[i], ob)
 		}
 		ob.flush()
 	}
 }
 
-// fromClient passes m, read at now, into the Up direction towards the
-// server, from its client's upstream socket.
-func (p *Proxy) fromClient(m *batch.Message, now time.Time, ob *outbox) {
+// newProxyReader is r with runs coalesced and arrivals stamped where the
+// kernel can: a datagram's delay then counts from when it reached the
+// proxy's socket, not from when the proxy got round to reading it.
+func newProxyReader(r *batch.Reader) *batch.Reader {
+	r.EnableGRO()
+	r.EnableTimestamps()
+	return r
+}
+
+// fromClient passes m into the Up direction towards the server, from its
+// client's upstream socket.
+func (p *Proxy) fromClient(m *batch.Message, ob *outbox) {
 	if !m.Addr.IsValid() && m.NetAddr == nil {
 		return
 	}
@@ -294,11 +301,11 @@ func (p *Proxy) fromClient(m *batch.Message, now time.Time, ob *outbox) {
 	if c == nil {
 		return
 	}
-	c.last.Store(now.UnixNano())
+	c.last.Store(m.At.UnixNano())
 	if p.cfg.Capture != nil {
-		p.cfg.Capture.record(captureEntered, now, m.Addr, c.listenAddr, m.Buf)
+		p.cfg.Capture.record(captureEntered, m.At, m.Addr, c.listenAddr, m.Buf)
 	}
-	p.cfg.Link.send(Up, m.Buf, p.to, c.upOut, ob)
+	p.cfg.Link.send(Up, m.Buf, p.to, c.upOut, ob, m.At)
 }
 
 // client returns the client at ap (or, for an address of another kind
@@ -362,8 +369,7 @@ var upstreamPool = sync.Pool{New: func() any { b := make([]byte, upstreamBatch*m
 // a batch at a time.
 func (p *Proxy) readServer(c *proxyClient) {
 	defer p.wg.Done()
-	r := batch.NewPooledReader(c.up, upstreamBatch, maxDatagram, &upstreamPool)
-	r.EnableGRO()
+	r := newProxyReader(batch.NewPooledReader(c.up, upstreamBatch, maxDatagram, &upstreamPool))
 	defer r.Release()
 	ob := newOutbox()
 	for {
@@ -371,13 +377,12 @@ func (p *Proxy) readServer(c *proxyClient) {
 		if err != nil {
 			return
 		}
-		now := time.Now()
-		c.last.Store(now.UnixNano())
+		c.last.Store(ms[len(ms)-1].At.UnixNano())
 		for i := range ms {
 			if p.cfg.Capture != nil {
-				p.cfg.Capture.record(captureEntered, now, captureAddr(p.to), c.upAddr, ms[i].Buf)
+				p.cfg.Capture.record(captureEntered, ms[i].At, captureAddr(p.to), c.upAddr, ms[i].Buf)
 			}
-			p.cfg.Link.send(Down, ms[i].Buf, c.addr, c.downOut, ob)
+			p.cfg.Link.send(Down, ms[i].Buf, c.addr, c.downOut, ob, ms[i].At)
 		}
 		ob.flush()
 		r.Release() // an idle client holds no buffer
