@@ -22,47 +22,85 @@ import (
 // (sendmmsg). A generator as costly as the server would pull every
 // server/baseline ratio towards 1.
 func GreetingRate(b testing.TB, addr net.Addr, n, inFlight int) float64 {
-	c, err := net.DialUDP("udp4", nil, addr.(*net.UDPAddr))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	c.SetReadBuffer(4 << 20)
-	g := &greeter{c: c, r: batch.NewReader(c, inFlight, 256), w: batch.NewWriter(c, inFlight)}
+	g := NewBursts(b, addr, inFlight)
 	start := time.Now()
-	g.send(min(inFlight, n))
+	g.send(b, min(inFlight, n))
 	sent, got := min(inFlight, n), 0
 	for got < n {
-		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		g.c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 		ms, err := g.r.Read()
 		if err != nil {
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				b.Fatal(err)
 			}
-			g.send(inFlight)
+			g.send(b, inFlight)
 			continue
 		}
 		got += len(ms)
 		k := min(len(ms), n-sent)
-		g.send(k)
+		g.send(b, k)
 		sent += k
 	}
 	return float64(n) / time.Since(start).Seconds()
 }
 
-// greeter is GreetingRate's socket, read and written in batches.
-type greeter struct {
+// Bursts is a client socket connected to a server that sends requests in
+// bursts and reads replies in batches, each with as few calls as the
+// platform allows (sendmmsg and recvmmsg on Linux). Use it from one
+// goroutine.
+type Bursts struct {
 	c *net.UDPConn
 	r *batch.Reader
 	w *batch.Writer
+}
+
+// NewBursts dials addr over IPv4, for bursts of up to n datagrams (more
+// take more calls). The socket closes when the test ends.
+func NewBursts(tb testing.TB, addr net.Addr, n int) *Bursts {
+	tb.Helper()
+	c, err := net.DialUDP("udp4", nil, addr.(*net.UDPAddr))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.SetReadBuffer(4 << 20)
+	tb.Cleanup(func() { c.Close() })
+	return &Bursts{c: c, r: batch.NewReader(c, n, 2048), w: batch.NewWriter(c, n)}
+}
+
+// Send sends reqs in order, failing the test if any cannot go.
+func (g *Bursts) Send(tb testing.TB, reqs ...[]byte) {
+	tb.Helper()
+	for _, r := range reqs {
+		g.w.Add(r, netip.AddrPort{}, nil)
+	}
+	if _, err := g.w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Receive reads n replies, each within Timeout, and calls f on each in
+// the order they came; the slice is valid during the call only.
+func (g *Bursts) Receive(tb testing.TB, n int, f func(reply []byte)) {
+	tb.Helper()
+	for got := 0; got < n; {
+		g.c.SetReadDeadline(time.Now().Add(Timeout))
+		ms, err := g.r.Read()
+		if err != nil {
+			tb.Fatalf("after %d of %d replies: %v", got, n, err)
+		}
+		for _, m := range ms {
+			f(m.Buf)
+		}
+		got += len(ms)
+	}
 }
 
 var greeting = []byte("Alice")
 
 // send sends k greetings with as few calls as the platform allows. A
 // refused write (the server's port closed for a moment) is a lost
-// request: the window refills after 100ms.
-func (g *greeter) send(k int) {
+// request: GreetingRate refills the window after 100ms.
+func (g *Bursts) send(tb testing.TB, k int) {
 	for range k {
 		g.w.Add(greeting, netip.AddrPort{}, nil)
 	}
