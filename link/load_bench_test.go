@@ -32,7 +32,7 @@ const (
 func BenchmarkProxyDelayedLoad(b *testing.B) {
 	preciseWaits.Store(true) // as udplab runs; TestMain turns it off for synctest
 	defer preciseWaits.Store(false)
-	rx := loadConn(b)
+	rx := bigConn(b)
 	l, err := New(Spec{Up: Params{Delay: loadDelay}, Down: Params{Delay: loadDelay}}, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -43,7 +43,7 @@ func BenchmarkProxyDelayedLoad(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer p.Close()
-	tx := loadConn(b)
+	tx := bigConn(b)
 	late := make([]time.Duration, 0, b.N)
 	got := make(chan []time.Duration)
 	go func() { got <- receiveLate(rx, late, b.N) }()
@@ -70,18 +70,6 @@ func BenchmarkProxyDelayedLoad(b *testing.B) {
 	b.ReportMetric(float64(late[len(late)*99/100].Microseconds()), "p99-late-µs")
 	b.ReportMetric(float64(st.Lateness.P50.Microseconds()), "link-p50-late-µs") // the link's own figures: its wait only
 	b.ReportMetric(float64(st.Lateness.P99.Microseconds()), "link-p99-late-µs")
-}
-
-// loadConn is a loopback socket with udplab's buffers, closed when the
-// benchmark ends.
-func loadConn(b *testing.B) *net.UDPConn {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sockstat.SetBuffers(c)
-	b.Cleanup(func() { c.Close() })
-	return c
 }
 
 // sendPaced sends n packets from c to addr at loadRate, one datagram per

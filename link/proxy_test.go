@@ -360,7 +360,7 @@ func (c *stalledConn) Close() error {
 }
 
 // bigConn is a loopback UDP socket with a big receive buffer.
-func bigConn(t *testing.T) *net.UDPConn {
+func bigConn(t testing.TB) *net.UDPConn {
 	t.Helper()
 	u, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
