@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	kcp "github.com/xtaci/kcp-go/v5"
@@ -32,14 +33,14 @@ import (
 // Conn is a reliable client session with one server. It implements
 // message.Conn.
 type Conn struct {
-	s  *kcp.UDPSession
+	s  kcpSession
 	pc net.PacketConn
-	l  *kcp.Listener // set when the session was accepted, see AcceptOne
-	// gate, set with l, registered the socket as a listener of this
-	// process (see guard.Sources), until Close.
-	gate *gate
-	mss  int
-	r    *reader
+	// l, set when the session was accepted (see AcceptOne), owns the
+	// socket, and its gate registered it as a listener of this process
+	// (see guard.Sources), until Close.
+	l   *listener
+	mss int
+	r   *reader
 
 	// The deadline setters, bound once: a method value made per call
 	// would allocate on every Send and Receive.
@@ -49,6 +50,18 @@ type Conn struct {
 }
 
 var _ message.Conn = (*Conn)(nil)
+
+// kcpSession is a Conn's session: kcp-go's UDPSession for a client, a
+// listener's own session for AcceptOne's.
+type kcpSession interface {
+	messageWriter
+	segmentReader
+	SetReadDeadline(t time.Time) error
+	SetWriteDeadline(t time.Time) error
+	RemoteAddr() net.Addr
+	GetConv() uint32
+	Close() error
+}
 
 // Dial opens a session to the server at addr ("host:port") from an
 // ephemeral port of the same address family.
@@ -82,7 +95,7 @@ func NewConn(pc net.PacketConn, remote net.Addr, cfg *Config) (*Conn, error) {
 	return newConn(s, pc, nil, segmentPayload(c.MTU, !c.NoFEC, block)), nil
 }
 
-func newConn(s *kcp.UDPSession, pc net.PacketConn, l *kcp.Listener, mss int) *Conn {
+func newConn(s kcpSession, pc net.PacketConn, l *listener, mss int) *Conn {
 	return &Conn{s: s, pc: pc, l: l, mss: mss, r: newReader(s, nil), setRead: s.SetReadDeadline, setWrite: s.SetWriteDeadline}
 }
 
@@ -148,14 +161,12 @@ func (c *Conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.s.Close()
-		err = c.pc.Close()
-		if c.gate != nil {
-			c.gate.sources.Close()
+		if c.l == nil {
+			err = c.pc.Close()
+			return
 		}
-		if c.l != nil {
-			drainQueued(c.l)
-			c.l.Close()
-		}
+		err = c.l.close()
+		c.l.gate.sources.Close()
 	})
 	return err
 }
@@ -163,47 +174,44 @@ func (c *Conn) Close() error {
 // AcceptOne waits on pc for the first client session and returns it as a
 // Conn, the listening end of a two-party conversation such as chat. The
 // first client is the first source validated as a Server validates them;
-// packets from other addresses are ignored once it has returned. The Conn takes pc
-// over: Close closes it. ctx cancels the wait.
+// packets from other addresses are ignored once it has returned. The Conn
+// takes pc over: Close closes it, and so does AcceptOne when it fails.
+// ctx cancels the wait.
 func AcceptOne(ctx context.Context, pc net.PacketConn, cfg *Config) (*Conn, error) {
 	c, block, err := cfg.populate()
 	if err != nil {
+		pc.Close()
 		return nil, err
 	}
 	// The gate makes the first peer the first validated one, and keeps
 	// spoofed resets and replays from it, as for a server.
 	g := newGate(pc, block, &c)
-	l, err := kcp.ServeConn(block, c.DataShards, c.ParityShards, g)
+	l, err := newListener(pc, &c, g, 0)
 	if err != nil {
 		g.sources.Close()
+		pc.Close()
 		return nil, fmt.Errorf("reliable: listen %s: %w", pc.LocalAddr(), err)
 	}
 	sockstat.SetBuffers(pc)
-	// kcp-go's AcceptKCP reads its deadline only on entry, so cancel
-	// through the socket: a failed read ends kcp-go's read loop, and
-	// AcceptKCP returns that failure.
-	stop := context.AfterFunc(ctx, func() { pc.SetReadDeadline(time.Unix(1, 0)) })
-	s, err := l.AcceptKCP()
-	if !stop() && err == nil {
-		// Cancelled just as a session arrived: the socket is no use now.
-		s.Close()
-		err = context.Cause(ctx)
-	}
-	if err != nil {
-		pc.Close()
-		g.sources.Close()
-		drainQueued(l)
-		l.Close()
-		if ctx.Err() != nil {
-			err = context.Cause(ctx)
+	first := make(chan *session, 1)
+	var chosen atomic.Bool
+	l.accept = func(s *session) bool {
+		if !chosen.CompareAndSwap(false, true) {
+			return false
 		}
-		return nil, fmt.Errorf("reliable: accept on %s: %w", pc.LocalAddr(), err)
+		// The peer is chosen: no other source is probed or heard from
+		// now on, so none costs a session nobody accepts.
+		g.keepOnly(s.addr)
+		first <- s
+		return true
 	}
-	// The peer is chosen: no other source is probed or heard from now on,
-	// so none costs a session nobody accepts.
-	g.keepOnly(s.RemoteAddr())
-	tune(s, &c)
-	conn := newConn(s, pc, l, segmentPayload(c.MTU, !c.NoFEC, block))
-	conn.gate = g
-	return conn, nil
+	l.start()
+	select {
+	case s := <-first:
+		return newConn(s, pc, l, segmentPayload(c.MTU, !c.NoFEC, block)), nil
+	case <-ctx.Done():
+		l.close()
+		g.sources.Close()
+		return nil, fmt.Errorf("reliable: accept on %s: %w", pc.LocalAddr(), context.Cause(ctx))
+	}
 }

@@ -3,28 +3,24 @@ package reliable
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
-
-	kcp "github.com/xtaci/kcp-go/v5"
 )
 
-// Drain timing. kcp-go says nothing of what its peer has acknowledged, so
-// a draining session that has answered everything waits two of its
-// retransmission timeouts after its last reply, at least minSettle and at
-// most maxSettle, for the reply (or its one retransmission) to arrive.
+// Drain timing. A draining session that has answered everything waits
+// for its replies to be acknowledged, at least minSettle after its last
+// reply (the peer's acknowledgement may be on its way) and at most
+// maxSettle (a peer that has gone acknowledges nothing).
 const (
 	minSettle = 100 * time.Millisecond
 	maxSettle = 2 * time.Second
 )
 
-// drainState is what Shutdown watches: whether a drain is on, and each
-// session's activity.
+// drainState is what Shutdown watches: whether a drain is on, and how many
+// sessions are open.
 type drainState struct {
-	on       atomic.Bool
-	mu       sync.Mutex
-	sessions map[*kcp.UDPSession]*activity
+	on   atomic.Bool
+	open atomic.Int64
 }
 
 // activity is one session's: when it last answered a request.
@@ -32,82 +28,63 @@ type activity struct {
 	last atomic.Int64 // UnixNano
 }
 
-func (d *drainState) track(sess *kcp.UDPSession) *activity {
+func (d *drainState) track() *activity {
 	a := &activity{}
 	a.last.Store(time.Now().UnixNano())
-	d.mu.Lock()
-	if d.sessions == nil {
-		d.sessions = make(map[*kcp.UDPSession]*activity)
-	}
-	d.sessions[sess] = a
-	d.mu.Unlock()
+	d.open.Add(1)
 	return a
 }
 
-func (d *drainState) untrack(sess *kcp.UDPSession) {
-	d.mu.Lock()
-	delete(d.sessions, sess)
-	d.mu.Unlock()
+func (d *drainState) untrack() { d.open.Add(-1) }
+
+// touch records that sess answered a request now: its idle time, and its
+// drain's settling, count from here.
+func (s *session) touch() {
+	now := time.Now()
+	s.act.last.Store(now.UnixNano())
+	s.mu.Lock()
+	s.active = now
+	s.mu.Unlock()
 }
 
-// open is how many tracked sessions there are.
-func (d *drainState) open() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.sessions)
-}
-
-// wake makes every session's blocked read return what kcp-go holds for it,
-// then time out.
-func (d *drainState) wake() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for sess := range d.sessions {
-		sess.SetReadDeadline(time.Now())
-	}
-}
-
-// setReadDeadline sets sess's deadline for its next request: the idle
-// timeout, or, draining, now, so that the read returns what kcp-go holds
-// (it returns data before it checks the deadline) and then times out. The
-// drain flag is read after the deadline is set: Shutdown sets the flag
-// before it wakes the sessions, so one of the two sees the other.
-func (s *Server) setReadDeadline(sess *kcp.UDPSession) {
-	sess.SetReadDeadline(time.Now().Add(s.cfg.Idle))
-	if s.drain.on.Load() {
-		sess.SetReadDeadline(time.Now())
-	}
-}
-
-// settle waits, draining, for sess's last replies to be acknowledged.
-func (s *Server) settle(sess *kcp.UDPSession, act *activity) {
-	wait := min(max(minSettle, 2*time.Duration(sess.GetRTO())*time.Millisecond), maxSettle)
-	left := time.Until(time.Unix(0, act.last.Load()).Add(wait))
-	if left <= 0 {
-		return
-	}
-	t := time.NewTimer(left)
+// settle waits, draining, until everything sess sent is acknowledged, at
+// least minSettle after its last reply and at most maxSettle.
+func (s *Server) settle(sess *session) {
+	last := time.Unix(0, sess.act.last.Load())
+	t := time.NewTimer(time.Until(last.Add(minSettle)))
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-s.closing:
+		return
+	}
+	t.Reset(time.Until(last.Add(maxSettle)))
+	for !sess.settled() {
+		select {
+		case <-t.C:
+			return
+		case <-s.closing:
+			return
+		case <-sess.writable: // an acknowledgement came
+		case <-sess.die:
+			return
+		}
 	}
 }
 
 // Shutdown drains the server. The gate validates no new source and drops
 // every packet carrying a data segment or an FEC shard that could rebuild
 // one, so no new request is taken (KCP acknowledges a request on arrival:
-// these were never acknowledged). Each session, including one kcp-go
-// opened for a source validated just before, answers the requests kcp-go
-// holds for it, waits for its replies to be acknowledged (see settle), and
-// closes. Once every session has, or ctx ends, Shutdown closes the server;
+// these were never acknowledged). Each session, including one opened for
+// a source validated just before, answers the requests KCP holds for it,
+// waits for its replies to be acknowledged (see settle), and closes. Once every session has, or ctx ends, Shutdown closes the server;
 // the error then says how many sessions were cut off.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.drain.on.Store(true)
 	s.gate.drain()
-	s.drain.wake()
-	// A session kcp-go has opened but the accept loop not yet taken
-	// would be missed by the first count: give the loop a moment.
+	s.l.drain()
+	// A session opened as the drain began is served as it opens; the
+	// first count waits a moment for it.
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	select {
@@ -115,7 +92,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	for {
-		n := s.drain.open()
+		n := s.drain.open.Load()
 		if n == 0 {
 			return s.Close()
 		}

@@ -50,13 +50,26 @@ func segmentPayload(mtu int, fec bool, block kcp.BlockCrypt) int {
 	return n
 }
 
+// messageWriter is a KCP session as writeMessage uses it: kcp-go's
+// UDPSession, or a server's own session.
+type messageWriter interface {
+	Write(b []byte) (int, error)
+	WriteBuffers(v [][]byte) (int, error)
+}
+
+// segmentReader is a KCP session as a reader uses it: each Read returns
+// one KCP message, or as much of it as the buffer holds.
+type segmentReader interface {
+	Read(b []byte) (int, error)
+}
+
 // writeMessage sends msg as one message. A message that fits one segment
 // goes bare, as one Write and so one KCP message: any kcp-go program can
 // read it. A longer one goes as a header segment (magic and length) and then
 // the message, which kcp-go cuts into segments; WriteBuffers queues them all
 // under one lock, so they stay together and in order. A short message that
 // looks like a header is framed too, so a header is never ambiguous.
-func writeMessage(s *kcp.UDPSession, msg []byte, mss int) error {
+func writeMessage(s messageWriter, msg []byte, mss int) error {
 	if len(msg) > MaxMessage {
 		return fmt.Errorf("send %d bytes: %w: at most %d", len(msg), message.ErrTooLarge, MaxMessage)
 	}
@@ -86,15 +99,15 @@ func looksLikeHeader(b []byte) bool {
 // declares before the bytes are there, and takes its memory from a budget
 // the server's sessions share (nil: no budget, for a client).
 type reader struct {
-	s       *kcp.UDPSession
+	s       segmentReader
 	budget  *budget.Bytes
-	seg     []byte // one segment's worth
+	seg     []byte // one segment's worth; a server's lends it while serving
 	pending []byte // the framed message being reassembled
 	held    int    // bytes of pending's capacity taken from budget
 	want    int    // its length; 0 when none is under way
 }
 
-func newReader(s *kcp.UDPSession, b *budget.Bytes) *reader {
+func newReader(s segmentReader, b *budget.Bytes) *reader {
 	return &reader{s: s, budget: b, seg: make([]byte, maxSegment)}
 }
 

@@ -35,12 +35,13 @@ import (
 // the new conversation may replace the session once it has answered a
 // probe of its own. And, with a key, a packet seen before (a replay).
 //
-// kcp-go reads from one goroutine, so ReadFrom is not called concurrently;
-// WriteTo passes straight to the socket.
+// The listener's read loop calls admit for every datagram, from one
+// goroutine, and hands on what it lets through and what it releases
+// (pending); the gate writes its probes straight to the socket.
 type gate struct {
 	net.PacketConn
 	sources *guard.Sources
-	codec   *codec // used by ReadFrom only
+	codec   *codec // decrypts for the read loop only; seals for anyone
 	cookies cookies
 	// authenticated: an AEAD cipher shows kcp-go which packets hold the
 	// key; the others carry a CRC32 anyone can fix up after flipping bits.
@@ -60,7 +61,7 @@ type gate struct {
 	draining  bool
 	only      netip.AddrPort // valid: every other source is dropped (AcceptOne's)
 
-	pending *held // a validated source's held packets, for the next ReadFroms
+	pending *held // a validated source's held packets, for the read loop to deliver
 	probe   []byte
 
 	counts gateCounts
@@ -101,24 +102,6 @@ func newGate(pc net.PacketConn, block kcp.BlockCrypt, cfg *Config) *gate {
 // gateClock is every gate's clock; a test may stop it (before it starts a
 // server) so that what the gate decides by time does not depend on load.
 var gateClock = time.Now
-
-// ReadFrom returns the next packet kcp-go may act on.
-func (g *gate) ReadFrom(p []byte) (int, net.Addr, error) {
-	for {
-		if h := g.pending; h != nil && len(h.pkts) > 0 {
-			pkt := h.pkts[0]
-			h.pkts = h.pkts[1:]
-			return copy(p, pkt), h.addr, nil
-		}
-		n, addr, err := g.PacketConn.ReadFrom(p)
-		if err != nil {
-			return n, addr, err
-		}
-		if g.admit(p[:n], addr) {
-			return n, addr, nil
-		}
-	}
-}
 
 // admit reports whether pkt from addr goes on to kcp-go.
 func (g *gate) admit(pkt []byte, addr net.Addr) bool {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,8 +25,13 @@ import (
 // that fail decryption or their checksum create no session, and neither
 // does any packet from a source that has not yet shown it receives what
 // the server sends it (see gate).
+//
+// The sessions are udplab's own (see listener), in kcp-go's formats: any
+// kcp-go client with the same FEC, cipher and key talks to it unchanged.
+// An idle session has no goroutine and no timer tick; a handler goroutine
+// runs only while a session has requests to answer.
 type Server struct {
-	l    *kcp.Listener
+	l    *listener
 	pc   net.PacketConn
 	gate *gate
 	asm  *budget.Bytes // reassembly memory, shared by every session
@@ -44,13 +48,12 @@ type Server struct {
 	reaped   atomic.Uint64
 	authBase uint64
 
-	sessions *connset.Set[*kcp.UDPSession]
+	sessions *connset.Set[*session]
 	drain    drainState
 
 	closing   chan struct{} // closed by Close
 	closeOnce sync.Once
 	closeErr  error
-	wg        sync.WaitGroup // the accept loop and every session's loop
 }
 
 var _ message.Server = (*Server)(nil)
@@ -105,16 +108,18 @@ func Listen(addr string, h message.Handler, cfg *Config) (*Server, error) {
 }
 
 // NewServer serves h on pc until Close. The server takes pc over: Close
-// closes it.
+// closes it, and so does NewServer when it fails.
 func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, error) {
 	c, block, err := cfg.populate()
 	if err != nil {
+		pc.Close()
 		return nil, err
 	}
 	g := newGate(pc, block, &c)
-	l, err := kcp.ServeConn(block, c.DataShards, c.ParityShards, g)
+	l, err := newListener(pc, &c, g, c.Idle)
 	if err != nil {
 		g.sources.Close()
+		pc.Close()
 		return nil, fmt.Errorf("reliable: serve %s: %w", pc.LocalAddr(), err)
 	}
 	sockstat.SetBuffers(pc)
@@ -123,9 +128,10 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, erro
 		mss:      segmentPayload(c.MTU, !c.NoFEC, block),
 		debug:    c.Logger.Enabled(context.Background(), slog.LevelDebug),
 		authBase: atomic.LoadUint64(&kcp.DefaultSnmp.InCsumErrors),
-		sessions: connset.New[*kcp.UDPSession](c.MaxSessions),
+		sessions: connset.New[*session](c.MaxSessions),
 		closing:  make(chan struct{}),
 	}
+	l.accept, l.serve, l.ended, l.idled, l.failed = s.accept, s.serve, s.ended, s.idled, s.failed
 	if u, ok := pc.LocalAddr().(*net.UDPAddr); ok && !u.IP.IsLoopback() && c.Key == "" {
 		s.log.Warn("reliable: listening beyond loopback without a key: anyone can forge packets; set a key", "addr", u)
 	}
@@ -133,8 +139,7 @@ func NewServer(pc net.PacketConn, h message.Handler, cfg *Config) (*Server, erro
 		s.log.Warn("reliable: this cipher does not authenticate packets: with a CRC32 (or nothing) to check, anyone can alter or forge them without the key; use aes-128-gcm",
 			"crypt", c.Crypt)
 	}
-	s.wg.Add(1)
-	go s.acceptLoop()
+	l.start()
 	return s, nil
 }
 
@@ -174,132 +179,137 @@ func (s *Server) Stats() Stats {
 // it is the count when the socket closed.
 func (s *Server) SocketDrops() (n uint64, ok bool) { return s.drops.Drops() }
 
-// Close closes every session, the listener and the socket, and returns once
-// the server's goroutines have stopped.
+// Close closes every session and the socket, and returns once the
+// server's goroutines have stopped.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
-		// From here the accept loop closes what it accepts; closing a
-		// session wakes its Read.
-		s.sessions.Close()
-		// Closing the socket ends kcp-go's read loop, which then fails
-		// AcceptKCP; the accept loop drains and closes the listener.
 		s.drops.Close()
+		// The listener closes every session (each removes itself from
+		// the set) and opens no more.
+		s.closeErr = s.l.close()
+		s.sessions.Close()
 		s.gate.sources.Close()
-		s.closeErr = s.pc.Close()
 	})
-	s.wg.Wait()
 	return s.closeErr
 }
 
-// drainMisses is how many AcceptKCP errors in a row end a drain. Once the
-// socket has failed, AcceptKCP chooses at random between a queued session
-// and the error, so a queued session outlives 64 draws with odds of 2^-64.
-const drainMisses = 64
-
-// drainQueued closes the sessions l created that nobody accepted. Each would
-// otherwise keep a goroutine and a scheduler entry forever, and kcp-go has
-// no way to list them. Call it once l's socket is closed or has failed, so
-// that no new session can join the queue; it returns when the queue is empty.
-func drainQueued(l *kcp.Listener) {
-	for misses := 0; misses < drainMisses; {
-		if sess, err := l.AcceptKCP(); err == nil {
-			sess.Close()
-			misses = 0
-		} else {
-			misses++
+// accept admits a new session, within MaxSessions.
+func (s *Server) accept(sess *session) bool {
+	if out := s.sessions.Add(sess); out != connset.Added {
+		if out == connset.Full {
+			s.log.Debug("reliable: session refused", "from", sess.addr, "max_sessions", s.cfg.MaxSessions)
 		}
+		return false
 	}
+	sess.r = newReader(sess, s.asm)
+	sess.r.seg = nil // lent while serving: an idle session holds none
+	sess.act = s.drain.track()
+	s.gate.bind(sess.addr)
+	return true
 }
 
-func (s *Server) acceptLoop() {
-	defer s.wg.Done()
+// ended forgets a session that closed.
+func (s *Server) ended(sess *session) {
+	s.sessions.Remove(sess)
+	s.gate.unbind(sess.addr)
+	s.drain.untrack()
+}
+
+// idled reaps a session silent for Config.Idle.
+func (s *Server) idled(sess *session) {
+	s.reaped.Add(1)
+	s.log.Debug("reliable: idle session reaped", "from", sess.addr, "idle", s.cfg.Idle)
+	sess.Close()
+}
+
+func (s *Server) failed(err error) {
+	s.log.Error("reliable: socket failed; no longer serving", "addr", s.Addr(), "err", err)
+}
+
+// serve answers sess's requests while it has some, and returns when it has
+// none (the next starts it again); draining, it then waits for its replies
+// to be acknowledged (see settle) and closes the session.
+func (s *Server) serve(sess *session) {
+	sess.mu.Lock()
+	sess.r.seg = getPacket()
+	sess.mu.Unlock()
+	reply := getPacket()[:0]
+	defer func() { putPacket(reply) }()
 	for {
-		sess, err := s.l.AcceptKCP()
-		if err != nil {
-			// The socket failed or was closed: kcp-go creates no more
-			// sessions.
-			drainQueued(s.l)
-			s.l.Close()
-			if !s.sessions.Closed() {
-				s.log.Error("reliable: socket failed; no longer serving", "addr", s.Addr(), "err", err)
-			}
+		req, err := sess.r.next()
+		switch {
+		case err == errEmpty && s.drain.on.Load():
+			s.settle(sess)
+			s.endServe(sess, true)
 			return
-		}
-		// Tracked before it is admitted, so that a drain begun meanwhile
-		// waits for it.
-		act := s.drain.track(sess)
-		if out := s.sessions.Add(sess); out != connset.Added {
-			s.drain.untrack(sess)
-			if out == connset.Full {
-				s.log.Debug("reliable: session refused", "from", sess.RemoteAddr(), "max_sessions", s.cfg.MaxSessions)
+		case err == errEmpty:
+			if s.endServe(sess, false) {
+				return
 			}
 			continue
-		}
-		s.gate.bind(sess.RemoteAddr())
-		// The accept loop's own count keeps Close's Wait from returning
-		// before this Add.
-		s.wg.Add(1)
-		tune(sess, &s.cfg)
-		go s.serveSession(sess, act)
-	}
-}
-
-func (s *Server) serveSession(sess *kcp.UDPSession, act *activity) {
-	defer s.wg.Done()
-	defer func() {
-		sess.Close()
-		s.sessions.Remove(sess)
-		s.gate.unbind(sess.RemoteAddr())
-		s.drain.untrack(sess)
-	}()
-	r := newReader(sess, s.asm)
-	defer r.release()
-	reply := make([]byte, 0, maxSegment)
-	for {
-		s.setReadDeadline(sess)
-		req, err := r.next()
-		if err != nil {
-			s.sessionEnded(sess, act, err)
+		case err != nil:
+			s.sessionEnded(sess, err)
+			s.endServe(sess, true)
 			return
 		}
 		err = s.answer(sess, req, &reply)
-		act.last.Store(time.Now().UnixNano())
+		sess.touch()
 		if err != nil {
 			s.counters.Error()
+			s.endServe(sess, true)
 			return
 		}
 	}
 }
 
-// sessionEnded counts and logs why sess's loop ended; a session ended by
-// the drain waits for its last replies to be acknowledged first.
-func (s *Server) sessionEnded(sess *kcp.UDPSession, act *activity, err error) {
+// endServe ends a serve of sess: it gives back the segment buffer and,
+// when closing, the reassembly memory, and closes sess. Not closing, it
+// stops only if no message arrived since the read found none (it then
+// reports false: serve goes on).
+func (s *Server) endServe(sess *session, closing bool) bool {
+	sess.mu.Lock()
+	// Draining, a serve that found nothing settles rather than stops: a
+	// Shutdown that saw it running started no other.
+	if !closing && (sess.kcp.PeekSize() > 0 || s.drain.on.Load()) {
+		sess.mu.Unlock()
+		return false
+	}
+	putPacket(sess.r.seg)
+	sess.r.seg = nil
+	if closing {
+		sess.r.release()
+	}
+	sess.serving = false
+	sess.mu.Unlock()
+	if closing {
+		sess.Close()
+	}
+	return true
+}
+
+// sessionEnded counts and logs why sess's serve ended.
+func (s *Server) sessionEnded(sess *session, err error) {
 	err = sessionErr(context.Background(), err)
 	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded) && s.drain.on.Load():
-		s.settle(sess, act)
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		s.reaped.Add(1)
-		s.log.Debug("reliable: idle session reaped", "from", sess.RemoteAddr(), "idle", s.cfg.Idle)
 	case errors.Is(err, errBudget):
 		s.asmRefused.Add(1)
-		s.log.Debug("reliable: session dropped", "from", sess.RemoteAddr(), "err", err)
+		s.log.Debug("reliable: session dropped", "from", sess.addr, "err", err)
 	case errors.Is(err, message.ErrBadRequest):
 		// A broken frame leaves the message stream unreadable: drop
 		// this session, keep serving the rest.
 		s.counters.BadRequest()
-		s.log.Debug("reliable: session dropped", "from", sess.RemoteAddr(), "err", err)
+		s.log.Debug("reliable: session dropped", "from", sess.addr, "err", err)
 	}
 }
 
 // answer runs the handler on req and sends its reply, if any, in reply's
 // buffer.
-func (s *Server) answer(sess *kcp.UDPSession, req []byte, reply *[]byte) error {
+func (s *Server) answer(sess *session, req []byte, reply *[]byte) error {
 	var ok bool
 	*reply, ok = s.counters.Reply(s.h, (*reply)[:0], req, MaxMessage)
 	if s.debug {
-		s.log.Debug("reliable: request", "from", sess.RemoteAddr(), "bytes", len(req), "answered", ok)
+		s.log.Debug("reliable: request", "from", sess.addr, "bytes", len(req), "answered", ok)
 	}
 	if !ok || len(*reply) == 0 {
 		return nil

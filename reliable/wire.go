@@ -36,6 +36,11 @@ type codec struct {
 	aead  aead
 	buf   [maxSegment]byte
 	out   [maxSegment]byte
+	// last is the packet whose plaintext buf holds, and lastWhy what
+	// decrypting it gave: the gate and then the session read the same
+	// packet, which is decrypted once.
+	last, plain []byte
+	lastWhy     refusal
 }
 
 func newCodec(block kcp.BlockCrypt) *codec {
@@ -74,6 +79,19 @@ const (
 // decrypt returns pkt's plaintext below the cipher's header, checked, in
 // the codec's buffer, without touching pkt (kcp-go decrypts it again).
 func (c *codec) decrypt(pkt []byte) ([]byte, refusal) {
+	if len(pkt) > 0 && len(pkt) == len(c.last) && &pkt[0] == &c.last[0] {
+		return c.plain, c.lastWhy
+	}
+	plain, why := c.decryptNew(pkt)
+	c.last, c.plain, c.lastWhy = pkt, plain, why
+	return plain, why
+}
+
+// forget makes the next decrypt of the packet last decrypted decrypt it
+// again: its buffer is about to hold another packet.
+func (c *codec) forget() { c.last = nil }
+
+func (c *codec) decryptNew(pkt []byte) ([]byte, refusal) {
 	switch {
 	case len(pkt) > len(c.buf):
 		return nil, malformed
@@ -170,6 +188,36 @@ func (c *codec) seal(plain []byte) []byte {
 		return pkt
 	}
 	return append(c.out[:0], plain...)
+}
+
+// headerRoom is how many bytes the cipher puts before the plaintext of a
+// packet sealed by sealInPlace: kcp-go's headerSize without FEC.
+func (c *codec) headerRoom() int {
+	switch {
+	case c.aead != nil:
+		return c.aead.NonceSize()
+	case c.block != nil:
+		return cfbHeader
+	}
+	return 0
+}
+
+// sealInPlace seals pkt, whose first headerRoom bytes are the cipher's to
+// fill and whose capacity has room for an AEAD's tag, as kcp-go's sender
+// does (sess.go, postProcess), and returns it. The cipher may be used by
+// many goroutines at once, as kcp-go's sessions share it.
+func (c *codec) sealInPlace(pkt []byte) []byte {
+	switch {
+	case c.aead != nil:
+		n := c.aead.NonceSize()
+		rand.Read(pkt[:n])
+		return c.aead.Seal(pkt[:n], pkt[:n], pkt[n:], nil)
+	case c.block != nil:
+		rand.Read(pkt[:cfbNonce])
+		binary.LittleEndian.PutUint32(pkt[cfbNonce:], crc32.ChecksumIEEE(pkt[cfbHeader:]))
+		c.block.Encrypt(pkt, pkt)
+	}
+	return pkt
 }
 
 // segment is one KCP segment's header.
