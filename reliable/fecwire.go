@@ -215,9 +215,10 @@ func (d *fecDecoder) decode(f *fecCodec, in []byte, now time.Time) (recovered []
 		recovered = d.reconstruct(f, set)
 	}
 	if int32(id*uint32(f.shards)-d.newest*uint32(f.shards)) > 0 {
+		// Only a newer group can leave one behind.
 		d.newest = id
+		d.discard(f)
 	}
-	d.discard(f)
 	return recovered
 }
 

@@ -9,19 +9,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	_ "unsafe" // for go:linkname
 
 	kcp "github.com/xtaci/kcp-go/v5"
 )
-
-// kcpFlush is kcp-go's (*KCP).flush, which its own UDPSession calls on
-// every Write and every tick, and which returns how soon the session next
-// has work: KCP exports only Update, which flushes at most once an
-// interval, so a reply would wait up to an interval. kcp-go is pinned
-// (go.mod), and the build fails if the symbol goes.
-//
-//go:linkname kcpFlush github.com/xtaci/kcp-go/v5.(*KCP).flush
-func kcpFlush(k *kcp.KCP, t kcp.FlushType) uint32
 
 // errEmpty is a non-blocking read's: no message is there yet.
 var errEmpty = errors.New("reliable: no message waiting")
@@ -65,11 +55,7 @@ func newSession(l *listener, conv uint32, addr net.Addr, now time.Time) *session
 		readable: make(chan struct{}, 1), writable: make(chan struct{}, 1), die: make(chan struct{}),
 	}
 	s.entry = timerEntry{owner: s, index: -1}
-	s.kcp = kcp.NewKCP(conv, s.output)
-	p := Profiles[l.cfg.Profile]
-	s.kcp.NoDelay(p.NoDelay, p.Interval, p.Resend, p.NoCongestion)
-	s.kcp.WndSize(l.cfg.SendWindow, l.cfg.ReceiveWindow)
-	s.kcp.SetMtu(l.kcpMTU)
+	s.kcp = newKCP(conv, s.output, l.cfg, l.kcpMTU)
 	return s
 }
 
