@@ -18,7 +18,7 @@ import (
 // hooks what a new session, a readable one and an ended one mean to them.
 type listener struct {
 	pc     net.PacketConn
-	io     packetIO
+	io     *packetIO
 	gate   *gate
 	crypt  *codec // the gate's: the read loop decrypts, anyone seals
 	cfg    *Config
@@ -84,9 +84,8 @@ func (l *listener) start() {
 func (l *listener) readLoop() {
 	defer l.wg.Done()
 	defer close(l.reading)
-	ms := newRxPackets()
 	for {
-		n, err := l.io.read(ms)
+		ms, err := l.io.read()
 		if err != nil {
 			l.mu.Lock()
 			closing := l.closing
@@ -97,8 +96,8 @@ func (l *listener) readLoop() {
 			return
 		}
 		now := time.Now()
-		for i := range n {
-			l.packet(ms[i].buf[:ms[i].n], ms[i].addr, now)
+		for i := range ms {
+			l.packet(ms[i].Buf, sourceAddr(&ms[i]), now)
 		}
 	}
 }

@@ -25,7 +25,8 @@ var errEmpty = errors.New("reliable: no message waiting")
 type session struct {
 	l     *listener
 	addr  net.Addr
-	key   netip.AddrPort
+	key   netip.AddrPort // the gate's name for addr
+	to    netip.AddrPort // addr for a batch.Writer
 	conv  uint32
 	entry timerEntry
 
@@ -51,7 +52,7 @@ type session struct {
 
 func newSession(l *listener, conv uint32, addr net.Addr, now time.Time) *session {
 	s := &session{
-		l: l, addr: addr, key: sourceKey(addr), conv: conv, active: now,
+		l: l, addr: addr, key: sourceKey(addr), to: destination(addr), conv: conv, active: now,
 		readable: make(chan struct{}, 1), writable: make(chan struct{}, 1), die: make(chan struct{}),
 	}
 	s.entry = timerEntry{owner: s, index: -1}
@@ -84,7 +85,7 @@ func (s *session) sendTx() {
 	if len(s.tx) == 0 {
 		return
 	}
-	s.l.io.write(s.tx, s.addr)
+	s.l.io.write(s.tx, s.to, s.addr)
 	for i, p := range s.tx {
 		putPacket(p)
 		s.tx[i] = nil
