@@ -113,14 +113,17 @@ func newReader(s segmentReader, b *budget.Bytes) *reader {
 
 // next returns the next whole message, valid until the next call.
 func (r *reader) next() ([]byte, error) {
-	if r.want == 0 && r.held > 0 {
-		// The last message is spent: an idle session holds no more than
-		// its segment buffer.
-		r.release()
+	// The last message is spent: its buffer serves the next one, so a
+	// busy session does not grow one a message, until a read finds none
+	// waiting: an idle server session holds no more than its segment
+	// buffer.
+	if r.want == 0 {
+		r.pending = r.pending[:0]
 	}
 	for r.want == 0 {
 		n, err := r.s.Read(r.seg)
 		if err != nil {
+			r.release()
 			return nil, err
 		}
 		seg := r.seg[:n]

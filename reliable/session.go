@@ -292,9 +292,12 @@ func (s *session) tryRead(b []byte) (int, error) {
 		return 0, errEmpty
 	}
 	// Taking a message may reopen a full receive window, which KCP then
-	// announces at its next flush.
-	s.ackDue = true
-	s.schedule(time.Now())
+	// announces at its next flush. (Owing acknowledgements, s is
+	// scheduled already.)
+	if !s.ackDue {
+		s.ackDue = true
+		s.schedule(time.Now())
+	}
 	return size, nil
 }
 
