@@ -232,8 +232,7 @@ func (s *session) tick(now time.Time) time.Time {
 
 // Read returns the next message, or as much of it as b holds (the rest on
 // the next Read), as kcp-go's UDPSession.Read does. On a server it does not
-// block: with nothing waiting it returns errEmpty and marks the session
-// as not being served, so that the next message starts a handler again.
+// block: with nothing waiting it returns errEmpty (see Server.endServe).
 func (s *session) Read(b []byte) (int, error) {
 	var wait *time.Timer
 	defer func() {
@@ -288,7 +287,6 @@ func (s *session) tryRead(b []byte) (int, error) {
 	case s.closed:
 		return 0, net.ErrClosed
 	default:
-		s.serving = false
 		return 0, errEmpty
 	}
 	// Taking a message may reopen a full receive window, which KCP then
