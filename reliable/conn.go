@@ -1,5 +1,8 @@
-// Package reliable is udplab's reliable transport: KCP sessions from kcp-go
-// in message mode, with optional Reed-Solomon FEC and encryption. Its
+// Package reliable is udplab's reliable transport: KCP sessions in message
+// mode, with optional Reed-Solomon FEC and encryption, in kcp-go's formats.
+// A client is kcp-go's own session; the server side (Server, AcceptOne) is
+// udplab's session layer over kcp-go's KCP core (see listener), which keeps
+// nothing running for an idle session. Its
 // delivery class is reliable-ordered: every message arrives once, in the
 // order sent, or the session reports an error. The price is acknowledgements,
 // retransmissions, parity packets and per-packet headers, which the compare

@@ -2,16 +2,19 @@ package reliable
 
 import kcp "github.com/xtaci/kcp-go/v5"
 
-// Counters are what kcp-go has done in this process so far. kcp-go counts
-// per process, not per session, so a measurement reads them as deltas
-// around its run (Sub) and never overlaps two KCP runs.
+// Counters are what KCP has done in this process so far: kcp-go's clients
+// and udplab's server sessions, which count into kcp-go's process-wide
+// counters (the KCP core counts retransmissions itself; the sessions add
+// their FEC recoveries and failed decryptions). Counting is per process,
+// not per session, so a measurement reads them as deltas around its run
+// (Sub) and never overlaps two KCP runs.
 type Counters struct {
 	Retransmissions uint64 // segments sent again: on timeout, fast or early
 	FECRecovered    uint64 // segments rebuilt from FEC parity
 	AuthFailures    uint64 // packets dropped for a failed decryption or checksum
 }
 
-// ReadCounters returns kcp-go's process-wide counters now.
+// ReadCounters returns the process-wide counters now.
 func ReadCounters() Counters {
 	s := kcp.DefaultSnmp.Copy()
 	return Counters{Retransmissions: s.RetransSegs, FECRecovered: s.FECRecovered, AuthFailures: s.InCsumErrors}

@@ -12,11 +12,12 @@ import (
 	"github.com/udplab/udplab/internal/guard"
 )
 
-// gate stands between the server's socket and kcp-go's listener, which
-// would otherwise open a session (windows, buffers, a timer) for the first
-// datagram from any address, spoofed or not, and then retransmit to it.
-// The gate hands kcp-go only the packets of validated sources: those that
-// showed they receive what is sent to them.
+// gate stands between the server's socket and its sessions (see listener),
+// which, as kcp-go's listener does, would otherwise open a session
+// (windows, buffers) for the first datagram from any address, spoofed or
+// not, and then retransmit to it. The gate hands the sessions (KCP, "kcp-go"
+// below: the rules are kcp-go's listener's) only the packets of validated
+// sources: those that showed they receive what is sent to them.
 //
 // A new source's packets go on probation: held (bounded per source and in
 // all) and, for a KCP data segment, answered with a probe: a segment
@@ -301,7 +302,7 @@ func (g *gate) expireUnbound(now time.Time) {
 	g.unbound = nil // give back a flood's array
 }
 
-// bind records that kcp-go opened a session at addr.
+// bind records that a session opened at addr.
 func (g *gate) bind(addr net.Addr) {
 	g.mu.Lock()
 	g.sessions[sourceKey(addr)]++

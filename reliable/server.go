@@ -88,8 +88,9 @@ type Stats struct {
 	ReassemblyRefused uint64
 	// AuthFailures counts packets dropped for a failed decryption or
 	// checksum (a wrong key, or corruption): those from unvalidated sources
-	// by the server, the rest by kcp-go, which counts per process, so this
-	// includes any other kcp-go session in the same process.
+	// by the gate, the rest as kcp-go counts them, per process (the
+	// server's sessions add theirs to kcp-go's counter), so this includes
+	// any other KCP session in the same process.
 	AuthFailures uint64
 }
 

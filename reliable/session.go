@@ -245,24 +245,8 @@ func (s *session) Read(b []byte) (int, error) {
 		if err != errEmpty || s.l.serve != nil {
 			return n, err
 		}
-		var expired <-chan time.Time
-		if d := s.rd.Load(); d != 0 {
-			left := time.Until(time.Unix(0, d))
-			if left <= 0 {
-				return 0, os.ErrDeadlineExceeded
-			}
-			if wait == nil {
-				wait = time.NewTimer(left)
-			} else {
-				wait.Reset(left)
-			}
-			expired = wait.C
-		}
-		select {
-		case <-s.readable:
-		case <-expired:
-			return 0, os.ErrDeadlineExceeded
-		case <-s.die:
+		if err := s.await(s.readable, &s.rd, &wait); err != nil {
+			return 0, err
 		}
 	}
 }
@@ -315,26 +299,36 @@ func (s *session) WriteBuffers(v [][]byte) (int, error) {
 		if n, ok, err := s.tryWrite(v); ok || err != nil {
 			return n, err
 		}
-		var expired <-chan time.Time
-		if d := s.wd.Load(); d != 0 {
-			left := time.Until(time.Unix(0, d))
-			if left <= 0 {
-				return 0, os.ErrDeadlineExceeded
-			}
-			if wait == nil {
-				wait = time.NewTimer(left)
-			} else {
-				wait.Reset(left)
-			}
-			expired = wait.C
-		}
-		select {
-		case <-s.writable:
-		case <-expired:
-			return 0, os.ErrDeadlineExceeded
-		case <-s.die:
+		if err := s.await(s.writable, &s.wd, &wait); err != nil {
+			return 0, err
 		}
 	}
+}
+
+// await blocks until ready or the session's end fires (nil), or the
+// deadline in dl passes (os.ErrDeadlineExceeded), reusing the timer in
+// *wait.
+func (s *session) await(ready chan struct{}, dl *atomic.Int64, wait **time.Timer) error {
+	var expired <-chan time.Time
+	if d := dl.Load(); d != 0 {
+		left := time.Until(time.Unix(0, d))
+		if left <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		if *wait == nil {
+			*wait = time.NewTimer(left)
+		} else {
+			(*wait).Reset(left)
+		}
+		expired = (*wait).C
+	}
+	select {
+	case <-ready:
+	case <-expired:
+		return os.ErrDeadlineExceeded
+	case <-s.die:
+	}
+	return nil
 }
 
 func (s *session) tryWrite(v [][]byte) (n int, ok bool, err error) {
