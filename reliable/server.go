@@ -210,8 +210,14 @@ func (s *Server) accept(sess *session) bool {
 	return true
 }
 
-// ended forgets a session that closed.
+// ended forgets a session that closed. A serve under way gives back the
+// session's reassembly memory as it ends; otherwise it goes back here.
 func (s *Server) ended(sess *session) {
+	sess.mu.Lock()
+	if !sess.serving {
+		sess.r.release()
+	}
+	sess.mu.Unlock()
 	s.sessions.Remove(sess)
 	s.gate.unbind(sess.addr)
 	s.drain.untrack()

@@ -289,3 +289,22 @@ func TestSmallQueues(t *testing.T) {
 		t.Errorf("WaitSnd = %d, want 100", n)
 	}
 }
+
+// TestReapedMidMessageGivesMemoryBack: a session reaped while a long
+// message is half reassembled gives its reassembly memory back.
+func TestReapedMidMessageGivesMemoryBack(t *testing.T) {
+	s := startServer(t, "udp4", "127.0.0.1:0", message.Echo, Config{Idle: 300 * time.Millisecond})
+	c := dial(t, s.Addr(), Config{})
+	hdr := append([]byte(frameMagicBytes), 0, 1, 0, 0) // 65,536 bytes to come
+	if _, err := c.s.Write(hdr); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.s.Write(make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	conntest.WaitFor(t, func() bool { return s.asm.Left() < reassemblyBudget })
+	conntest.WaitFor(t, func() bool { st := s.Stats(); return st.Reaped == 1 && st.Sessions == 0 })
+	if left := s.asm.Left(); left != reassemblyBudget {
+		t.Errorf("reassembly memory left %d after the reap, want all %d", left, reassemblyBudget)
+	}
+}
