@@ -148,16 +148,13 @@ func TestFECInterop(t *testing.T) {
 	for _, dir := range []string{"up", "down"} {
 		t.Run(dir, func(t *testing.T) {
 			spec, err := link.Parse(dir + ":loss=10%,seed=7")
-			if err != nil {
-				t.Fatal(err)
-			}
-			l, err := link.New(spec, nil)
+			l, err := newLink(spec, err)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer l.Close()
 			cfg := Config{Key: "k", Logger: quiet}
-			spc, cpc := listenUDP(t), listenUDP(t)
+			spc, cpc := loopbackPair(t)
 			s, err := NewServer(l.Wrap(spc, link.Down), message.Echo, &cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -185,13 +182,26 @@ func TestFECInterop(t *testing.T) {
 	}
 }
 
-func listenUDP(t *testing.T) net.PacketConn {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+// newLink starts a link with spec, unless parsing it failed with err.
+func newLink(spec link.Spec, err error) (*link.Link, error) {
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return pc
+	return link.New(spec, nil)
+}
+
+// loopbackPair binds two sockets on 127.0.0.1 for a server and a client.
+func loopbackPair(t *testing.T) (server, client net.PacketConn) {
+	t.Helper()
+	var pcs [2]net.PacketConn
+	for i := range pcs {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pcs[i] = pc
+	}
+	return pcs[0], pcs[1]
 }
 
 // TestFECShardsAreKCPGos checks udplab's FEC encoder against the format
