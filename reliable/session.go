@@ -191,7 +191,14 @@ func (s *session) next(now time.Time) time.Time {
 		sooner(s.dec.last.Add(fecHold))
 	}
 	if s.l.idle > 0 {
-		sooner(s.active.Add(s.l.idle))
+		// Past its deadline while a serve runs (tick does not reap
+		// then), the session is looked at again an idle time later,
+		// not at once and again.
+		deadline := s.active.Add(s.l.idle)
+		if !deadline.After(now) {
+			deadline = now.Add(s.l.idle)
+		}
+		sooner(deadline)
 	}
 	return at
 }

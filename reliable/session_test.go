@@ -318,3 +318,33 @@ func TestReapedMidMessageGivesMemoryBack(t *testing.T) {
 		t.Errorf("reassembly memory left %d after the reap, want all %d", left, reassemblyBudget)
 	}
 }
+
+// TestSlowHandlerIsNotSpun: a session whose handler outlasts the idle
+// timeout is neither reaped under it nor ticked over and over meanwhile.
+func TestSlowHandlerIsNotSpun(t *testing.T) {
+	h := conntest.NewHolder()
+	cfg := Config{Idle: 50 * time.Millisecond, Logger: quiet}
+	s := startServer(t, "udp4", "127.0.0.1:0", h.Handle, cfg)
+	t.Cleanup(h.Free)
+	c := dial(t, s.Addr(), cfg)
+	if err := c.Send(context.Background(), []byte("wait")); err != nil {
+		t.Fatal(err)
+	}
+	<-h.Entered
+	conntest.WaitFor(t, func() bool { return s.l.timer.scheduled() == 1 })
+	before, start := s.l.timer.tickCount(), time.Now()
+	time.Sleep(10 * cfg.Idle)
+	// At most one look an idle time, however long the sleep took, and a
+	// few flushes of the request's acknowledgement.
+	n, held := s.l.timer.tickCount()-before, time.Since(start)
+	if limit := uint64(held/cfg.Idle) + 10; n > limit {
+		t.Errorf("the timer ticked %d times in %v of a held request, want at most %d: one an idle time", n, held, limit)
+	}
+	h.Free()
+	if got, err := c.Receive(context.Background()); err != nil || string(got) != "wait" {
+		t.Errorf("reply = %q, %v", got, err)
+	}
+	if st := s.Stats(); st.Reaped != 0 {
+		t.Errorf("reaped %d sessions while a request was being handled", st.Reaped)
+	}
+}
