@@ -92,6 +92,10 @@ type direction struct {
 	late        lateRecord // since the start
 	lateIv      lateRecord // since the last IntervalLateness
 	models      models
+	// writing is how many packets the loop took from q and has not yet
+	// written: until it has, a packet that would go on at once waits
+	// behind them in q, as it would behind q's own.
+	writing int
 
 	delivered, deliveredBytes, writeErrors atomic.Uint64
 
@@ -118,11 +122,19 @@ func (d *direction) send(b []byte, addr net.Addr, out sink, ob *outbox, arrived 
 	state := d.state.Load()
 	p := &state.params[d.id]
 	d.mu.Lock()
+	if ob != nil && len(ob.pending) > 0 && d.mayHold(p) {
+		// The loop delivers what this packet's fates may hold, maybe at
+		// once (it arrived long ago, say), and must not overtake what
+		// went on at once before it and still waits in ob.
+		d.mu.Unlock()
+		ob.flush()
+		d.mu.Lock()
+	}
 	n := d.n
 	d.n++
 	d.st.Offered++
 	d.st.OfferedBytes += uint64(len(b))
-	if !p.impaired() && !state.outage && len(d.q) == 0 {
+	if !p.impaired() && !state.outage && !d.behind() {
 		// Nothing to do but count: write through, in the caller's
 		// goroutine, with no copy and no queue.
 		d.endBurst()
@@ -244,7 +256,7 @@ func (d *direction) schedule(p *Params, now time.Time, size int, addr net.Addr, 
 	}
 	// Due already, and overtaking nothing it should not, a packet is
 	// delivered from the caller's goroutine and never held.
-	held = release.After(now) || dupRelease.After(now) || !f.reorder && len(d.q) > 0 || p.Slot.on()
+	held = release.After(now) || dupRelease.After(now) || !f.reorder && d.behind() || p.Slot.on()
 	if held && !d.holdRoom(p, f.copies(), f.copies()*size) {
 		d.st.LimitDrops++
 		return time.Time{}, time.Time{}, false, CauseLimit
@@ -258,6 +270,17 @@ func (d *direction) schedule(p *Params, now time.Time, size int, addr net.Addr, 
 		d.lastRelease = dupRelease // the later of the two
 	}
 	return release, dupRelease, held, ""
+}
+
+// behind reports, with d.mu held, whether a packet that does not
+// overtake must wait for others: queued, or taken by the loop and not yet
+// written.
+func (d *direction) behind() bool { return len(d.q) > 0 || d.writing > 0 }
+
+// mayHold reports, with d.mu held, whether a packet meeting p may be held
+// (see schedule) rather than go on at once.
+func (d *direction) mayHold(p *Params) bool {
+	return p.Delay > 0 || p.Jitter > 0 || p.Rate > 0 || p.Slot.on() || d.behind()
 }
 
 // rateRoom reports, with d.mu held, whether the rate limiter's queue has
@@ -448,6 +471,7 @@ func (d *direction) loop() {
 	ob := newOutbox()
 	for {
 		d.mu.Lock()
+		d.writing = 0 // what the last round took is written
 		if len(d.q) == 0 {
 			d.mu.Unlock()
 			select {
@@ -491,6 +515,7 @@ func (d *direction) popDue(ob *outbox) time.Duration {
 			d.slotSpend(slot, at, len(*p.buf)+headerBytes(p.addr))
 		}
 		ob.add(d, *p.buf, p.buf, p.addr, p.out)
+		d.writing++
 	}
 	return 0
 }
