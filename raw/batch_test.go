@@ -1,9 +1,12 @@
 package raw
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/udplab/udplab/internal/conntest"
 	"github.com/udplab/udplab/message"
@@ -83,5 +86,45 @@ func TestBatchedServeAllocatesNothing(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("32 greetings through the batched server allocated %v times, want 0", allocs)
+	}
+}
+
+// TestShutdownCutsOffTheBatch: Shutdown with its context done comes while
+// the handler holds the second request of a batch. The requests not yet
+// answered on the wire are cut off (the first one's reply was made but
+// not sent), the one the guard dropped is not.
+func TestShutdownCutsOffTheBatch(t *testing.T) {
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, pc.LocalAddr())
+	// Queued before the server reads: its first read takes them all.
+	if _, err := pc.WriteTo([]byte("loop"), pc.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []string{"a", "b", "c"} {
+		if err := c.Send(context.Background(), []byte(req)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entered := make(chan struct{})
+	s := NewServer(pc, func(dst, req []byte) ([]byte, error) {
+		if string(req) == "b" {
+			close(entered)
+			// Held until Shutdown's Close has closed the socket.
+			for pc.SetWriteDeadline(time.Time{}) == nil {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		return message.Echo(dst, req)
+	}, nil)
+	t.Cleanup(func() { s.Close() })
+	<-entered
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	conntest.WantCutOff(t, s.Shutdown(ctx), 3)
+	if st := s.Stats(); st.Requests != 3 || st.LoopsDropped != 1 {
+		t.Errorf("stats = %+v, want 3 requests and 1 loop dropped", st)
 	}
 }

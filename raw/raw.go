@@ -177,7 +177,7 @@ type Server struct {
 	drops    *sockstat.Counter
 
 	draining  atomic.Bool  // set by Shutdown: serve reads nothing more
-	answering atomic.Int64 // requests serve read and has not answered yet: its batch
+	answering atomic.Int64 // requests of serve's batch not yet settled: dropped, refused, or their reply written
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close, wakes a backing-off serve
@@ -333,27 +333,28 @@ func (s *Server) answerBatch(b *servingBatch, ms []batch.Message) bool {
 func (s *Server) answerOne(b *servingBatch, m *batch.Message) {
 	src := guard.AddrPort(m.NetAddr, m.Addr)
 	if !s.sources.Allow(src) {
+		s.answering.Add(-1) // dropped, and counted: settled
 		return
 	}
 	reply, ok := s.answer(b.replies[b.off:b.off], m.Buf, src)
 	if b.debug {
 		s.log.Debug("raw: request", "from", source(m.NetAddr, src), "bytes", len(m.Buf), "answered", ok)
 	}
-	if ok {
-		b.w.Add(reply, m.Addr, m.NetAddr)
-		b.off = min(b.off+len(reply), len(b.replies)) // a reply the handler grew past the arena is its own
+	if !ok {
+		s.answering.Add(-1) // refused, and counted: settled
+		return
 	}
+	b.w.Add(reply, m.Addr, m.NetAddr)
+	b.off = min(b.off+len(reply), len(b.replies)) // a reply the handler grew past the arena is its own
 }
 
-// flush writes the queued replies, counting those that failed; false
-// means the socket is closed.
+// flush writes the queued replies, counting those that failed, which
+// settles their requests; false means the socket is closed, and the
+// requests whose replies did not go are cut off.
 func (s *Server) flush(b *servingBatch) bool {
 	b.off = 0
 	ms, err := b.w.Flush()
-	if err == nil {
-		return true
-	}
-	for i := range ms {
+	for i := 0; err != nil && i < len(ms); i++ {
 		if errors.Is(ms[i].Err, net.ErrClosed) {
 			return false
 		}
@@ -361,6 +362,7 @@ func (s *Server) flush(b *servingBatch) bool {
 			s.counters.Error()
 		}
 	}
+	s.answering.Add(-int64(len(ms)))
 	return true
 }
 
