@@ -282,11 +282,13 @@ func (p *Proxy) readClients() {
 	}
 }
 
-// newProxyReader is r with runs coalesced and arrivals stamped where the
-// kernel can: a datagram's delay then counts from when it reached the
-// proxy's socket, not from when the proxy got round to reading it.
+// newProxyReader is r with arrivals stamped where the kernel can: a
+// datagram's delay then counts from when it reached the proxy's socket,
+// not from when the proxy got round to reading it. GRO stays off: a
+// socket that takes coalesced runs drops a run its buffer cannot hold as
+// one, and counts one drop for up to 64 datagrams, where SocketDrops
+// must count each.
 func newProxyReader(r *batch.Reader) *batch.Reader {
-	r.EnableGRO()
 	r.EnableTimestamps()
 	return r
 }
@@ -353,9 +355,7 @@ func (p *Proxy) client(ap netip.AddrPort, addr net.Addr) *proxyClient {
 	return c
 }
 
-// upstreamBatch is how many buffers an upstream read fills at most. With
-// GRO each holds a coalesced run (up to 64 datagrams); without, a read
-// takes this many datagrams.
+// upstreamBatch is how many datagrams an upstream read takes at most.
 const upstreamBatch = 2
 
 // upstreamPool holds the buffers upstream readers borrow while datagrams

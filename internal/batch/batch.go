@@ -139,7 +139,9 @@ func (r *Reader) Release() {
 // GRO is on: only on a Linux *net.UDPConn, and only with buffers of 64
 // KiB or more, which hold any coalesced run. Every reader of the socket
 // must then be such a Reader: anything else would read a run as one
-// datagram.
+// datagram. The socket's drop counter then counts runs, not datagrams: a
+// run its buffer cannot hold is dropped whole and counted once, so a
+// socket whose drops are reported per datagram must not have GRO.
 func (r *Reader) EnableGRO() bool {
 	if r.mmsg == nil || r.size < 64<<10 {
 		return false
