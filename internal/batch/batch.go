@@ -154,7 +154,9 @@ func (r *Reader) EnableGRO() bool {
 // it reached the socket (SO_TIMESTAMPNS), for Message.At: then the time a
 // datagram waited in the socket's buffer for the reader does not count
 // as the network's. It reports whether it is on: only on a Linux
-// *net.UDPConn.
+// *net.UDPConn. The first socket of the system to ask has the kernel turn
+// stamping on from a work queue: until it has, the kernel stamps a
+// datagram as it is read, as if there were no stamps.
 func (r *Reader) EnableTimestamps() bool {
 	return r.mmsg != nil && r.mmsg.enableTimestamps()
 }

@@ -159,6 +159,7 @@ func TestTimestamps(t *testing.T) {
 	}
 	r.EnableGRO()
 	w := NewWriter(src, 8)
+	awaitStamping(t, r, w, apOf(dst))
 	const slack = time.Millisecond // the clocks' rounding, with room to spare
 	before := time.Now()
 	for range 5 {
@@ -182,4 +183,29 @@ func TestTimestamps(t *testing.T) {
 		}
 		got += len(ms)
 	}
+}
+
+// awaitStamping waits until the kernel stamps datagrams as they arrive.
+// The first socket to ask turns stamping on for the whole system from a
+// work queue, which a busy machine runs late; until then the kernel
+// stamps a datagram when it is read instead.
+func awaitStamping(t *testing.T, r *Reader, w *Writer, to netip.AddrPort) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		w.Add([]byte("probe"), to, nil)
+		if _, err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		sent := time.Now()
+		time.Sleep(5 * time.Millisecond)
+		r.pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		ms, err := r.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) == 1 && ms[0].At.Before(sent) {
+			return
+		}
+	}
+	t.Skip("the kernel never stamped a datagram on arrival")
 }
