@@ -258,7 +258,12 @@ func TestProxySameSeedSameTrace(t *testing.T) {
 	}
 	a, b := run(), run()
 	if a != b || strings.Count(a, "\n") < 500 {
-		t.Errorf("traces differ or are short:\n%.300s\n---\n%.300s", a, b)
+		la, lb := strings.Split(a, "\n"), strings.Split(b, "\n")
+		i := 0
+		for i < min(len(la), len(lb)) && la[i] == lb[i] {
+			i++
+		}
+		t.Errorf("traces differ or are short: %d and %d lines, first difference at line %d:\n%s\n---\n%s", len(la), len(lb), i, strings.Join(la[i:min(i+3, len(la))], "\n"), strings.Join(lb[i:min(i+3, len(lb))], "\n"))
 	}
 }
 

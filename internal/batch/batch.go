@@ -62,6 +62,8 @@ type Reader struct {
 	mmsg *mmsgConn    // nil: one datagram per call
 	gro  bool         // the kernel coalesces runs, which Read cuts again
 
+	last time.Time // the latest At given: no datagram read later came earlier
+
 	// The buffers of a pooled Reader: size bytes each, out of one []byte
 	// of n·size borrowed from pool, held in arena while borrowed.
 	n, size int
@@ -174,6 +176,19 @@ func (r *Reader) Read() ([]Message, error) {
 	}
 	r.borrow()
 	return r.readOne()
+}
+
+// notBefore is at, or the At of a datagram read before if that is later.
+// A socket queues datagrams in the order they came, so an earlier stamp
+// is a wrong one: the kernel stamps a datagram when it is read, not when
+// it came, until stamping is on for the system (see EnableTimestamps), so
+// the first datagrams can seem to have come after the next ones.
+func (r *Reader) notBefore(at time.Time) time.Time {
+	if at.Before(r.last) {
+		return r.last
+	}
+	r.last = at
+	return at
 }
 
 // readOne reads one datagram with the PacketConn's own calls.

@@ -310,3 +310,21 @@ func TestSteadyStateAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestStampsNeverGoBack: a datagram read after another is never given an
+// earlier arrival. The kernel stamps the first datagrams when they are
+// read until stamping is on for the system, and those can seem to have
+// come after the ones behind them in the queue.
+func TestStampsNeverGoBack(t *testing.T) {
+	var r Reader
+	t0 := time.Now()
+	for i, c := range []struct{ at, want time.Time }{
+		{t0, t0},
+		{t0.Add(-time.Millisecond), t0}, // stamped as it came, before the first was read
+		{t0.Add(time.Millisecond), t0.Add(time.Millisecond)},
+	} {
+		if got := r.notBefore(c.at); !got.Equal(c.want) {
+			t.Errorf("datagram %d: At = %v, want %v", i, got.Sub(t0), c.want.Sub(t0))
+		}
+	}
+}

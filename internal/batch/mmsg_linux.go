@@ -122,6 +122,7 @@ func (c *mmsgConn) read(r *Reader, out []Message) ([]Message, error) {
 		seg, at := len(buf), now
 		if control {
 			seg, at = parseControl(c.oob[i][:h.Hdr.Controllen], len(buf), now)
+			at = r.notBefore(at)
 		}
 		for len(buf) > seg {
 			out = append(out, Message{Buf: buf[:seg:seg], Addr: ap, At: at})
