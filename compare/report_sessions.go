@@ -112,7 +112,7 @@ func (r *Report) sessionsTradeoff() *table {
 			return "none opened"
 		}
 		per := time.Duration(s.OpenS / float64(s.Opened) * float64(time.Second))
-		return fmt.Sprintf("%d opened and greeted in %.2f s (%s each, %d at a time)", s.Opened, s.OpenS, per.Round(time.Microsecond), sessionWorkers)
+		return fmt.Sprintf("%d opened and greeted in %.2f s (%s each, %d at a time)", s.Opened, s.OpenS, per.Round(time.Microsecond), s.Workers)
 	})
 	row("resources", func(s *SessionStats) string {
 		c := fmt.Sprintf("%s kB RSS, %s kB heap, %.1f goroutines a session; idle: %s of a core per 1000",
@@ -147,8 +147,8 @@ func (c ReportConfig) sessionsSummary() string {
 		}
 		n = strings.Join(counts, ", then ") + " conversations"
 	}
-	return fmt.Sprintf("udplab compare: sessions, %s a mode over loopback, each greeted once and held idle for %s; the server in a process of its own, %d opening at a time",
-		n, time.Duration(c.Workload.IdleHoldS*float64(time.Second)), sessionWorkers)
+	return fmt.Sprintf("udplab compare: sessions, %s a mode over loopback, each greeted once and held idle for %s; the server in a process of its own, %d opening at a time (quic %d)",
+		n, time.Duration(c.Workload.IdleHoldS*float64(time.Second)), sessionWorkers, quicSessionWorkers)
 }
 
 // sessionsCSV is a run's sessions columns, empty outside the workload.
@@ -158,14 +158,14 @@ func sessionsCSV(s *SessionStats) []string {
 	}
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 	return []string{
-		strconv.Itoa(s.Sessions), strconv.Itoa(s.Opened), f(s.OpenS), f(s.HoldS),
+		strconv.Itoa(s.Sessions), strconv.Itoa(s.Opened), f(s.OpenS), strconv.Itoa(s.Workers), f(s.HoldS),
 		f(s.HeapBytesPerSession), f(s.StackBytesPerSession), optF(s.RSSBytesPerSession), f(s.GoroutinesPerSession),
 		optF(s.IdleCPUPerSession), strconv.FormatBool(s.CPUSaturated), optF(s.KernelSocketBytesPerSession), s.Failed,
 	}
 }
 
 var sessionsCSVHeader = []string{
-	"sessions_sessions", "sessions_opened", "sessions_open_s", "sessions_hold_s",
+	"sessions_sessions", "sessions_opened", "sessions_open_s", "sessions_workers", "sessions_hold_s",
 	"sessions_heap_bytes_per_session", "sessions_stack_bytes_per_session", "sessions_rss_bytes_per_session",
 	"sessions_goroutines_per_session", "sessions_idle_cpu_per_session", "sessions_cpu_saturated",
 	"sessions_kernel_socket_bytes_per_session", "sessions_failed",

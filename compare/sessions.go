@@ -33,8 +33,10 @@ type SessionStats struct {
 	// so the server had kept them all along.
 	Held int `json:"held"`
 	// OpenS is how long opening and greeting them took, in seconds, with
-	// sessionWorkers opening at a time.
+	// Workers opening at a time.
 	OpenS float64 `json:"open_s"`
+	// Workers is how many sessions were opened at a time.
+	Workers int `json:"workers"`
 	// HoldS is how long they were held idle, between the readings after
 	// opening and after the hold, in seconds.
 	HoldS float64 `json:"hold_s"`
@@ -121,13 +123,17 @@ type SessionReading struct {
 
 // The sessions workload's tuning, each with the reason for its value.
 const (
-	// sessionWorkers is how many sessions open at once: enough to keep
-	// two cores busy with handshakes, and no more than the 32 handshaken
-	// connections quic-go queues for its server to accept. It refuses
-	// any beyond them, which a server short of CPU lets pile up; a session
-	// is not open until its greeting is answered, which needs it accepted,
-	// so with 32 opening at once the queue cannot overflow.
-	sessionWorkers = 32
+	// sessionWorkers is how many sessions open at once: a new KCP
+	// session's greeting waits a client tick (10 ms) for the server's
+	// probe to be acknowledged, so opening is bound by round trips, not
+	// CPU, until well over a hundred are on their way.
+	sessionWorkers = 128
+	// quicSessionWorkers is quic's: no more than the 32 handshaken
+	// connections quic-go queues for its server to accept. It refuses any
+	// beyond them, which a server short of CPU lets pile up; a session is
+	// not open until its greeting is answered, which needs it accepted, so
+	// with 32 opening at once the queue cannot overflow.
+	quicSessionWorkers = 32
 	// sessionTimeout bounds opening and greeting one session: far beyond a
 	// loopback handshake's milliseconds even when sessionWorkers of them
 	// queue for a CPU that ticks ten thousand KCP sessions.
@@ -217,7 +223,9 @@ func holdSessions(ctx context.Context, m *modes.Mode, s modes.Settings, srv *ses
 	if err := st.idleBaseline(ctx, srv, min(hold, baselineHold)); err != nil {
 		return nil, err
 	}
-	o := &opener{tr: tr, addr: srv.ready.Addr, n: n, size: digits(n - 1), resend: t.Delivery == modes.Unreliable}
+	o := &opener{tr: tr, addr: srv.ready.Addr, n: n, size: digits(n - 1), resend: t.Delivery == modes.Unreliable,
+		workers: openWorkers(m.Name)}
+	st.Workers = o.workers
 	defer o.closeAll()
 	begin := time.Now()
 	openErr := o.openAll(ctx, progress)
@@ -389,13 +397,22 @@ func (st *SessionStats) failure(openErr, heldErr error, s modes.Settings, ready 
 // opener opens and holds the sessions' conversations, each on its own
 // socket, named by its index.
 type opener struct {
-	tr     modes.Transport
-	addr   string
-	n      int
-	size   int  // a name's length: the largest index's digits
-	resend bool // the mode may lose a greeting: send it again after greetResend
+	tr      modes.Transport
+	addr    string
+	n       int
+	size    int  // a name's length: the largest index's digits
+	resend  bool // the mode may lose a greeting: send it again after greetResend
+	workers int  // how many to open, greet or close at a time
 
 	conns []message.Conn // by index; nil where none is open
+}
+
+// openWorkers is how many sessions of mode open at a time.
+func openWorkers(mode string) int {
+	if mode == "quic" {
+		return quicSessionWorkers
+	}
+	return sessionWorkers
 }
 
 // opened counts the open conversations.
@@ -409,14 +426,14 @@ func (o *opener) opened() int {
 	return k
 }
 
-// openAll opens and greets n conversations, sessionWorkers at a time,
+// openAll opens and greets n conversations, o.workers at a time,
 // calling progress as each opens. After the first failure it opens no
 // more, and returns that failure once the ones already begun have ended.
 func (o *opener) openAll(ctx context.Context, progress func(int)) error {
 	o.conns = make([]message.Conn, o.n)
 	var first error
 	opened := 0
-	inParallel(o.n, func(i int) error {
+	inParallel(o.n, o.workers, func(i int) error {
 		c, err := o.open(ctx, i)
 		o.conns[i] = c
 		return err
@@ -455,7 +472,7 @@ func (o *opener) open(ctx context.Context, i int) (message.Conn, error) {
 // forgetting those that do not answer, and returns the first failure.
 func (o *opener) greetAll(ctx context.Context) error {
 	var first error
-	inParallel(o.n, func(i int) error {
+	inParallel(o.n, o.workers, func(i int) error {
 		c := o.conns[i]
 		if c == nil {
 			return nil
@@ -505,10 +522,10 @@ func (o *opener) greet(ctx context.Context, c message.Conn, i int) error {
 	}
 }
 
-// closeAll closes every open conversation, sessionWorkers at a time: a
+// closeAll closes every open conversation, o.workers at a time: a
 // connected mode's Close waits for its goroutines.
 func (o *opener) closeAll() {
-	inParallel(len(o.conns), func(i int) error {
+	inParallel(len(o.conns), o.workers, func(i int) error {
 		if c := o.conns[i]; c != nil {
 			c.Close()
 		}
@@ -516,18 +533,18 @@ func (o *opener) closeAll() {
 	}, func(int, error) bool { return true })
 }
 
-// inParallel calls each(i) for every i from 0 to n-1, sessionWorkers at a
+// inParallel calls each(i) for every i from 0 to n-1, workers at a
 // time, and done with each call's index and error on the calling
 // goroutine, as the calls end. Once done returns false no further call
 // begins; inParallel returns when every call begun has ended.
-func inParallel(n int, each func(i int) error, done func(i int, err error) bool) {
+func inParallel(n, workers int, each func(i int) error, done func(i int, err error) bool) {
 	type result struct {
 		i   int
 		err error
 	}
 	jobs, results := make(chan int), make(chan result)
 	var wg sync.WaitGroup
-	for range min(n, sessionWorkers) {
+	for range min(n, workers) {
 		wg.Go(func() {
 			for i := range jobs {
 				results <- result{i, each(i)}
