@@ -674,3 +674,49 @@ func TestGatePeerLifetime(t *testing.T) {
 		t.Fatal("a source validated again while its session is open was expired")
 	}
 }
+
+// TestReplacedSessionEnds restarts a keyed kcp-go client on the same port
+// under a new conversation, which replaces its session: the old one is
+// forgotten as any ended session is (out of the server's set, the gate and
+// the drain's count), so the server holds one session and drains at once.
+func TestReplacedSessionEnds(t *testing.T) {
+	cfg := Config{Key: "secret", NoFEC: true}
+	s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, cfg)
+	_, block, err := cfg.populate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := 0
+	for conv := uint32(1); conv <= 3; conv++ {
+		uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port = uc.LocalAddr().(*net.UDPAddr).Port
+		sess, err := kcp.NewConn3(conv, s.Addr(), block, 0, 0, uc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess.SetDeadline(time.Now().Add(conntest.Timeout))
+		buf := make([]byte, 1500)
+		if _, err := sess.Write([]byte("Alice")); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := sess.Read(buf); err != nil || string(buf[:n]) != "Hello Alice!\n" {
+			t.Fatalf("conversation %d got %q, %v", conv, buf[:n], err)
+		}
+		sess.Close()
+		uc.Close()
+	}
+	if st := s.Stats(); st.Sessions != 1 || st.Accepted != 3 {
+		t.Errorf("stats = %+v; want 1 session open of 3 accepted", st)
+	}
+	if n := s.drain.open.Load(); n != 1 {
+		t.Errorf("the drain counts %d sessions open, want 1", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), conntest.Timeout)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}

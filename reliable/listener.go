@@ -165,19 +165,23 @@ func (l *listener) open(conv uint32, addr net.Addr, now time.Time) *session {
 	}
 	l.mu.Lock()
 	l.byAddr[s.key] = s
+	s.admitted = true
 	l.mu.Unlock()
 	return s
 }
 
-// forget takes s out of the table; an admitted session's end is told.
+// forget takes s out of the table; an admitted session's end is told,
+// also when a new conversation replaced it in the table (deliver): its
+// place in the server's set, the gate and the drain is still its own.
 func (l *listener) forget(s *session) {
 	l.mu.Lock()
-	ours := l.byAddr[s.key] == s
-	if ours {
+	if l.byAddr[s.key] == s {
 		delete(l.byAddr, s.key)
 	}
+	admitted := s.admitted
+	s.admitted = false
 	l.mu.Unlock()
-	if ours && l.ended != nil {
+	if admitted && l.ended != nil {
 		l.ended(s)
 	}
 }

@@ -29,6 +29,9 @@ type session struct {
 	to    netip.AddrPort // addr for a batch.Writer
 	conv  uint32
 	entry timerEntry
+	// admitted: accept took s and its end is still to be told (see
+	// listener.forget). Guarded by l.mu.
+	admitted bool
 
 	mu      sync.Mutex
 	kcp     *kcp.KCP
