@@ -172,10 +172,11 @@ func (e *fecEncoder) holding() bool { return e.acc != nil }
 // (Config says they must). It exists only while the session receives FEC
 // traffic: dropped after fecHold without a shard.
 type fecDecoder struct {
-	sets   map[uint32]*shardSet
-	newest uint32
-	last   time.Time
-	shards [][]byte // scratch for a reconstruction
+	sets    map[uint32]*shardSet
+	newest  uint32
+	started bool // newest is a group seen: a decoder dropped after fecHold and made again starts at the peer's group, not 0
+	last    time.Time
+	shards  [][]byte // scratch for a reconstruction
 }
 
 // shardSet is one group's shards as received, each in a packets buffer.
@@ -199,6 +200,9 @@ func (d *fecDecoder) decode(f *fecCodec, in []byte, now time.Time) (recovered []
 		return nil // kcp-go would start auto-tuning: other shard counts
 	}
 	id := seqid / uint32(f.shards)
+	if !d.started {
+		d.newest, d.started = id, true
+	}
 	set := d.sets[id]
 	if set == nil {
 		set = &shardSet{pkts: make([][]byte, f.shards)}
@@ -214,12 +218,24 @@ func (d *fecDecoder) decode(f *fecCodec, in []byte, now time.Time) (recovered []
 	if set.count >= f.data {
 		recovered = d.reconstruct(f, set)
 	}
-	if int32(id*uint32(f.shards)-d.newest*uint32(f.shards)) > 0 {
+	switch {
+	case d.behind(f, id):
+		// kcp-go keeps it only until its discardShards, at once: a peer
+		// sending shards of ever older groups must not grow d.
+		set.drop()
+		delete(d.sets, id)
+	case int32(id*uint32(f.shards)-d.newest*uint32(f.shards)) > 0:
 		// Only a newer group can leave one behind.
 		d.newest = id
 		d.discard(f)
 	}
 	return recovered
+}
+
+// behind reports whether group id is more than maxShardSets behind the
+// newest, as kcp-go's discardShards reckons it.
+func (d *fecDecoder) behind(f *fecCodec, id uint32) bool {
+	return int32(d.newest*uint32(f.shards)-id*uint32(f.shards)) > maxShardSets*int32(f.shards)
 }
 
 // reconstruct rebuilds set's missing data shards, if any, and empties it
@@ -271,7 +287,7 @@ func (d *fecDecoder) reconstruct(f *fecCodec, set *shardSet) (recovered [][]byte
 // discard drops the groups more than maxShardSets behind the newest.
 func (d *fecDecoder) discard(f *fecCodec) {
 	for id, set := range d.sets {
-		if int32(d.newest*uint32(f.shards)-id*uint32(f.shards)) > maxShardSets*int32(f.shards) {
+		if d.behind(f, id) {
 			set.drop()
 			delete(d.sets, id)
 		}
