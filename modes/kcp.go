@@ -167,7 +167,7 @@ func (s kcpServer) Summary() []any {
 		"probation", st.Probation, "validated", st.Validated, "probes", st.Probes, "unvalidated", st.Unvalidated,
 		"resets_refused", st.ResetsRefused, "replay_drops", st.Replays, "auth_failures", st.AuthFailures,
 		"loops_dropped", st.LoopsDropped, "low_ports_dropped", st.LowPortsDropped,
-		"reassembly_refused", st.ReassemblyRefused}
+		"reassembly_refused", st.ReassemblyRefused, "fec_refused", st.FECRefused}
 }
 
 // The reliable transport's ranges, as reliable.Config's Validate checks

@@ -175,6 +175,9 @@ type fecDecoder struct {
 	sets    map[uint32]*shardSet
 	newest  uint32
 	started bool // newest is a group seen: a decoder dropped after fecHold and made again starts at the peer's group, not 0
+	// foreign: a shard showed the peer's shard counts are not the
+	// codec's; the session then stops decoding (see session.inputFEC).
+	foreign bool
 	last    time.Time
 	shards  [][]byte // scratch for a reconstruction
 }
@@ -196,8 +199,16 @@ func (d *fecDecoder) decode(f *fecCodec, in []byte, now time.Time) (recovered []
 	d.last = now
 	seqid, typ := binary.LittleEndian.Uint32(in), binary.LittleEndian.Uint16(in[4:])
 	pos := int(seqid % uint32(f.shards))
-	if seqid >= f.paws || (pos < f.data) != (typ == fecTypeData) {
-		return nil // kcp-go would start auto-tuning: other shard counts
+	switch {
+	case seqid >= f.paws || d.foreign:
+		return nil
+	case (pos < f.data) != (typ == fecTypeData):
+		// A shard where the peer's layout has none of its type: the
+		// peer's shard counts differ (kcp-go would start auto-tuning).
+		// Its groups would rebuild garbage, counted as recovered.
+		d.foreign = true
+		d.release()
+		return nil
 	}
 	id := seqid / uint32(f.shards)
 	if !d.started {

@@ -43,6 +43,8 @@ type listener struct {
 	failed func(error)
 
 	draining atomic.Bool // a new or woken session is served at once, to settle
+	// fecRefused counts sessions whose peer's FEC shard counts differ.
+	fecRefused atomic.Uint64
 
 	mu      sync.Mutex
 	byAddr  map[netip.AddrPort]*session

@@ -86,6 +86,10 @@ type Stats struct {
 	// ReassemblyRefused counts sessions dropped because a long message
 	// would have taken reassembly memory past its budget.
 	ReassemblyRefused uint64
+	// FECRefused counts sessions whose client's FEC shard counts are not
+	// the server's: their parity rebuilds nothing (it would rebuild
+	// garbage), their data still arrives. Client and server must agree.
+	FECRefused uint64
 	// AuthFailures counts packets dropped for a failed decryption or
 	// checksum (a wrong key, or corruption): those from unvalidated sources
 	// by the gate, the rest as kcp-go counts them, per process (the
@@ -171,6 +175,7 @@ func (s *Server) Stats() Stats {
 		LoopsDropped:      loops,
 		LowPortsDropped:   low,
 		ReassemblyRefused: s.asmRefused.Load(),
+		FECRefused:        s.l.fecRefused.Load(),
 	}
 }
 

@@ -33,16 +33,19 @@ type session struct {
 	// listener.forget). Guarded by l.mu.
 	admitted bool
 
-	mu      sync.Mutex
-	kcp     *kcp.KCP
-	closed  bool
-	enc     fecEncoder
-	dec     *fecDecoder // nil until FEC traffic arrives, and after fecHold without
-	tx      [][]byte    // the packets of the flush under way
-	rest    []byte      // what the last Read's buffer could not take of a message
-	ackDue  bool        // input came: acknowledgements may wait for a flush
-	active  time.Time   // the last request answered, or the start: idle from here
-	serving bool        // a handler goroutine is reading (server)
+	mu     sync.Mutex
+	kcp    *kcp.KCP
+	closed bool
+	enc    fecEncoder
+	dec    *fecDecoder // nil until FEC traffic arrives, and after fecHold without
+	// fecForeign: the peer's FEC shard counts are not the listener's;
+	// its shards rebuild nothing, its data shards still reach KCP.
+	fecForeign bool
+	tx         [][]byte  // the packets of the flush under way
+	rest       []byte    // what the last Read's buffer could not take of a message
+	ackDue     bool      // input came: acknowledgements may wait for a flush
+	active     time.Time // the last request answered, or the start: idle from here
+	serving    bool      // a handler goroutine is reading (server)
 
 	readable, writable chan struct{} // cap 1: something changed
 	die                chan struct{}
@@ -147,8 +150,8 @@ func (s *session) inputFEC(plain []byte, now time.Time) {
 		s.kcpInput(plain[fecOverhead:], kcp.IKCP_PACKET_REGULAR)
 	}
 	f := s.l.fec
-	if f == nil {
-		return // a peer with FEC, a server without: its data still counts
+	if f == nil || s.fecForeign {
+		return // a peer with FEC, a server without, or other shard counts: its data still counts
 	}
 	if s.dec == nil {
 		s.dec = newFECDecoder(f)
@@ -158,6 +161,12 @@ func (s *session) inputFEC(plain []byte, now time.Time) {
 			s.kcpInput(r[2:sz], kcp.IKCP_PACKET_FEC)
 		}
 		putPacket(r)
+	}
+	if s.dec.foreign {
+		s.fecForeign = true
+		s.dec.release()
+		s.dec = nil
+		s.l.fecRefused.Add(1)
 	}
 }
 
