@@ -348,3 +348,36 @@ func TestSlowHandlerIsNotSpun(t *testing.T) {
 		t.Errorf("reaped %d sessions while a request was being handled", st.Reaped)
 	}
 }
+
+// closingTicker is removed from its timer while it ticks, as a session
+// closed by another goroutine during its tick is, and still says it has
+// more work.
+type closingTicker struct {
+	tm    *timer
+	e     timerEntry
+	ticks int
+}
+
+func (c *closingTicker) tick(now time.Time) time.Time {
+	c.ticks++
+	c.tm.remove(&c.e)
+	return now.Add(10 * time.Millisecond)
+}
+
+// TestTimerRemovedDuringTick: an entry removed while its tick runs is not
+// put back by what the tick returns (a closed session stayed in the heap,
+// and its memory with it, until that time).
+func TestTimerRemovedDuringTick(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tm := newTimer()
+		defer tm.close()
+		c := &closingTicker{tm: tm}
+		c.e = timerEntry{owner: c, index: -1}
+		tm.schedule(&c.e, time.Now().Add(time.Millisecond))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if c.ticks != 1 || tm.scheduled() != 0 {
+			t.Errorf("ticked %d times, %d entries left; want 1 tick and none", c.ticks, tm.scheduled())
+		}
+	})
+}

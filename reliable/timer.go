@@ -17,7 +17,8 @@ type ticker interface {
 type timerEntry struct {
 	owner ticker
 	due   time.Time
-	index int // in the heap; -1 when not scheduled
+	index int  // in the heap; -1 when not scheduled
+	gone  bool // removed for good: a tick under way when it was must not put it back
 }
 
 // timer is the one goroutine that ticks every session of a listener, in
@@ -47,6 +48,8 @@ func (t *timer) schedule(e *timerEntry, due time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
+	case e.gone:
+		return
 	case e.index >= 0 && !due.Before(e.due):
 		return
 	case e.index >= 0:
@@ -64,9 +67,11 @@ func (t *timer) schedule(e *timerEntry, due time.Time) {
 	}
 }
 
-// remove takes e out of the timer.
+// remove takes e out of the timer for good: schedule ignores it from now
+// on.
 func (t *timer) remove(e *timerEntry) {
 	t.mu.Lock()
+	e.gone = true
 	if e.index >= 0 {
 		heap.Remove(&t.h, e.index)
 	}
