@@ -23,9 +23,11 @@ type drainState struct {
 	open atomic.Int64
 }
 
-// activity is one session's: when it last answered a request.
+// activity is one session's: when it last answered a request, and
+// whether it is answering one now.
 type activity struct {
-	last atomic.Int64 // UnixNano
+	last      atomic.Int64 // UnixNano
+	answering atomic.Bool
 }
 
 func (d *drainState) track() *activity {
@@ -91,16 +93,31 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-time.After(minSettle):
 	case <-ctx.Done():
 	}
-	for {
-		n := s.drain.open.Load()
-		if n == 0 {
-			return s.Close()
-		}
+	for s.drain.open.Load() > 0 {
 		select {
 		case <-ctx.Done():
+			n := s.unsettled()
 			s.Close()
+			if n == 0 {
+				return nil
+			}
 			return fmt.Errorf("reliable: %d sessions cut off with requests or replies in flight: %w", n, context.Cause(ctx))
 		case <-tick.C:
 		}
 	}
+	return s.Close()
+}
+
+// unsettled counts the sessions with requests or replies in flight:
+// messages KCP holds unread, a request being answered, replies not yet
+// acknowledged. One that is only waiting out minSettle is not.
+func (s *Server) unsettled() (n int) {
+	for _, sess := range s.l.sessions() {
+		sess.mu.Lock()
+		if !sess.closed && (sess.kcp.WaitSnd() > 0 || sess.kcp.PeekSize() > 0 || len(sess.rest) > 0 || sess.act.answering.Load()) {
+			n++
+		}
+		sess.mu.Unlock()
+	}
+	return n
 }

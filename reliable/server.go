@@ -265,8 +265,10 @@ func (s *Server) serve(sess *session) {
 			s.endServe(sess, true)
 			return
 		}
+		sess.act.answering.Store(true)
 		err = s.answer(sess, req, &reply)
 		sess.touch()
+		sess.act.answering.Store(false)
 		if err != nil {
 			s.counters.Error()
 			s.endServe(sess, true)
