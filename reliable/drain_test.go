@@ -30,26 +30,7 @@ func TestShutdownCountsOnlyUnsettled(t *testing.T) {
 		}
 	})
 	t.Run("unacknowledged", func(t *testing.T) {
-		mn := conntest.NewMemNet()
-		cfg := Config{NoFEC: true, Logger: quiet}
-		h := conntest.NewHolder()
-		s, err := NewServer(mn.Listen("10.0.0.1:1"), h.Handle, &cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		c, err := NewConn(mn.Listen("10.0.0.2:40000"), s.Addr(), &cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Send(context.Background(), []byte("wait")); err != nil {
-			t.Fatal(err)
-		}
-		<-h.Entered
-		c.Close()
-		sess := onlySession(t, s)
-		h.Free()
-		conntest.WaitFor(t, func() bool { return !sess.settled() })
+		s, _ := unackedSession(t)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 		defer cancel()
 		if err := s.Shutdown(ctx); err == nil || !strings.Contains(err.Error(), "1 sessions cut off") {

@@ -108,10 +108,11 @@ func TestIdleSessionIsNotTicked(t *testing.T) {
 	}
 }
 
-// TestUnackedSessionIsTicked: a session whose peer vanished with a reply
-// unacknowledged is ticked (its reply retransmitted) while the reply is
-// unacknowledged.
-func TestUnackedSessionIsTicked(t *testing.T) {
+// unackedSession returns a server over an in-memory network whose one
+// session sent a reply its client, closed, never acknowledges. The server
+// closes when t ends.
+func unackedSession(t *testing.T) (*Server, *session) {
+	t.Helper()
 	mn := conntest.NewMemNet()
 	cfg := Config{NoFEC: true, Logger: quiet}
 	h := conntest.NewHolder()
@@ -119,7 +120,7 @@ func TestUnackedSessionIsTicked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
 	c, err := NewConn(mn.Listen("10.0.0.2:40000"), s.Addr(), &cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +133,14 @@ func TestUnackedSessionIsTicked(t *testing.T) {
 	sess := onlySession(t, s)
 	h.Free()
 	conntest.WaitFor(t, func() bool { return !sess.settled() })
+	return s, sess
+}
+
+// TestUnackedSessionIsTicked: a session whose peer vanished with a reply
+// unacknowledged is ticked (its reply retransmitted) while the reply is
+// unacknowledged.
+func TestUnackedSessionIsTicked(t *testing.T) {
+	s, sess := unackedSession(t)
 	before := s.l.timer.tickCount()
 	conntest.WaitFor(t, func() bool { return s.l.timer.tickCount() >= before+3 })
 	if sess.settled() {
