@@ -54,16 +54,19 @@ type Profile struct {
 	NoDelay, Interval, Resend, NoCongestion int
 }
 
-// Profiles are kcptun's named modes.
+// Profiles are kcptun's named modes, and rt: fast3 with a fast resend
+// after one skip, not two, for a link whose losses parity mostly repairs
+// (kcp-rt), where the loss parity missed must be resent at the first sign.
 var Profiles = map[string]Profile{
 	"normal": {0, 40, 2, 1},
 	"fast":   {0, 30, 2, 1},
 	"fast2":  {1, 20, 2, 1},
 	"fast3":  {1, 10, 2, 1},
+	"rt":     {1, 10, 1, 1},
 }
 
 // ProfileNames lists the profile names in order of speed.
-var ProfileNames = []string{"normal", "fast", "fast2", "fast3"}
+var ProfileNames = []string{"normal", "fast", "fast2", "fast3", "rt"}
 
 // cipher is one of kcp-go's block ciphers, as kcptun names them. keySize is
 // how many bytes of the derived key it takes; 0 takes all 32.
