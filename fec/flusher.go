@@ -49,18 +49,25 @@ func (f *flusher) schedule(e *encoder, group uint32) {
 // from tick calls onTick, which lets a server reap idle peers from the same
 // goroutine; a nil tick never fires.
 func (f *flusher) run(stop <-chan struct{}, tick <-chan time.Time, onTick func(time.Time)) {
+	timerLoop(stop, f.kick, tick, f.fire, onTick)
+}
+
+// timerLoop calls fire at each deadline fire returns, until stop is
+// closed: at once, then at the next deadline, or when kick says a sooner
+// one was added. Each value from tick calls onTick.
+func timerLoop(stop, kick <-chan struct{}, tick <-chan time.Time, fire func(time.Time) (time.Time, bool), onTick func(time.Time)) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
 		var wake <-chan time.Time
-		if next, ok := f.fire(time.Now()); ok {
+		if next, ok := fire(time.Now()); ok {
 			t.Reset(time.Until(next))
 			wake = t.C
 		}
 		select {
 		case <-stop:
 			return
-		case <-f.kick:
+		case <-kick:
 		case <-wake:
 		case now := <-tick:
 			onTick(now)
