@@ -308,7 +308,7 @@ func (t *tally) sum() Counters {
 // All returns every mode, in the order reports show them.
 func All() []*Mode { return slices.Clone(all) }
 
-var all = []*Mode{Raw, FEC, KCP, KCPFEC, TCP, QUIC}
+var all = []*Mode{Raw, FEC, KCP, KCPFEC, KCPRT, TCP, QUIC}
 
 // Lookup returns the mode called name, or one of its aliases.
 func Lookup(name string) (*Mode, error) {

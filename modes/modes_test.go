@@ -22,7 +22,7 @@ func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 func TestLookup(t *testing.T) {
 	for _, tt := range []struct{ name, want string }{
 		{"raw", "raw"}, {"kcp", "kcp"}, {"reliable", "kcp"},
-		{"kcp-fec", "kcp-fec"}, {"reliable-fec", "kcp-fec"}, {"tcp", "tcp"}, {"fec", "fec"}, {"quic", "quic"},
+		{"kcp-fec", "kcp-fec"}, {"reliable-fec", "kcp-fec"}, {"kcp-rt", "kcp-rt"}, {"tcp", "tcp"}, {"fec", "fec"}, {"quic", "quic"},
 	} {
 		m, err := Lookup(tt.name)
 		if err != nil || m.Name != tt.want {
@@ -32,7 +32,7 @@ func TestLookup(t *testing.T) {
 	if _, err := Lookup("sctp"); err == nil {
 		t.Error("Lookup(sctp) found a mode")
 	}
-	if got, want := Names(), []string{"raw", "fec", "kcp", "kcp-fec", "tcp", "quic"}; !slices.Equal(got, want) {
+	if got, want := Names(), []string{"raw", "fec", "kcp", "kcp-fec", "kcp-rt", "tcp", "quic"}; !slices.Equal(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
 }
@@ -96,7 +96,7 @@ func TestFlagsOnceEach(t *testing.T) {
 	if s.Idle.String() != "5s" || s.KCP.Profile != "fast" {
 		t.Errorf("settings = %+v", s)
 	}
-	if got := Owners("idle", true); !slices.Equal(got, []string{"fec", "kcp", "kcp-fec", "tcp", "quic"}) {
+	if got := Owners("idle", true); !slices.Equal(got, []string{"fec", "kcp", "kcp-fec", "kcp-rt", "tcp", "quic"}) {
 		t.Errorf("Owners(idle) = %v", got)
 	}
 	if got := Owners("idle", false); got != nil {

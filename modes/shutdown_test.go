@@ -47,7 +47,7 @@ func TestServersDrain(t *testing.T) {
 // TestGuardSummary: the UDP servers' summaries carry every guard counter,
 // by the names metrics scrape.
 func TestGuardSummary(t *testing.T) {
-	for _, m := range []*Mode{Raw, FEC} {
+	for _, m := range []*Mode{Raw, FEC, KCPRT} {
 		tr, err := m.New(nil)
 		if err != nil {
 			t.Fatal(err)
