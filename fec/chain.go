@@ -130,9 +130,9 @@ func appendPlain(dst []byte, report byte, payload []byte) []byte {
 }
 
 // appendCoded appends a coded datagram to dst: payload, protected from
-// split on, and the parities of d[0] and d[1] (with level 1 or more) and
-// of d[1] and d[2] (with level 2). A parity of two empty datagrams is left
-// out.
+// split on, and the parities of d[0] and d[2] (with level 1 or more) and
+// of d[1] and d[2] (with level 2): d holds D(n-1), D(n-2), D(n-3). A
+// parity of two empty datagrams is left out.
 func appendCoded(dst []byte, report byte, seq uint32, split int, payload []byte, d *[3][]byte, level int) []byte {
 	kind := byte(chainCoded)
 	if level == 2 {
@@ -150,8 +150,8 @@ func appendCoded(dst []byte, report byte, seq uint32, split int, payload []byte,
 	if level == 2 {
 		dst = append(dst, 0, 0) // P's length, below
 	}
-	if len(d[0]) > 0 || len(d[1]) > 0 {
-		dst = appendXOR(dst, d[0], d[1])
+	if len(d[0]) > 0 || len(d[2]) > 0 {
+		dst = appendXOR(dst, d[0], d[2])
 	}
 	if level == 2 {
 		binary.BigEndian.PutUint16(dst[at:], uint16(len(dst)-at-lengthBytes))
@@ -228,7 +228,7 @@ func (s *chainSender) parityBytes(level int) int {
 		n = lengthBytes + xorLen(s.prev[1], s.prev[2])
 	}
 	if level >= 1 {
-		n += xorLen(s.prev[0], s.prev[1])
+		n += xorLen(s.prev[0], s.prev[2])
 	}
 	return n
 }
@@ -242,7 +242,7 @@ func xorLen(a, b []byte) int {
 }
 
 // slot is one datagram in a receiver's window: its protected part, and
-// its parities, P(seq) = D(seq-1) ^ D(seq-2) and Q(seq) = D(seq-2) ^
+// its parities, P(seq) = D(seq-1) ^ D(seq-3) and Q(seq) = D(seq-2) ^
 // D(seq-3).
 type slot struct {
 	seq  uint32
@@ -350,7 +350,7 @@ func (r *chainReceiver) peel(deliver func([]byte)) {
 		for i := range r.ring {
 			s := &r.ring[i]
 			for k := range s.eqs {
-				if e := &s.eqs[k]; s.seen && e.has && !e.used && r.solve(s.seq-uint32(k)-1, e, deliver) {
+				if e := &s.eqs[k]; s.seen && e.has && !e.used && r.solve(s.seq-uint32(k)-1, s.seq-3, e, deliver) {
 					changed = true
 				}
 			}
@@ -358,18 +358,18 @@ func (r *chainReceiver) peel(deliver func([]byte)) {
 	}
 }
 
-// solve uses e, the parity of D(first) and D(first-1): when one is here
-// and the other missing, it rebuilds the missing one and reports true.
-func (r *chainReceiver) solve(first uint32, e *equation, deliver func([]byte)) bool {
-	a, okA := r.known(first)
-	b, okB := r.known(first - 1)
+// solve uses e, the parity of D(x) and D(y): when one is here and the
+// other missing, it rebuilds the missing one and reports true.
+func (r *chainReceiver) solve(x, y uint32, e *equation, deliver func([]byte)) bool {
+	a, okA := r.known(x)
+	b, okB := r.known(y)
 	switch {
 	case okA && okB:
 		e.used = true
 	case okA != okB:
-		missing, known := first-1, a
+		missing, known := y, a
 		if okB {
-			missing, known = first, b
+			missing, known = x, b
 		}
 		e.used = true
 		return r.rebuild(missing, e.b, known, deliver)
