@@ -85,7 +85,8 @@ type ChainStats struct {
 
 // ChainConn is a net.PacketConn that codes the datagrams it carries with
 // the chain code (see chain.go): each datagram worth protecting carries the
-// XOR of the two protected datagrams before it to the same address, while
+// XOR of two protected datagrams before it to the same address (the first
+// and third; also the second and third where losses are frequent), while
 // that address reports losses, so a lost datagram is rebuilt from the next
 // ones without a datagram of its own. ReadFrom returns what arrived and
 // what was rebuilt, each as the datagram the other side wrote (a rebuilt

@@ -19,7 +19,7 @@ import (
 
 // KCPRT is kcp-go's KCP, profile rt, without kcp-go's FEC, over fec's
 // chain code: while the peer reports losses, each datagram that carries
-// data also carries the XOR of the two before it, so a lost one is rebuilt
+// data also carries the XOR of two before it, so a lost one is rebuilt
 // from the next datagram instead of waiting for a group to fill or for a
 // retransmission. Acknowledgements go unprotected.
 var KCPRT = &Mode{
