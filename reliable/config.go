@@ -49,20 +49,27 @@ const (
 	keyLength     = 32
 )
 
-// Profile is a KCP no-delay setting, as kcp.UDPSession.SetNoDelay takes it.
+// Profile is a KCP no-delay setting, as kcp.UDPSession.SetNoDelay takes it,
+// and whether acknowledgements leave at once (SetACKNoDelay) rather than
+// at the next interval.
 type Profile struct {
 	NoDelay, Interval, Resend, NoCongestion int
+	AckNoDelay                              bool
 }
 
-// Profiles are kcptun's named modes, and rt: fast3 with a fast resend
-// after one skip, not two, for a link whose losses parity mostly repairs
-// (kcp-rt), where the loss parity missed must be resent at the first sign.
+// Profiles are kcptun's named modes, and rt, for a link whose losses
+// parity mostly repairs (kcp-rt): a loss parity missed is resent at the
+// first acknowledgement past it, which leaves at once; and a 50 ms
+// interval, which puts the retransmission timeout 50 ms past the smoothed
+// round trip, beyond the delay parity's repair and a lingering
+// acknowledgement add (under fast3's 10 ms, most of kcp-rt's
+// retransmissions were such timeouts, of segments parity had rebuilt).
 var Profiles = map[string]Profile{
-	"normal": {0, 40, 2, 1},
-	"fast":   {0, 30, 2, 1},
-	"fast2":  {1, 20, 2, 1},
-	"fast3":  {1, 10, 2, 1},
-	"rt":     {1, 10, 1, 1},
+	"normal": {0, 40, 2, 1, false},
+	"fast":   {0, 30, 2, 1, false},
+	"fast2":  {1, 20, 2, 1, false},
+	"fast3":  {1, 10, 2, 1, false},
+	"rt":     {1, 50, 1, 1, true},
 }
 
 // ProfileNames lists the profile names in order of speed.

@@ -106,6 +106,7 @@ func newConn(s kcpSession, pc net.PacketConn, l *listener, mss int) *Conn {
 func tune(s *kcp.UDPSession, c *Config) {
 	p := Profiles[c.Profile]
 	s.SetNoDelay(p.NoDelay, p.Interval, p.Resend, p.NoCongestion)
+	s.SetACKNoDelay(p.AckNoDelay)
 	s.SetWindowSize(c.SendWindow, c.ReceiveWindow)
 	s.SetMtu(c.MTU)
 	s.SetWriteDelay(false)
