@@ -4,17 +4,27 @@ import (
 	"encoding/binary"
 )
 
-// The chain code, under ChainConn: a rate-1/2 convolutional XOR code over
-// the protected parts of a sender's datagrams. Datagram n carries its own
+// The chain code, under ChainConn: a convolutional XOR code over the
+// protected parts of a sender's datagrams. Datagram n carries its own
 // bytes D(n) and, while the link is lossy, the parity
 //
-//	P(n) = D(n-1) XOR D(n-2)
+//	P(n) = D(n-1) XOR D(n-3)
 //
 // so it needs no datagram of its own: a lost datagram is rebuilt from the
-// next one or two that arrive, 1 or 2 datagrams later, whatever the
-// message rate. A single loss needs one datagram and the one before it; two
-// in a row need the next two; three in a row, or more losses than that in
-// four datagrams, are left to the protocol above (KCP retransmits).
+// next datagram that arrives, whatever the message rate, when the one
+// three before it is here. Two losses in a row are rebuilt from the next
+// two datagrams, three in a row from the next three. Lags 1 and 3 rather
+// than 1 and 2 leave a third as many losses unrepaired at 5% loss (0.008%
+// against 0.028% of datagrams, simulated), as fast. A datagram may carry a
+// second parity too (ChainConn's default),
+//
+//	Q(n) = D(n-2) XOR D(n-3)
+//
+// so that two losses in a row are rebuilt from the next datagram alone,
+// and at 10% loss 0.016% of datagrams stay lost instead of 0.14%. The rest
+// are left to the protocol above (KCP retransmits). A parity leaves out
+// its zero bytes: two datagrams of one conversation share most of their
+// header bytes, so a parity costs a fraction of a datagram's length.
 //
 // # Wire format (ChainConn)
 //
@@ -28,26 +38,33 @@ import (
 //
 // A coded datagram:
 //
-//		offset 0      1         2           6         8         10
-//		       +------+---------+-----------+---------+---------+---------+--------+
-//		       | 0x21 | report  | seq       | split   | length  | payload | parity |
-//		       +------+---------+-----------+---------+---------+---------+--------+
-//		         1      1         4           2         2         length    rest
+//	offset 0      1         2           6         8         10
+//	       +------+---------+-----------+---------+---------+---------+--------+
+//	       | 0x21 | report  | seq       | split   | length  | payload | parity |
+//	       +------+---------+-----------+---------+---------+---------+--------+
+//	         1      1         4           2         2         length    rest
 //
-//	  - report is the sender's count, modulo 256, of the datagrams it found
-//	    missing from what the receiver sent it: a change tells the receiver
-//	    its own datagrams are being lost, so it turns parity on.
-//	  - seq numbers a sender's coded datagrams from 1; D(n) for n < 1 is
-//	    empty. A seq 65536 or more behind the newest means the sender started
-//	    over.
-//	  - split is where the protected part D(seq) starts in the payload: the
-//	    bytes before it (acknowledgements) are delivered but not protected.
-//	  - parity, when present, is P(seq): 2 bytes, the lengths of D(seq-1) and
-//	    D(seq-2) XORed, then their bytes XORed, the shorter zero-padded, as
-//	    long as the longer. An empty parity means none.
+// or, with both parities, kind 0x22, whose rest is a 2-byte length of P,
+// then P, then Q. The fields:
+//
+//   - report is the sender's count, modulo 256, of the datagrams it found
+//     missing from what the receiver sent it: a change tells the receiver
+//     its own datagrams are being lost, so it turns parity on.
+//   - seq numbers a sender's coded datagrams from 1; D(n) for n < 1 is
+//     empty. A seq 65536 or more behind the newest means the sender started
+//     over.
+//   - split is where the protected part D(seq) starts in the payload: the
+//     bytes before it (acknowledgements) are delivered but not protected.
+//   - a parity, when present, is 2 bytes, the lengths of the two datagrams
+//     it covers XORed; 2 bytes, n, the longer one's length; a bitmap of
+//     ceil(n/8) bytes; and those bytes of the two datagrams XORed (the
+//     shorter zero-padded to n) whose bits are set in the bitmap (bit i%8 of
+//     byte i/8 for byte i), the others being zero. An empty parity means
+//     none.
 //
 // There is no checksum: like bare KCP, the chain relies on UDP's; a
 // datagram that is too short or whose fields disagree is dropped.
+
 // ChainHeaderBytes is what a coded datagram of ChainConn's adds to what
 // it carries, parity aside.
 const ChainHeaderBytes = chainCodedBytes
@@ -113,9 +130,11 @@ func parseChain(b []byte) (h chainHeader, payload, p, q []byte, ok bool) {
 	return h, payload, nonEmpty(p), nonEmpty(q), true
 }
 
-// parityLen reports whether n bytes can be a parity: none, or a length
-// field and up to maxProtected bytes.
-func parityLen(n int) bool { return n == 0 || (n >= lengthBytes && n <= maxProtected+lengthBytes) }
+// parityLen reports whether n bytes can be a parity: none, or its header,
+// bitmap and bytes for up to maxProtected bytes.
+func parityLen(n int) bool {
+	return n == 0 || (n >= parityHeader && n <= parityHeader+maxProtected+(maxProtected+7)/8)
+}
 
 func nonEmpty(b []byte) []byte {
 	if len(b) == 0 {
@@ -134,6 +153,9 @@ func appendPlain(dst []byte, report byte, payload []byte) []byte {
 // of d[1] and d[2] (with level 2): d holds D(n-1), D(n-2), D(n-3). A
 // parity of two empty datagrams is left out.
 func appendCoded(dst []byte, report byte, seq uint32, split int, payload []byte, d *[3][]byte, level int) []byte {
+	if level == 2 && len(d[1]) == 0 && len(d[2]) == 0 {
+		level = 1 // Q would be empty: save its length field
+	}
 	kind := byte(chainCoded)
 	if level == 2 {
 		kind = chainCoded2
@@ -162,37 +184,83 @@ func appendCoded(dst []byte, report byte, seq uint32, split int, payload []byte,
 	return dst
 }
 
-// appendXOR appends the parity of a and b: their lengths XORed, then their
-// bytes XORed, the shorter zero-padded.
+// appendXOR appends the parity of a and b: their lengths XORed, the
+// length n of the longer, then their bytes XORed, the shorter zero-padded,
+// with its zero bytes left out: a bitmap of ceil(n/8) bytes says which of
+// the n bytes follow (bit i%8 of byte i/8), and the rest are zero. Two
+// datagrams of one conversation share most header bytes, and greetings
+// most of their text, so this is a fraction of their length.
 func appendXOR(dst, a, b []byte) []byte {
 	if len(a) < len(b) {
 		a, b = b, a
 	}
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(a)^len(b)))
-	start := len(dst)
-	dst = append(dst, a...)
-	for i, c := range b {
-		dst[start+i] ^= c
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(a)))
+	bitmap := len(dst)
+	dst = append(dst, make([]byte, (len(a)+7)/8)...)
+	for i := range a {
+		x := a[i]
+		if i < len(b) {
+			x ^= b[i]
+		}
+		if x != 0 {
+			dst[bitmap+i/8] |= 1 << (i % 8)
+			dst = append(dst, x)
+		}
 	}
 	return dst
 }
 
+// xorBytes is the length of appendXOR's parity of a and b, 0 when both
+// are empty (no parity is sent).
+func xorBytes(a, b []byte) int {
+	if len(a) < len(b) {
+		a, b = b, a
+	}
+	if len(a) == 0 {
+		return 0
+	}
+	n := parityHeader + (len(a)+7)/8
+	for i := range a {
+		if i >= len(b) || a[i] != b[i] {
+			n++
+		}
+	}
+	return n
+}
+
+// parityHeader is a parity's two lengths.
+const parityHeader = 2 * lengthBytes
+
 // unXOR returns, into dst, the bytes parity was made of besides known; ok
-// is false when the two cannot have made it.
+// is false when the two cannot have made it, or parity is malformed.
 func unXOR(dst, parity, known []byte) ([]byte, bool) {
-	if len(parity) < lengthBytes {
+	if len(parity) < parityHeader {
 		return nil, false
 	}
-	body := parity[lengthBytes:]
 	n := int(binary.BigEndian.Uint16(parity)) ^ len(known)
-	if n > len(body) || len(known) > len(body) || max(n, len(known)) != len(body) {
+	size := int(binary.BigEndian.Uint16(parity[lengthBytes:]))
+	rest := parity[parityHeader:]
+	if size > maxProtected || n > size || len(known) > size || max(n, len(known)) != size || len(rest) < (size+7)/8 {
 		return nil, false
 	}
-	dst = append(dst[:0], body[:n]...)
-	for i := range min(n, len(known)) {
-		dst[i] ^= known[i]
+	bitmap, vals := rest[:(size+7)/8], rest[(size+7)/8:]
+	dst = append(dst[:0], make([]byte, size)...)
+	for i := range size {
+		if bitmap[i/8]&(1<<(i%8)) != 0 {
+			if len(vals) == 0 {
+				return nil, false
+			}
+			dst[i], vals = vals[0], vals[1:]
+		}
+		if i < len(known) {
+			dst[i] ^= known[i]
+		}
 	}
-	return dst, true
+	if len(vals) != 0 {
+		return nil, false
+	}
+	return dst[:n], true
 }
 
 // chainSender is one peer's sending side: its sequence and the protected
@@ -224,21 +292,13 @@ func (s *chainSender) next(dst []byte, report byte, payload []byte, split, level
 // parityBytes is how many bytes level parities add to the next datagram.
 func (s *chainSender) parityBytes(level int) int {
 	n := 0
-	if level == 2 {
-		n = lengthBytes + xorLen(s.prev[1], s.prev[2])
+	if q := xorBytes(s.prev[1], s.prev[2]); level == 2 && q > 0 {
+		n = lengthBytes + q
 	}
 	if level >= 1 {
-		n += xorLen(s.prev[0], s.prev[2])
+		n += xorBytes(s.prev[0], s.prev[2])
 	}
 	return n
-}
-
-// xorLen is the length of the parity of a and b.
-func xorLen(a, b []byte) int {
-	if n := max(len(a), len(b)); n > 0 {
-		return lengthBytes + n
-	}
-	return 0
 }
 
 // slot is one datagram in a receiver's window: its protected part, and

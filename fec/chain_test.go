@@ -243,13 +243,13 @@ func TestChainFlushAndLinger(t *testing.T) {
 			got = append(got, fmt.Sprintf("%x:%s@%v", h.kind, payload, pkt.At.Sub(start)))
 		}
 		// The gap settles near 10ms: the held ack goes alone 1.5 gaps
-		// after it was written, and the parity alone 2 gaps after the
-		// last coded datagram.
-		want := []string{"21:m0@0s", "21:m1.@10ms", "21:m2..@20ms", "21:m3...@30ms", "21:ack1m4....@45ms"}
+		// after it was written, and the parity alone 2 gaps and 2 mean
+		// deviations after the last coded datagram.
+		want := []string{"21:m0@0s", "21:m1.@10ms", "22:m2..@20ms", "22:m3...@30ms", "22:ack1m4....@45ms"}
 		if len(got) != 7 || fmt.Sprint(got[:5]) != fmt.Sprint(want) {
 			t.Fatalf("sent %q, want %q then a plain ack2 and a flush", got, want)
 		}
-		if !bytes.HasPrefix([]byte(got[5]), []byte("20:ack2@")) || !bytes.HasPrefix([]byte(got[6]), []byte("21:@")) {
+		if !bytes.HasPrefix([]byte(got[5]), []byte("20:ack2@")) || !bytes.HasPrefix([]byte(got[6]), []byte("22:@")) {
 			t.Errorf("after the last data: %q, want ack2 alone, then the flush", got[5:])
 		}
 	})

@@ -38,6 +38,10 @@ type ChainConfig struct {
 	// hole, which the sender retransmits on). Nil lets all linger. It
 	// must not keep b.
 	Urgent func(b []byte) bool
+	// Parities is how many parities a datagram carries while its peer
+	// reports losses: 1, P(n) = D(n-1) ^ D(n-3), or 2, with Q(n) = D(n-2)
+	// ^ D(n-3) too (see chain.go). Zero means 2.
+	Parities int
 	// Idle is how long a peer's state is kept with nothing heard from or
 	// sent to it. Zero means DefaultIdle.
 	Idle time.Duration
@@ -151,12 +155,10 @@ type chainPeer struct {
 	lossAt     time.Time // when its report last changed
 	lastCoded  time.Time
 	gap        time.Duration // smoothed time between its coded datagrams
+	gapDev     time.Duration // and its mean deviation
 	lastActive time.Time
-	recv, sent int64   // wire bytes, IP and UDP headers included
-	capped     bool    // see peer
-	lossRate   float64 // the share of its datagrams it reports missing, over lossSamples
-	strong     bool    // two parities (see level)
-	samples    int     // coded datagrams sent, for lossWeight
+	recv, sent int64 // wire bytes, IP and UDP headers included
+	capped     bool  // see peer
 }
 
 // NewChainConn returns a ChainConn over pc, which it takes over: Close
@@ -168,6 +170,9 @@ func NewChainConn(pc net.PacketConn, cfg *ChainConfig) *ChainConn {
 	}
 	if c.Hold <= 0 {
 		c.Hold = DefaultChainHold
+	}
+	if c.Parities < 1 || c.Parities > 2 {
+		c.Parities = 2
 	}
 	if c.Probe <= 0 {
 		c.Probe = DefaultChainProbe
@@ -268,7 +273,7 @@ func (c *ChainConn) decode(b []byte, addr net.Addr) (payload []byte, ok bool) {
 	}
 	now := time.Now()
 	_, ap := keyOf(addr)
-	p := c.peer(addr, h.kind == chainCoded && c.mayMake(ap), true, now)
+	p := c.peer(addr, h.kind != chainPlain && c.mayMake(ap), true, now)
 	if p == nil {
 		return payload, true // no room, or plain: delivered, unrepaired
 	}
@@ -276,9 +281,8 @@ func (c *ChainConn) decode(b []byte, addr net.Addr) (payload []byte, ok bool) {
 	defer p.mu.Unlock()
 	p.lastActive = now
 	p.recv += int64(guard.WireBytes(len(b), ap))
-	if d := h.report - p.report; d != 0 {
+	if h.report != p.report {
 		p.lossAt, p.report = now, h.report
-		p.lossRate += float64(d) / p.lossWeight()
 	}
 	if h.kind == chainPlain {
 		return payload, true
@@ -376,6 +380,7 @@ func (c *ChainConn) encode(p *chainPeer, b []byte, split int, now time.Time) ([]
 	case p.gap == 0:
 		p.gap = gap
 	default:
+		p.gapDev += (max(gap-p.gap, p.gap-gap) - p.gapDev) / 4
 		p.gap += (gap - p.gap) / 8
 	}
 	p.lastCoded = now
@@ -387,53 +392,26 @@ func (c *ChainConn) encode(p *chainPeer, b []byte, split int, now time.Time) ([]
 	if chainCodedBytes+len(b)+p.tx.parityBytes(level) > maxDatagram {
 		level = 0 // a large datagram goes without: KCP resends it
 	}
-	out := p.tx.next(p.out[:0], p.rx.missing, b, split, level)
-	p.samples++
-	p.lossRate -= p.lossRate / p.lossWeight() // one more datagram sent
-	c.st.coded.Add(1)
-	if len(out) > chainCodedBytes+len(b) {
+	if level > 0 && p.tx.parityBytes(level) > 0 {
 		c.st.parity.Add(1)
 	}
+	out := p.tx.next(p.out[:0], p.rx.missing, b, split, level)
+	c.st.coded.Add(1)
 	p.sent += int64(guard.WireBytes(len(out), p.ap))
 	return out, level > 0
 }
 
-// Parity levels' tuning, each with the reason for its value.
-const (
-	// lossSamples is how many recent datagrams a peer's loss rate
-	// averages over: its spread is then 1.4% at 5% loss and 1.9% at 10%,
-	// so 5% seldom looks like strongAt, nor 10% like weakBelow. A second
-	// parity waits for half as many, so the first losses, over few
-	// datagrams, do not turn it on.
-	lossSamples = 128
-	// strongAt and weakBelow turn a peer's second parity on and off. At
-	// 10% loss two losses in a row hit 1% of datagrams, and the second
-	// parity rebuilds them two datagrams sooner; at 5% (0.25%) the single
-	// parity's repair is soon enough, and the second's bytes are not.
-	strongAt, weakBelow = 0.085, 0.065
-	// maxDatagram is the largest datagram parity may make: an Ethernet
-	// frame's UDP payload over IPv4.
-	maxDatagram = 1472
-)
-
-// lossWeight is how many datagrams p's loss rate averages over now: all
-// those sent so far, up to lossSamples, so the first estimate comes
-// quickly. p.mu is held.
-func (p *chainPeer) lossWeight() float64 { return float64(min(max(p.samples, 1), lossSamples)) }
+// maxDatagram is the largest datagram parity may make: an Ethernet
+// frame's UDP payload over IPv4.
+const maxDatagram = 1472
 
 // level returns how many parities p's next datagram carries: none on a
-// clean link, one while p reports losses, two while they are frequent.
-// p.mu is held.
+// clean link, Parities while p reports losses. p.mu is held.
 func (c *ChainConn) level(p *chainPeer, now time.Time) int {
-	switch {
-	case p.lossAt.IsZero() || now.Sub(p.lossAt) >= c.cfg.Hold:
+	if p.lossAt.IsZero() || now.Sub(p.lossAt) >= c.cfg.Hold {
 		return 0
-	case p.samples >= lossSamples/2 && (p.lossRate >= strongAt || (p.strong && p.lossRate >= weakBelow)):
-		p.strong = true
-		return 2
 	}
-	p.strong = false
-	return 1
+	return c.cfg.Parities
 }
 
 // withhold counts n bytes of parity left unsent for the 3x rule.
@@ -454,7 +432,7 @@ func (c *ChainConn) schedule(p *chainPeer, now time.Time) {
 	p.mu.Lock()
 	wait := maxChainFlush // a first datagram: no gap known
 	if p.gap > 0 {
-		wait = min(max(2*p.gap, minChainFlush), maxChainFlush)
+		wait = min(max(2*p.gap+2*p.gapDev, minChainFlush), maxChainFlush)
 	}
 	seq := p.tx.seq
 	p.mu.Unlock()
