@@ -613,7 +613,7 @@ func TestModeFlags(t *testing.T) {
 		{[]string{"chat", "--mode", "kcp", "--peer", "127.0.0.1:7000", "--fec", "4,2"}, "udplab chat: --fec applies to fec and kcp-fec, and --mode is kcp\n"},
 		{[]string{"chat", "--mode", "kcp-fec", "--listen", "127.0.0.1:7000", "--peer", "127.0.0.1:7001"}, "udplab chat: kcp-fec chat takes --listen (to accept a peer) or --peer (to dial one), not both\n"},
 		{[]string{"chat", "--mode", "tcp", "--listen", "127.0.0.1:7000", "--peer", "127.0.0.1:7001"}, "udplab chat: tcp chat takes --listen (to accept a peer) or --peer (to dial one), not both\n"},
-		{[]string{"serve", "--raw", "off", "--fec-addr", "off", "--reliable", "off", "--reliable-fec", "off", "--tcp", "off", "--quic", "off"}, "udplab serve: every listener is off (--raw, --fec-addr, --kcp, --kcp-fec, --tcp, --quic): nothing to serve\n"},
+		{[]string{"serve", "--raw", "off", "--fec-addr", "off", "--reliable", "off", "--reliable-fec", "off", "--kcp-rt", "off", "--tcp", "off", "--quic", "off"}, "udplab serve: every listener is off (--raw, --fec-addr, --kcp, --kcp-fec, --kcp-rt, --tcp, --quic): nothing to serve\n"},
 		{[]string{"serve", "--reliable", "off", "--kcp-fec", "off", "--mtu", "1400"}, "udplab serve: --mtu applies to kcp and kcp-fec, and those listeners are off\n"},
 		{[]string{"serve", "--kcp-fec", "off", "--fec-addr", "off", "--fec", "4,2"}, "udplab serve: --fec applies to fec and kcp-fec, and those listeners are off\n"},
 		{[]string{"serve", "--fec-addr", "off", "--fec", "0,0"}, "udplab serve: kcp-fec: fec 0,0 leaves kcp-fec without FEC: give shards such as 10,3, or use kcp (KCP without FEC)\n"},
