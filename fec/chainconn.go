@@ -88,11 +88,11 @@ type ChainStats struct {
 }
 
 // ChainConn is a net.PacketConn that codes the datagrams it carries with
-// the chain code (see chain.go): each datagram worth protecting carries the
-// XOR of two protected datagrams before it to the same address (the first
-// and third; also the second and third where losses are frequent), while
-// that address reports losses, so a lost datagram is rebuilt from the next
-// ones without a datagram of its own. ReadFrom returns what arrived and
+// the chain code (see chain.go): each datagram worth protecting carries,
+// while its address reports losses, the XOR of the first and third
+// protected datagrams before it to that address, and of the second and
+// third (see ChainConfig.Parities), so a lost datagram is rebuilt from the
+// next ones without a datagram of its own. ReadFrom returns what arrived and
 // what was rebuilt, each as the datagram the other side wrote (a rebuilt
 // one without its unprotected part). Both ends of a conversation must be
 // ChainConns.
