@@ -27,8 +27,11 @@ type listener struct {
 	kcpMTU int       // KCP's own MTU, as kcp-go's SetMtu leaves it
 
 	interval time.Duration // the profile's flush interval
-	idle     time.Duration // a server reaps sessions silent this long; 0: never
-	timer    *timer
+	// ackNoDelay sends acknowledgements as input arrives, not at the next
+	// flush: the profile's AckNoDelay, as tune sets it on kcp-go's sessions.
+	ackNoDelay bool
+	idle       time.Duration // a server reaps sessions silent this long; 0: never
+	timer      *timer
 
 	// Hooks, set before start. accept admits a new session (false:
 	// refused, and it is closed); serve, if set, reads a session's
@@ -56,8 +59,9 @@ type listener struct {
 func newListener(pc net.PacketConn, cfg *Config, g *gate, idle time.Duration) (*listener, error) {
 	l := &listener{
 		pc: pc, io: newPacketIO(pc), gate: g, crypt: g.codec, cfg: cfg, idle: idle,
-		interval: time.Duration(Profiles[cfg.Profile].Interval) * time.Millisecond,
-		byAddr:   make(map[netip.AddrPort]*session), reading: make(chan struct{}),
+		interval:   time.Duration(Profiles[cfg.Profile].Interval) * time.Millisecond,
+		ackNoDelay: Profiles[cfg.Profile].AckNoDelay,
+		byAddr:     make(map[netip.AddrPort]*session), reading: make(chan struct{}),
 	}
 	l.hdr = l.crypt.headerRoom()
 	if !cfg.NoFEC {

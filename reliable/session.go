@@ -171,7 +171,7 @@ func (s *session) inputFEC(plain []byte, now time.Time) {
 }
 
 func (s *session) kcpInput(data []byte, typ kcp.PacketType) {
-	if s.kcp.Input(data, typ, false) != 0 {
+	if s.kcp.Input(data, typ, s.l.ackNoDelay) != 0 {
 		atomic.AddUint64(&kcp.DefaultSnmp.KCPInErrors, 1)
 	}
 }

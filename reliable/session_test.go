@@ -390,3 +390,15 @@ func TestTimerRemovedDuringTick(t *testing.T) {
 		}
 	})
 }
+
+// TestServerTakesProfileAcks: the server's sessions acknowledge as input
+// arrives exactly when the profile says so, as tune makes kcp-go's
+// sessions do (kcp-rt's rt profile; not fast3).
+func TestServerTakesProfileAcks(t *testing.T) {
+	for _, profile := range ProfileNames {
+		s := startServer(t, "udp4", "127.0.0.1:0", message.Greet, Config{NoFEC: true, Profile: profile})
+		if got, want := s.l.ackNoDelay, Profiles[profile].AckNoDelay; got != want {
+			t.Errorf("profile %s: server acknowledges at once = %v, want %v", profile, got, want)
+		}
+	}
+}
