@@ -47,7 +47,11 @@ type Workload struct {
 
 // Workload defaults and limits.
 const (
-	DefaultMessages = 400
+	// DefaultMessages keeps the default comparison (four links, seven
+	// modes, a second of greetings each) near half a minute, so that a
+	// first `go run` from empty caches, building included, stays within
+	// 90 s on two cores; --messages or --repeat buys a steadier tail.
+	DefaultMessages = 200
 	DefaultInterval = 5 * time.Millisecond
 	DefaultSize     = 16
 	// DefaultSessions and DefaultIdleHold are the sessions workload's:
