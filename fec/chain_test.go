@@ -321,3 +321,35 @@ func FuzzChainDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestChainLevel: no parity on a clean link; with Parities unset, two
+// until losses have been counted and while they come to
+// SecondParityLoss of the datagrams sent, one below; a set Parities
+// always.
+func TestChainLevel(t *testing.T) {
+	now := time.Now()
+	c := &ChainConn{cfg: ChainConfig{Hold: time.Minute}}
+	for _, tt := range []struct {
+		name        string
+		parities    int
+		lossAt      time.Time
+		lost, coded float64
+		want        int
+	}{
+		{"never a loss", 0, time.Time{}, 0, 0, 0},
+		{"losses long ago", 0, now.Add(-time.Hour), 10, 100, 0},
+		{"no count yet", 0, now, 0, 0, 2},
+		{"5% lost", 0, now, 5, 100, 1},
+		{"10% lost", 0, now, 10, 100, 2},
+		{"just over the bound", 0, now, 7.5, 100, 2},
+		{"just under it", 0, now, 6.5, 100, 1},
+		{"set to 1 at 10%", 1, now, 10, 100, 1},
+		{"set to 2 at 5%", 2, now, 5, 100, 2},
+	} {
+		c.cfg.Parities = tt.parities
+		p := &chainPeer{lossAt: tt.lossAt, lost: tt.lost, coded: tt.coded}
+		if got := c.level(p, now); got != tt.want {
+			t.Errorf("%s: level = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}
