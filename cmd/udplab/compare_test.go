@@ -43,6 +43,10 @@ func TestCompareEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("five runs of 1000 round trips")
 	}
+	// Mostly waiting on the link's delays: it overlaps the scripts and
+	// TestCompareFECOnly (fec counts its own figures, not kcp-go's
+	// process-wide ones, which this test's kcp runs read).
+	t.Parallel()
 	doc := compareJSON(t, "--link", "loss=10%,delay=20ms", "--modes", "raw,kcp,kcp-fec,tcp,quic",
 		"--messages", "1000", "--interval", "2ms", "--quiet")
 	results := doc["results"].([]any)
@@ -131,6 +135,7 @@ func TestCompareFECOnly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1000 round trips at 5 ms")
 	}
+	t.Parallel() // see TestCompareEndToEnd
 	doc := compareJSON(t, "--link", "loss=10%,delay=20ms", "--modes", "fec",
 		"--messages", "1000", "--interval", "5ms", "--quiet")
 	m := doc["results"].([]any)[0].(map[string]any)
