@@ -290,3 +290,24 @@ func containsAll(s string, parts ...string) bool {
 }
 
 func mathSqrt(x float64) float64 { return math.Sqrt(x) }
+
+// TestStranded: at a raw run's teardown, a request in the server's
+// socket, one it read and never answered, and a reply in the client's
+// socket each count as still on its way; socket drops and what was
+// answered or read do not, and nothing counts below zero.
+func TestStranded(t *testing.T) {
+	e := &localRun{sockets: &sockets{}, client: &countingConn{}}
+	e.drops.server, e.drops.client = 1, 2
+	e.client.reads.Store(90)
+	st := message.ServerStats{Requests: 97, Replies: 94, BadRequests: 1}
+	up, down := link.Stats{Delivered: 100}, link.Stats{Delivered: 93}
+	// up: 100 delivered = 97 read + 1 dropped + 2 unread; 97 read = 95
+	// settled + 2 unanswered; down: 93 delivered = 90 read + 2 dropped +
+	// 1 unread.
+	if got := e.stranded(st, up, down); got != 5 {
+		t.Errorf("stranded = %d, want 2 unread + 2 unanswered + 1 unread reply", got)
+	}
+	if got := e.stranded(message.ServerStats{Requests: 200, Replies: 300}, up, link.Stats{}); got != 0 {
+		t.Errorf("stranded with more out than in = %d, want 0", got)
+	}
+}

@@ -137,6 +137,20 @@ func (e *localRun) settled(srv modes.Server, parity bool) func() bool {
 	}
 }
 
+// stranded counts, once a raw run is torn down, the datagrams the link
+// had delivered that nobody finished with: requests in the server's
+// socket it never read, requests it read and never answered (a teardown
+// in the middle of a batch), and replies in the client's socket it never
+// read. Each is a greeting still on its way when the run ended, as one in
+// the link is. Socket drops are counted apart.
+func (e *localRun) stranded(st message.ServerStats, up, down link.Stats) uint64 {
+	left := func(in, out uint64) uint64 { return in - min(in, out) }
+	read := st.Requests
+	settled := st.Replies + st.BadRequests + st.Oversized + st.Errors + st.Consumed
+	return left(up.Delivered, read+e.drops.server) + left(read, settled) +
+		left(down.Delivered, e.client.reads.Load()+e.drops.client)
+}
+
 // drained reports whether every datagram offered to a direction has left
 // it: dropped, delivered, or refused by the socket.
 func drained(s link.Stats) bool {

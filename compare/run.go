@@ -348,7 +348,7 @@ type Lost struct {
 	Socket     *uint64 `json:"socket"`     // raw: datagrams the kernel dropped at the run's full receive buffers
 	Late       int     `json:"late"`       // replies that arrived after the wait for stragglers
 	Refused    *uint64 `json:"refused"`    // raw: requests the server refused (the link corrupted the name), so never answered
-	InLink     *uint64 `json:"in_link"`    // raw: datagrams still inside the link when the run ended (a delay tail past the settling wait)
+	InLink     *uint64 `json:"in_link"`    // raw: datagrams still inside the link, or past it but not yet read or answered, when the run ended (a delay tail past the settling wait)
 	Unseen     *int    `json:"unseen"`     // raw targets: greetings lost out of the client's sight (the network, the server's socket, the server)
 	Unrepaired *int    `json:"unrepaired"` // fec: greetings whose request or reply the link or a socket lost and parity did not rebuild
 	Unfinished *int    `json:"unfinished"` // reliable modes: greetings still undelivered at the end
@@ -508,7 +508,7 @@ func (c *Config) runLocal(ctx context.Context, name string, lk Link) (Result, er
 			unrepaired := res.Sent - res.Delivered - o.late - int(refused)
 			res.Lost.Unrepaired = &unrepaired
 		} else {
-			inLink := uint64(up.Queued + down.Queued)
+			inLink := uint64(up.Queued+down.Queued) + e.stranded(srv.Stats(), up, down)
 			res.Lost.InLink = &inLink
 		}
 	}
