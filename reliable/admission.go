@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/udplab/udplab/internal/udpsock"
 )
 
 // Admission's bounds, each with the reason for its value.
@@ -87,9 +89,8 @@ func (c cookies) valid(v uint32, src netip.AddrPort, conv uint32, t time.Time) b
 // a hash of its string in the IPv6 unique-local range, where no real
 // source is.
 func sourceKey(addr net.Addr) netip.AddrPort {
-	if u, ok := addr.(*net.UDPAddr); ok {
-		ap := u.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if ap := udpsock.AddrPort(addr); ap.IsValid() {
+		return ap
 	}
 	h := fnv.New128a()
 	h.Write([]byte(addr.Network() + " " + addr.String()))

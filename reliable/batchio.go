@@ -54,13 +54,3 @@ func sourceAddr(m *batch.Message) net.Addr {
 	}
 	return net.UDPAddrFromAddrPort(m.Addr)
 }
-
-// destination is where a Writer sends to addr: its address and port when
-// it is a UDP address, or zero (the Writer then uses addr itself).
-func destination(addr net.Addr) netip.AddrPort {
-	if u, ok := addr.(*net.UDPAddr); ok {
-		ap := u.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return netip.AddrPort{}
-}

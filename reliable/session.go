@@ -11,6 +11,8 @@ import (
 	"time"
 
 	kcp "github.com/xtaci/kcp-go/v5"
+
+	"github.com/udplab/udplab/internal/udpsock"
 )
 
 // errEmpty is a non-blocking read's: no message is there yet.
@@ -58,7 +60,7 @@ type session struct {
 
 func newSession(l *listener, conv uint32, addr net.Addr, now time.Time) *session {
 	s := &session{
-		l: l, addr: addr, key: sourceKey(addr), to: destination(addr), conv: conv, active: now,
+		l: l, addr: addr, key: sourceKey(addr), to: udpsock.AddrPort(addr), conv: conv, active: now,
 		readable: make(chan struct{}, 1), writable: make(chan struct{}, 1), die: make(chan struct{}),
 	}
 	s.entry = timerEntry{owner: s, index: -1}

@@ -26,6 +26,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/udplab/udplab/internal/udpsock"
 )
 
 // Message is one datagram of a batch.
@@ -201,10 +203,10 @@ func (r *Reader) readOne() ([]Message, error) {
 	)
 	if r.udp != nil {
 		n, m.Addr, err = r.udp.ReadFromUDPAddrPort(buf)
-		m.Addr = unmap(m.Addr)
+		m.Addr = udpsock.Unmap(m.Addr)
 	} else {
 		n, m.NetAddr, err = r.pc.ReadFrom(buf)
-		m.Addr = addrPort(m.NetAddr)
+		m.Addr = udpsock.AddrPort(m.NetAddr)
 	}
 	if err != nil {
 		return nil, err
@@ -240,7 +242,7 @@ func NewWriter(pc net.PacketConn, n int) *Writer {
 // cost of growing the queue.) b is not copied.
 func (w *Writer) Add(b []byte, to netip.AddrPort, addr net.Addr) bool {
 	if !to.IsValid() {
-		to = addrPort(addr)
+		to = udpsock.AddrPort(addr)
 	}
 	w.msgs = append(w.msgs, Message{Buf: b, Addr: to, NetAddr: addr})
 	return len(w.msgs) < cap(w.msgs)
@@ -290,17 +292,4 @@ func (w *Writer) writeOne(m *Message) error {
 		_, err = w.pc.WriteTo(m.Buf, nil)
 	}
 	return err
-}
-
-func unmap(ap netip.AddrPort) netip.AddrPort {
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-}
-
-// addrPort is a's unmapped address and port, or zero when a is not a UDP
-// address.
-func addrPort(a net.Addr) netip.AddrPort {
-	if u, ok := a.(*net.UDPAddr); ok {
-		return unmap(u.AddrPort())
-	}
-	return netip.AddrPort{}
 }

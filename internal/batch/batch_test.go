@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/udplab/udplab/internal/leakcheck"
+	"github.com/udplab/udplab/internal/udpsock"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
@@ -28,7 +29,7 @@ func listen(t testing.TB, network, addr string) *net.UDPConn {
 	return c
 }
 
-func apOf(pc net.PacketConn) netip.AddrPort { return addrPort(pc.LocalAddr()) }
+func apOf(pc net.PacketConn) netip.AddrPort { return udpsock.AddrPort(pc.LocalAddr()) }
 
 // wrapped hides the *net.UDPConn, as an impaired PacketConn does.
 type wrapped struct{ net.PacketConn }

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/udplab/udplab/internal/udpsock"
 )
 
 // Factor is how many times the wire bytes it received a server may send to
@@ -59,7 +61,7 @@ func AddrPort(from net.Addr, ap netip.AddrPort) netip.AddrPort {
 			ap = u.AddrPort()
 		}
 	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	return udpsock.Unmap(ap)
 }
 
 // Sources drops datagrams whose source a server must never answer: any
@@ -79,8 +81,7 @@ type Sources struct {
 // allowLowPorts, sources below LowPorts are answered too.
 func NewSources(local net.Addr, allowLowPorts bool) *Sources {
 	s := &Sources{allowLowPorts: allowLowPorts}
-	if u, ok := local.(*net.UDPAddr); ok {
-		s.local = netip.AddrPortFrom(u.AddrPort().Addr().Unmap(), u.AddrPort().Port())
+	if s.local = udpsock.AddrPort(local); s.local.IsValid() {
 		listeners.add(s.local)
 	}
 	return s
