@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/udplab/udplab/modes"
 )
 
 // sessionsTable is the sessions workload's table: what each mode's server
@@ -148,7 +150,7 @@ func (c ReportConfig) sessionsSummary() string {
 		n = strings.Join(counts, ", then ") + " conversations"
 	}
 	return fmt.Sprintf("udplab compare: sessions, %s a mode over loopback, each greeted once and held idle for %s; the server in a process of its own, %d opening at a time (quic %d)",
-		n, time.Duration(c.Workload.IdleHoldS*float64(time.Second)), sessionWorkers, quicSessionWorkers)
+		n, time.Duration(c.Workload.IdleHoldS*float64(time.Second)), sessionWorkers, modes.QUICAcceptQueue)
 }
 
 // sessionsCSV is a run's sessions columns, empty outside the workload.

@@ -126,14 +126,12 @@ const (
 	// sessionWorkers is how many sessions open at once: a new KCP
 	// session's greeting waits a client tick (10 ms) for the server's
 	// probe to be acknowledged, so opening is bound by round trips, not
-	// CPU, until well over a hundred are on their way.
+	// CPU, until well over a hundred are on their way. A mode whose
+	// server queues fewer handshaken connections for accepting
+	// (Traits.AcceptQueue: quic-go's 32) opens no more than that at once:
+	// a session is not open until its greeting is answered, which needs it
+	// accepted, so the queue cannot overflow.
 	sessionWorkers = 128
-	// quicSessionWorkers is quic's: no more than the 32 handshaken
-	// connections quic-go queues for its server to accept. It refuses any
-	// beyond them, which a server short of CPU lets pile up; a session is
-	// not open until its greeting is answered, which needs it accepted, so
-	// with 32 opening at once the queue cannot overflow.
-	quicSessionWorkers = 32
 	// sessionTimeout bounds opening and greeting one session: far beyond a
 	// loopback handshake's milliseconds even when sessionWorkers of them
 	// queue for a CPU that ticks ten thousand KCP sessions.
@@ -224,7 +222,7 @@ func holdSessions(ctx context.Context, m *modes.Mode, s modes.Settings, srv *ses
 		return nil, err
 	}
 	o := &opener{tr: tr, addr: srv.ready.Addr, n: n, size: digits(n - 1), resend: t.Delivery == modes.Unreliable,
-		workers: openWorkers(m.Name)}
+		workers: openWorkers(t)}
 	st.Workers = o.workers
 	defer o.closeAll()
 	begin := time.Now()
@@ -407,10 +405,11 @@ type opener struct {
 	conns []message.Conn // by index; nil where none is open
 }
 
-// openWorkers is how many sessions of mode open at a time.
-func openWorkers(mode string) int {
-	if mode == "quic" {
-		return quicSessionWorkers
+// openWorkers is how many sessions of a mode with traits t open at a
+// time.
+func openWorkers(t modes.Traits) int {
+	if t.AcceptQueue > 0 {
+		return min(sessionWorkers, t.AcceptQueue)
 	}
 	return sessionWorkers
 }

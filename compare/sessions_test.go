@@ -214,3 +214,31 @@ func deref(p *float64) float64 {
 	}
 	return *p
 }
+
+// TestOpenWorkers: a mode whose server queues few handshaken connections
+// for accepting opens no more than that at once; the others sessionWorkers.
+func TestOpenWorkers(t *testing.T) {
+	for _, tt := range []struct {
+		traits modes.Traits
+		want   int
+	}{
+		{modes.Traits{}, sessionWorkers},
+		{modes.Traits{AcceptQueue: modes.QUICAcceptQueue}, modes.QUICAcceptQueue},
+		{modes.Traits{AcceptQueue: 4 * sessionWorkers}, sessionWorkers},
+	} {
+		if got := openWorkers(tt.traits); got != tt.want {
+			t.Errorf("openWorkers(AcceptQueue %d) = %d, want %d", tt.traits.AcceptQueue, got, tt.want)
+		}
+	}
+	m, err := modes.Lookup("quic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := m.New(&modes.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.Traits().AcceptQueue; got != modes.QUICAcceptQueue {
+		t.Errorf("quic's AcceptQueue = %d, want %d", got, modes.QUICAcceptQueue)
+	}
+}

@@ -177,6 +177,11 @@ type Traits struct {
 	Summary []string
 	// Settings are the mode's settings, defaults filled in, for reports.
 	Settings map[string]any
+	// AcceptQueue is how many connections the server holds, handshaken,
+	// for its accept loop before it refuses more; zero means no such
+	// bound. A client opening more at once than this can be refused by a
+	// server short of CPU.
+	AcceptQueue int
 }
 
 // WireCounter is a Conn over a real address that counts its own wire,

@@ -90,8 +90,13 @@ func (t *quicTransport) Traits() Traits {
 		Network:       "udp",
 		Summary:       []string{"QUIC: quic-go, TLS 1.3, a stream per request"},
 		Settings:      map[string]any{"alpn": quic.ALPN},
+		AcceptQueue:   QUICAcceptQueue,
 	}
 }
+
+// QUICAcceptQueue is the quic mode's Traits.AcceptQueue: quic-go's
+// protocol.MaxAcceptQueueSize, which it does not export.
+const QUICAcceptQueue = 32
 
 // quicHeaderBytes is a 1-RTT packet's own bytes around one small STREAM
 // frame: a short header (1 byte, quic-go's 4-byte connection ID, a 2-byte
