@@ -10,12 +10,12 @@ import (
 	"github.com/udplab/udplab/internal/sockstat"
 )
 
-// TestProxySocketDropsPerDatagram: a client that sends runs of equal
-// datagrams (as GSO, where the kernel has it) overflows the proxy's small
-// listening socket. Every datagram sent is either read by the link or
-// counted as a socket drop: none is lost uncounted. A socket taking
-// coalesced runs (UDP GRO) would drop a whole run as one.
-func TestProxySocketDropsPerDatagram(t *testing.T) {
+// groFlood sends 50 runs of 64 equal datagrams (as GSO, where the kernel
+// has it) to a proxy whose listening socket has a 64 KiB buffer, and
+// returns how many datagrams were sent once the proxy has read or
+// dropped every one.
+func groFlood(t *testing.T, cfg ProxyConfig) (p *Proxy, l *Link, sent uint64) {
+	t.Helper()
 	listen, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -26,9 +26,10 @@ func TestProxySocketDropsPerDatagram(t *testing.T) {
 		t.Skip("socket drops cannot be read here")
 	}
 	srv := bigConn(t)
-	l := newLink(t, "", nil)
+	l = newLink(t, "", nil)
 	to := srv.LocalAddr().(*net.UDPAddr)
-	p, err := NewProxyConn(listen, to, func() (net.PacketConn, error) { return dialUpstream(to) }, ProxyConfig{Link: l})
+	cfg.Link = l
+	p, err = NewProxyConn(listen, to, func() (net.PacketConn, error) { return dialUpstream(to) }, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,16 +43,90 @@ func TestProxySocketDropsPerDatagram(t *testing.T) {
 	for range runs {
 		c.Send(t, reqs...)
 	}
-	const sent = runs * 64
-	accounted := func() uint64 {
-		drops, _ := p.SocketDrops(Up)
-		return l.Stats(Up).Offered + drops
+	return p, l, runs*64 + markAll(t, c, srv)
+}
+
+// markAll sends one-byte markers until one reaches srv, discarding what
+// srv reads before it, and returns how many it sent. A socket keeps
+// datagrams in order, so once a marker has passed, the proxy has read
+// or dropped everything sent before it.
+func markAll(t *testing.T, c *conntest.Bursts, srv *net.UDPConn) (sent uint64) {
+	t.Helper()
+	b := make([]byte, 2048)
+	for sent < 100 {
+		c.Send(t, []byte("m"))
+		sent++
+		srv.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		for {
+			n, _, err := srv.ReadFrom(b)
+			if err != nil {
+				break // the marker was dropped, or is slow: another
+			}
+			if n == 1 {
+				return sent
+			}
+		}
 	}
-	for deadline := time.Now().Add(conntest.Timeout); accounted() < sent && time.Now().Before(deadline); {
-		time.Sleep(2 * time.Millisecond) // the proxy reads what the socket kept
+	t.Fatalf("none of %d markers came through the proxy", sent)
+	return sent
+}
+
+// TestProxySocketDropsPerDatagram: with ExactDrops, a client that sends
+// runs of equal datagrams (as GSO) overflows the proxy's small listening
+// socket, and every datagram sent is either read by the link or counted
+// as a socket drop: none is lost uncounted, and the count is exact.
+func TestProxySocketDropsPerDatagram(t *testing.T) {
+	p, l, sent := groFlood(t, ProxyConfig{ExactDrops: true})
+	if p.listenGRO {
+		t.Fatal("GRO on with ExactDrops")
 	}
-	if accounted() != sent {
-		drops, _ := p.SocketDrops(Up)
-		t.Errorf("%d sent, %d offered to the link and %d socket drops", sent, l.Stats(Up).Offered, drops)
+	c := p.SocketDrops(Up)
+	if l.Stats(Up).Offered+c.N != sent || c.Floor || !c.Known {
+		t.Errorf("%d sent, %d offered to the link and socket drops %+v; want the sum, exact", sent, l.Stats(Up).Offered, c)
+	}
+}
+
+// TestProxySocketDropsFloor: by default the proxy takes coalesced runs
+// (GRO), and its socket counts a run it drops once. Then the count says
+// it is a floor, and it is one: the datagrams sent lie between the link's
+// and the count's sum and that with every drop a run of 64. With no drop
+// it is exact.
+func TestProxySocketDropsFloor(t *testing.T) {
+	p, l, sent := groFlood(t, ProxyConfig{})
+	if !p.listenGRO {
+		t.Skip("the kernel has no UDP GRO")
+	}
+	c, offered := p.SocketDrops(Up), l.Stats(Up).Offered
+	t.Logf("%d sent, %d offered to the link, socket drops %+v", sent, offered, c)
+	switch {
+	case !c.Known:
+		t.Errorf("socket drops unknown on Linux")
+	case c.N == 0 && (c.Floor || offered != sent):
+		t.Errorf("no socket drop: %d of %d offered, floor %v; want all, exact", offered, sent, c.Floor)
+	case c.N > 0 && (!c.Floor || offered+c.N > sent || offered+64*c.N < sent):
+		t.Errorf("%d sent, %d offered to the link, socket drops %+v: want a floor, and the sent between %d and %d",
+			sent, offered, c, offered+c.N, offered+64*c.N)
+	}
+}
+
+// TestSocketDropCount: a sum of sockets' counts is a floor where one of
+// them took runs and dropped, and unknown where one is unknown.
+func TestSocketDropCount(t *testing.T) {
+	for _, tt := range []struct {
+		add  [][3]any // n, known, gro
+		want SocketDropCount
+	}{
+		{nil, SocketDropCount{Known: true}},
+		{[][3]any{{uint64(3), true, false}, {uint64(0), true, true}}, SocketDropCount{N: 3, Known: true}},
+		{[][3]any{{uint64(3), true, false}, {uint64(2), true, true}}, SocketDropCount{N: 5, Known: true, Floor: true}},
+		{[][3]any{{uint64(3), true, false}, {uint64(0), false, false}}, SocketDropCount{N: 3}},
+	} {
+		c := SocketDropCount{Known: true}
+		for _, a := range tt.add {
+			c.add(a[0].(uint64), a[1].(bool), a[2].(bool))
+		}
+		if c != tt.want {
+			t.Errorf("adding %v: %+v, want %+v", tt.add, c, tt.want)
+		}
 	}
 }

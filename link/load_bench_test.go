@@ -54,8 +54,7 @@ func BenchmarkProxyDelayedLoad(b *testing.B) {
 	b.StopTimer()
 
 	st := l.Stats(Up)
-	up, _ := p.SocketDrops(Up)
-	down, _ := p.SocketDrops(Down)
+	up, down := p.SocketDrops(Up).N, p.SocketDrops(Down).N
 	rxDrops, _ := sockstat.Drops(sockstat.Of(rx))
 	b.ReportMetric(float64(up), "proxy-listen-drops")
 	b.ReportMetric(float64(down), "proxy-upstream-drops")

@@ -33,6 +33,10 @@ type ProxyConfig struct {
 	// at most once a second with a count of those suppressed. Nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// ExactDrops keeps UDP GRO off on the proxy's sockets, so that
+	// SocketDrops counts every datagram dropped, at the cost of much of
+	// the proxy's speed with senders that use UDP GSO (see Proxy).
+	ExactDrops bool
 	// Capture, when set, records every datagram entering and leaving the
 	// link (see Capture). The proxy does not close it; close it after the
 	// proxy, so that it has every packet. Nil captures nothing.
@@ -51,10 +55,21 @@ const DefaultMaxClients = 1024
 // so that any UDP program can be put behind impairments. Each client
 // address gets its own upstream socket, so the server's replies find their
 // way back.
+//
+// Where the kernel has UDP GRO, the proxy's sockets take runs of
+// datagrams a UDP GSO sender sent together as one (and the proxy cuts
+// them again), so that a run crosses the kernel's stack once on the way
+// in, as it did on the way out: with GSO senders that is most of the
+// proxy's speed. The kernel then drops a run its socket has no room for
+// whole, and counts it once, so that once such a socket has dropped
+// anything, SocketDrops can say only that at least so many datagrams
+// were dropped (SocketDropCount.Floor). ProxyConfig.ExactDrops keeps
+// GRO off where exact counts matter more.
 type Proxy struct {
 	cfg        ProxyConfig
 	pc         net.PacketConn
 	listenSock sockstat.Socket
+	listenGRO  bool // the listening socket takes coalesced runs
 	to         net.Addr
 	dial       func() (net.PacketConn, error)
 
@@ -65,8 +80,8 @@ type Proxy struct {
 	clients map[clientKey]*proxyClient
 	peak    int // most clients in the map since it was made
 	closed  bool
-	gone    dropCount    // socket drops at the upstream sockets closed so far
-	final   [2]dropCount // both directions' socket drops as Close found them
+	gone    SocketDropCount    // socket drops at the upstream sockets closed so far
+	final   [2]SocketDropCount // both directions' socket drops as Close found them
 
 	refused atomic.Uint64
 	expired atomic.Uint64
@@ -86,6 +101,7 @@ type proxyClient struct {
 	addr net.Addr
 	up   net.PacketConn // to the server
 	sock sockstat.Socket
+	gro  bool         // up takes coalesced runs
 	last atomic.Int64 // unix nanoseconds of the last datagram either way
 
 	// Where Up and Down deliver: up and the listening socket, recorded by
@@ -94,16 +110,24 @@ type proxyClient struct {
 	upAddr, listenAddr netip.AddrPort
 }
 
-// dropCount is a count of socket drops and whether every socket in it
-// could be read.
-type dropCount struct {
-	n     uint64
-	known bool
+// SocketDropCount is how many datagrams the kernel dropped at some of
+// the proxy's sockets because their receive buffers were full.
+type SocketDropCount struct {
+	N uint64
+	// Known is false where the counters cannot be read (outside Linux,
+	// or for sockets that are not UDP sockets); then N means nothing.
+	Known bool
+	// Floor is true where a socket taking coalesced runs (UDP GRO, see
+	// Proxy) dropped: each drop it counted was one datagram or a run of
+	// up to 64, so at least N datagrams were dropped.
+	Floor bool
 }
 
-func (c *dropCount) add(n uint64, known bool) {
-	c.n += n
-	c.known = c.known && known
+// add adds n drops at one socket, which takes coalesced runs if gro.
+func (c *SocketDropCount) add(n uint64, known, gro bool) {
+	c.N += n
+	c.Known = c.Known && known
+	c.Floor = c.Floor || (gro && n > 0)
 }
 
 // NewProxy binds cfg.Listen and starts relaying to cfg.To until Close.
@@ -161,10 +185,12 @@ func NewProxyConn(listen net.PacketConn, to net.Addr, dial func() (net.PacketCon
 	p := &Proxy{
 		cfg: cfg, pc: listen, listenSock: sockstat.Of(listen), to: to, dial: dial,
 		log: logrl.New(cfg.Logger, logrl.DefaultEvery), maxClients: cfg.MaxClients,
-		clients: map[clientKey]*proxyClient{}, gone: dropCount{known: true}, done: make(chan struct{}),
+		clients: map[clientKey]*proxyClient{}, gone: SocketDropCount{Known: true}, done: make(chan struct{}),
 	}
+	r := p.newReader(batch.NewReader(listen, readBatch, maxDatagram))
+	p.listenGRO = r.GRO()
 	p.wg.Add(2)
-	go p.readClients()
+	go p.readClients(r)
 	go p.expire()
 	return p, nil
 }
@@ -190,18 +216,15 @@ func (p *Proxy) Expired() uint64 { return p.expired.Load() }
 // sockets because their receive buffers were full, before the link saw
 // them: for Up at the listening socket (from clients), for Down at the
 // upstream sockets (from the server), those of expired clients included.
-// known is false where the counters cannot be read (outside Linux, or for
-// sockets that are not UDP sockets); then n means nothing. After Close it
-// returns the counts as Close found them.
-func (p *Proxy) SocketDrops(d Direction) (n uint64, known bool) {
+// After Close it returns the counts as Close found them.
+func (p *Proxy) SocketDrops(d Direction) SocketDropCount {
 	t, ok := p.readTable()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c := p.final[d]
-	if !p.closed {
-		c = p.drops(t, ok)[d]
+	if p.closed {
+		return p.final[d]
 	}
-	return c.n, c.known
+	return p.drops(t, ok)[d]
 }
 
 // readTable reads the kernel's drop counters, unless no socket of the
@@ -214,21 +237,26 @@ func (p *Proxy) readTable() (sockstat.Table, bool) {
 }
 
 // drops counts, with p.mu held, both directions' socket drops in t.
-func (p *Proxy) drops(t sockstat.Table, ok bool) [2]dropCount {
-	var c [2]dropCount
-	c[Up].n, c[Up].known = t.Drops(p.listenSock)
-	c[Down] = p.gone
-	c[Down].known = c[Down].known && ok
+func (p *Proxy) drops(t sockstat.Table, ok bool) [2]SocketDropCount {
+	c := [2]SocketDropCount{{Known: true}, p.gone}
+	c[Up].add(dropsAt(t, p.listenSock, p.listenGRO))
+	c[Down].Known = c[Down].Known && ok
 	for _, cl := range p.clients {
-		c[Down].add(t.Drops(cl.sock))
+		c[Down].add(dropsAt(t, cl.sock, cl.gro))
 	}
 	return c
+}
+
+// dropsAt is SocketDropCount.add's arguments for socket s in t.
+func dropsAt(t sockstat.Table, s sockstat.Socket, gro bool) (uint64, bool, bool) {
+	n, known := t.Drops(s)
+	return n, known, gro
 }
 
 // closeClient closes c's upstream socket, with p.mu held, keeping its
 // socket drops from t.
 func (p *Proxy) closeClient(key clientKey, c *proxyClient, t sockstat.Table) {
-	p.gone.add(t.Drops(c.sock))
+	p.gone.add(dropsAt(t, c.sock, c.gro))
 	c.up.Close()
 	delete(p.clients, key)
 }
@@ -261,11 +289,10 @@ const readBatch = 32
 // maxDatagram is the room a read needs so that no UDP datagram is cut.
 const maxDatagram = 64 << 10
 
-// readClients is the one goroutine reading the listening socket: a batch
-// at a time, whose deliveries go out a batch per socket.
-func (p *Proxy) readClients() {
+// readClients is the one goroutine reading the listening socket, with r:
+// a batch at a time, whose deliveries go out a batch per socket.
+func (p *Proxy) readClients(r *batch.Reader) {
 	defer p.wg.Done()
-	r := newProxyReader(batch.NewReader(p.pc, readBatch, maxDatagram))
 	ob := newOutbox()
 	for {
 		ms, err := r.Read()
@@ -282,14 +309,17 @@ func (p *Proxy) readClients() {
 	}
 }
 
-// newProxyReader is r with arrivals stamped where the kernel can: a
+// newReader is r with arrivals stamped where the kernel can (a
 // datagram's delay then counts from when it reached the proxy's socket,
-// not from when the proxy got round to reading it. GRO stays off: a
-// socket that takes coalesced runs drops a run its buffer cannot hold as
-// one, and counts one drop for up to 64 datagrams, where SocketDrops
-// must count each.
-func newProxyReader(r *batch.Reader) *batch.Reader {
+// not from when the proxy got round to reading it), taking coalesced runs
+// unless the config wants exact drop counts (see Proxy). It is made
+// before its goroutine starts, so that GRO is on before the first
+// datagram and the socket's counts know whether it is.
+func (p *Proxy) newReader(r *batch.Reader) *batch.Reader {
 	r.EnableTimestamps()
+	if !p.cfg.ExactDrops {
+		r.EnableGRO()
+	}
 	return r
 }
 
@@ -342,7 +372,8 @@ func (p *Proxy) client(ap netip.AddrPort, addr net.Addr) *proxyClient {
 		p.log.Warn("dial", "link: proxy refused a client: cannot open an upstream socket", "client", from, "err", err)
 		return nil
 	}
-	c := &proxyClient{addr: from, up: up, upOut: up, downOut: p.pc, sock: sockstat.Of(up)}
+	r := p.newReader(batch.NewPooledReader(up, upstreamBatch, maxDatagram, &upstreamPool))
+	c := &proxyClient{addr: from, up: up, upOut: up, downOut: p.pc, sock: sockstat.Of(up), gro: r.GRO()}
 	if cp := p.cfg.Capture; cp != nil {
 		c.upAddr, c.listenAddr = captureLocal(up.LocalAddr(), p.to), captureLocal(p.pc.LocalAddr(), from)
 		c.upOut, c.downOut = captureOut(up, cp, c.upAddr), captureOut(p.pc, cp, c.listenAddr)
@@ -351,7 +382,7 @@ func (p *Proxy) client(ap netip.AddrPort, addr net.Addr) *proxyClient {
 	p.peak = max(p.peak, len(p.clients))
 	p.log.Debug("new", "link: new client", "client", from, "upstream", up.LocalAddr())
 	p.wg.Add(1)
-	go p.readServer(c)
+	go p.readServer(c, r)
 	return c
 }
 
@@ -365,11 +396,10 @@ const upstreamBatch = 2
 // buffers in use are about as many as the goroutines running.
 var upstreamPool = sync.Pool{New: func() any { b := make([]byte, upstreamBatch*maxDatagram); return &b }}
 
-// readServer relays one client's replies back through the Down direction,
-// a batch at a time.
-func (p *Proxy) readServer(c *proxyClient) {
+// readServer relays one client's replies, read with r, back through the
+// Down direction, a batch at a time.
+func (p *Proxy) readServer(c *proxyClient, r *batch.Reader) {
 	defer p.wg.Done()
-	r := newProxyReader(batch.NewPooledReader(c.up, upstreamBatch, maxDatagram, &upstreamPool))
 	defer r.Release()
 	ob := newOutbox()
 	for {

@@ -112,3 +112,24 @@ func TestCheckLoop(t *testing.T) {
 		}
 	}
 }
+
+// TestSocketDropsText: a count is a number, N+ where it is a floor (but
+// 0 stays 0: nothing was dropped), and unknown where the kernel does not
+// say; an interval's difference of floors is a floor.
+func TestSocketDropsText(t *testing.T) {
+	for _, tt := range []struct {
+		c    link.SocketDropCount
+		want string
+	}{
+		{link.SocketDropCount{N: 5, Known: true}, "5"},
+		{link.SocketDropCount{N: 5, Known: true, Floor: true}, "5+"},
+		{link.SocketDropCount{N: 0, Known: true, Floor: true}, "0"},
+		{link.SocketDropCount{N: 5, Floor: true}, "unknown"},
+		{since(link.SocketDropCount{N: 9, Known: true, Floor: true}, link.SocketDropCount{N: 5, Known: true}), "4+"},
+		{since(link.SocketDropCount{N: 9, Known: true}, link.SocketDropCount{N: 5}), "unknown"},
+	} {
+		if got := socketDrops(tt.c); got != tt.want {
+			t.Errorf("socketDrops(%+v) = %q, want %q", tt.c, got, tt.want)
+		}
+	}
+}

@@ -61,6 +61,7 @@ type linkCollector struct {
 	descs   []*prometheus.Desc // linkMetrics', in order
 	bursts  *prometheus.Desc
 	sockets *prometheus.Desc
+	floor   *prometheus.Desc
 	clients *prometheus.Desc
 	refused *prometheus.Desc
 	expired *prometheus.Desc
@@ -72,6 +73,7 @@ func newLinkCollector(l *link.Link, p *link.Proxy) *linkCollector {
 		l: l, p: p,
 		bursts:  prometheus.NewDesc(linkMetricPrefix+"loss_bursts_total", "Runs of consecutive random losses, by length.", []string{"direction", "length"}, nil),
 		sockets: prometheus.NewDesc(linkMetricPrefix+"socket_drops_total", "Datagrams the kernel dropped at the proxy's full socket buffers (Linux only; absent where unknown).", dir, nil),
+		floor:   prometheus.NewDesc(linkMetricPrefix+"socket_drops_floor", "1 where socket_drops_total is a floor: a socket taking coalesced runs (UDP GRO) dropped, and counts a run once; 0 where it is exact.", dir, nil),
 		clients: prometheus.NewDesc(linkMetricPrefix+"clients", "Clients with an upstream socket now.", nil, nil),
 		refused: prometheus.NewDesc(linkMetricPrefix+"refused_packets_total", "Datagrams from clients refused for --max-clients or a failed upstream socket.", nil, nil),
 		expired: prometheus.NewDesc(linkMetricPrefix+"expired_clients_total", "Clients forgotten after --idle.", nil, nil),
@@ -87,7 +89,7 @@ func (c *linkCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.descs {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{c.bursts, c.sockets, c.clients, c.refused, c.expired} {
+	for _, d := range []*prometheus.Desc{c.bursts, c.sockets, c.floor, c.clients, c.refused, c.expired} {
 		ch <- d
 	}
 }
@@ -102,8 +104,13 @@ func (c *linkCollector) Collect(ch chan<- prometheus.Metric) {
 		for length, n := range s.Bursts {
 			ch <- prometheus.MustNewConstMetric(c.bursts, prometheus.CounterValue, float64(n), d.String(), strconv.FormatUint(length, 10))
 		}
-		if n, known := c.p.SocketDrops(d); known {
-			ch <- prometheus.MustNewConstMetric(c.sockets, prometheus.CounterValue, float64(n), d.String())
+		if s := c.p.SocketDrops(d); s.Known {
+			floor := 0.0
+			if s.Floor {
+				floor = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.sockets, prometheus.CounterValue, float64(s.N), d.String())
+			ch <- prometheus.MustNewConstMetric(c.floor, prometheus.GaugeValue, floor, d.String())
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.clients, prometheus.GaugeValue, float64(c.p.Clients()))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"reflect"
+	"runtime"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -74,6 +75,13 @@ func TestLinkMetricsServe(t *testing.T) {
 	} {
 		if v, ok := familyValue(fams, want.name, want.typ, want.labels...); !ok || v != want.v {
 			t.Errorf("%s%v = %v (found: %v), want %v", want.name, want.labels, v, ok, want.v)
+		}
+	}
+	if runtime.GOOS == "linux" { // where the kernel says
+		v, ok := familyValue(fams, "udplab_link_socket_drops_total", counter, "direction", "up")
+		f, fok := familyValue(fams, "udplab_link_socket_drops_floor", gauge, "direction", "up")
+		if !ok || !fok || v != 0 || f != 0 {
+			t.Errorf("socket drops %v (found: %v), floor %v (found: %v); want 0 and 0", v, ok, f, fok)
 		}
 	}
 	if fams["process_resident_memory_bytes"] == nil {

@@ -18,7 +18,7 @@ const tcpLinkUsage = "relay TCP programs instead of UDP: each connection crosses
 // checkTCPLink refuses flags --tcp has no use for, and returns the middle
 // leg's MTU: the link's smallest, if it has one, else netstack's default.
 func checkTCPLink(fs *flag.FlagSet, spec link.Spec) (mtu int, err error) {
-	for _, name := range []string{"api", "config", "pcap", "metrics", "idle"} {
+	for _, name := range []string{"api", "config", "pcap", "metrics", "idle", "exact-drops"} {
 		if isSet(fs, name) {
 			return 0, usagef("--%s does not apply with --tcp", name)
 		}

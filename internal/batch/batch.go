@@ -154,6 +154,9 @@ func (r *Reader) EnableGRO() bool {
 	return r.gro
 }
 
+// GRO reports whether GRO is on (see EnableGRO).
+func (r *Reader) GRO() bool { return r.gro }
+
 // EnableTimestamps asks the kernel to stamp each datagram with the time
 // it reached the socket (SO_TIMESTAMPNS), for Message.At: then the time a
 // datagram waited in the socket's buffer for the reader does not count
