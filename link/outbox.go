@@ -45,6 +45,12 @@ func (o *outbox) add(d *direction, b []byte, bp *[]byte, addr net.Addr, out sink
 	o.pending = append(o.pending, delivery{d: d, b: b, bp: bp, addr: addr, out: out})
 }
 
+// full reports whether the outbox holds as much as it keeps room for: a
+// read of coalesced runs can bring thousands of datagrams, and writing
+// them out a part at a time keeps the outbox from growing past shrinkCap
+// and being made anew on every such read.
+func (o *outbox) full() bool { return len(o.pending) >= shrinkCap }
+
 // flush writes what is pending, in order, a batch per run of datagrams
 // for the same socket, and counts each write in its direction.
 func (o *outbox) flush() {

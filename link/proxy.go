@@ -119,7 +119,8 @@ type SocketDropCount struct {
 	Known bool
 	// Floor is true where a socket taking coalesced runs (UDP GRO, see
 	// Proxy) dropped: each drop it counted was one datagram or a run of
-	// up to 64, so at least N datagrams were dropped.
+	// up to UDP_MAX_SEGMENTS (128 since Linux 6.9, 64 before), so at
+	// least N datagrams were dropped, and at most 128·N.
 	Floor bool
 }
 
@@ -167,7 +168,9 @@ func dialUpstream(to *net.UDPAddr) (net.PacketConn, error) {
 // socket, from which the proxy sends to the server at to. cfg.Listen and
 // cfg.To are ignored. The proxy takes listen and every socket dial returns
 // over: Close closes them, and NewProxyConn closes listen when it fails.
-// Socket drops are known for sockets sockstat can read.
+// Socket drops are known for sockets sockstat can read. The sockets must
+// not have UDP_GRO on: the proxy turns it on itself, unless
+// cfg.ExactDrops, and reads them accordingly.
 func NewProxyConn(listen net.PacketConn, to net.Addr, dial func() (net.PacketConn, error), cfg ProxyConfig) (*Proxy, error) {
 	if cfg.Link == nil || to == nil || dial == nil {
 		listen.Close()
@@ -304,6 +307,9 @@ func (p *Proxy) readClients(r *batch.Reader) {
 		}
 		for i := range ms {
 			p.fromClient(&ms[i], ob)
+			if ob.full() {
+				ob.flush()
+			}
 		}
 		ob.flush()
 	}
@@ -413,6 +419,9 @@ func (p *Proxy) readServer(c *proxyClient, r *batch.Reader) {
 				p.cfg.Capture.record(captureEntered, ms[i].At, captureAddr(p.to), c.upAddr, ms[i].Buf)
 			}
 			p.cfg.Link.send(Down, ms[i].Buf, c.addr, c.downOut, ob, ms[i].At)
+			if ob.full() {
+				ob.flush()
+			}
 		}
 		ob.flush()
 		r.Release() // an idle client holds no buffer

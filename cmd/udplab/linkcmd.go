@@ -108,7 +108,7 @@ are for a single link only (see the README's API section).`,
 		cliflag.Int(fs, &run.maxClients, "max-clients", link.DefaultMaxClients, 1, math.MaxInt,
 			"relay for at most `N` client addresses at once; datagrams from more are refused, counted and logged at most once a second")
 		fs.BoolVar(&run.exactDrops, "exact-drops", false,
-			"count every datagram the proxy's sockets drop: keeps UDP GRO off, at much of the proxy's speed with senders that use UDP GSO (see the README)")
+			"keep UDP GRO off, so that socket_drops counts every datagram dropped (never N+); the proxy then relays senders that use UDP GSO at less than half the speed (see the README)")
 		cliflag.Addr(fs, &run.api, "api", "", false, "serve the control API at http://`ADDR`/links (JSON; see the README)")
 		fs.StringVar(&run.config, "config", "", "start the named links of `FILE`, a JSON list of {\"name\", \"listen\", \"upstream\", \"spec\"}")
 		return func(ctx context.Context, st *stdio) error {
@@ -151,7 +151,7 @@ are for a single link only (see the README's API section).`,
 				if !single && (preset != "" || len(items) > 0 || up != "" || down != "") {
 					return usagef("the impairment flags set the --listen/--to link; without one, give each link its spec in --config or through --api")
 				}
-				if schedule != "" || run.trace != "" || run.metrics != "" || run.pcap != "" || run.exactDrops {
+				if schedule != "" || run.trace != "" || run.metrics != "" || run.pcap != "" || isSet(fs, "exact-drops") {
 					return usagef("--schedule, --trace, --metrics, --pcap and --exact-drops are for a single link, without --api or --config")
 				}
 				return run.runNamed(ctx, st)
