@@ -52,7 +52,7 @@ func (r *linkRun) runTCP(ctx context.Context, st *stdio, mtu, maxConns int) erro
 		l.Close()
 		return err
 	}
-	log.Info("link: relaying tcp", "listen", relay.Addr(), "to", r.to, "link", r.spec.String(), "stack", (&netstack.Config{MTU: mtu}).Describe())
+	log.Info("link: relaying tcp", "listen", relay.Addr(), "to", r.to, "link", r.spec.String(), "stack", relay.Stack())
 
 	rep := &tcpLinkReport{w: st.out, l: l, r: relay}
 	rep.prev, rep.start = rep.snapshot(), time.Now()

@@ -67,14 +67,15 @@ type peer struct {
 	budget    int // bytes it may still send addr while not validated
 }
 
-// newHost builds a stack with address addr on pc that sends everything to
-// remote, or with remote nil learns where to send from what it receives. It does not start the reader, so
-// the caller can finish setting the stack up first; on error pc is closed.
-func newHost(pc net.PacketConn, addr [4]byte, remote net.Addr, mtu int) (*host, error) {
+// newHost builds a stack set up by c with address addr on pc that sends
+// everything to remote, or with remote nil learns where to send from what
+// it receives. It does not start the reader, so the caller can finish
+// setting the stack up first; on error pc is closed.
+func newHost(pc net.PacketConn, addr [4]byte, remote net.Addr, c Config) (*host, error) {
 	h := &host{
 		pc:         pc,
 		addr:       addr,
-		mtu:        uint32(mtu),
+		mtu:        uint32(c.MTU),
 		peer:       remote,
 		readerDone: make(chan struct{}),
 	}
@@ -85,7 +86,7 @@ func newHost(pc net.PacketConn, addr [4]byte, remote net.Addr, mtu int) (*host, 
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocolCUBIC},
 	})
-	if err := h.setup(); err != nil {
+	if err := h.setup(c.DisableRACK); err != nil {
 		close(h.readerDone) // no reader was started
 		h.close()
 		return nil, err
@@ -93,12 +94,15 @@ func newHost(pc net.PacketConn, addr [4]byte, remote net.Addr, mtu int) (*host, 
 	return h, nil
 }
 
-// setup configures h's stack like a Linux host (see the package doc) and
-// gives it its NIC, address and default route.
-func (h *host) setup() error {
+// setup configures h's stack like a Linux host (see the package doc),
+// without RACK if noRACK, and gives it its NIC, address and default route.
+func (h *host) setup(noRACK bool) error {
 	sack := tcpip.TCPSACKEnabled(true)
 	cc := tcpip.CongestionControlOption("cubic")
 	recovery := tcpip.TCPRecovery(tcpip.TCPRACKLossDetection)
+	if noRACK {
+		recovery = 0 // SACK-based recovery after RFC 6675, and the timer
+	}
 	moderate := tcpip.TCPModerateReceiveBufferOption(true)
 	nagle := tcpip.TCPDelayEnabled(false)
 	snd := tcpip.TCPSendBufferSizeRangeOption{Min: bufferMin, Default: sendBufferDefault, Max: sendBufferMax}

@@ -32,8 +32,10 @@
 // # TCP settings
 //
 // Each host is set up like a Linux host, on IPv4: SACK on, CUBIC
-// congestion control, RACK loss detection, receive-buffer moderation on,
-// Nagle off (TCP_NODELAY, as Go sets on every kernel TCP connection).
+// congestion control, RACK loss detection (unless Config.DisableRACK,
+// which a stream that must never hang wants: see there), receive-buffer
+// moderation on, Nagle off (TCP_NODELAY, as Go sets on every kernel TCP
+// connection).
 // Timestamps and window scaling are negotiated, as the stack always does.
 // The RTO bounds are the stack's defaults, the same as Linux's: at least
 // 200ms, at most 120s, 1s before the first RTT sample. The send buffer is
@@ -94,6 +96,28 @@ type Config struct {
 	// FIN to be acknowledged before it stops the host. If zero,
 	// DefaultLinger (1s); if negative, Close does not wait.
 	Linger time.Duration
+
+	// DisableRACK turns the stack's RACK loss detection, and with it its
+	// tail loss probes, off: the host then finds losses by SACK (RFC
+	// 6675: a hole with three segments' worth SACKed above it is sent
+	// again at once) and otherwise by the retransmission timer, as Linux
+	// did before RACK-TLP. If false, RACK is on, as on Linux.
+	//
+	// RACK recovers faster (a lost tail is probed after about two round
+	// trips instead of waiting a timeout, 200 ms at least), but gVisor's
+	// can hang a connection: after a recovery that repaired two holes or
+	// more its count of segments in flight can be zero while the
+	// stream's last data and FIN are unacknowledged (the count leaves out
+	// the FIN, and every hole's retransmission after the first, since
+	// RACK does not advance the RFC 6675 HighRxt it relies on, yet
+	// subtracts them when they are acknowledged). Its tail loss probe
+	// then sends the FIN again, which the receiver does not SACK, and
+	// the sender arms its retransmission timer only when that count is
+	// above zero: a lost last segment is never sent again, and the
+	// connection waits until the program writes more, for ever after a
+	// CloseWrite. TestTailAfterRecovery reproduces it. Without RACK every
+	// ACK that advances arms the timer while anything is unacknowledged.
+	DisableRACK bool
 }
 
 // populateConfig returns a copy of cfg with defaults filled in.
@@ -145,9 +169,13 @@ func Describe() string { return (*Config)(nil).Describe() }
 // reports. cfg may be nil.
 func (cfg *Config) Describe() string {
 	c := populateConfig(cfg)
-	return fmt.Sprintf("gVisor netstack %s; IPv4, SACK on, CUBIC, RACK, Nagle off, min RTO %v, "+
+	recovery := "RACK"
+	if c.DisableRACK {
+		recovery = "RFC 6675 loss recovery (no RACK-TLP)"
+	}
+	return fmt.Sprintf("gVisor netstack %s; IPv4, SACK on, CUBIC, %s, Nagle off, min RTO %v, "+
 		"send buffer %d KiB, receive buffer %d KiB moderated up to %d KiB, MTU %d",
-		stackVersion(), tcp.MinRTO, sendBufferDefault>>10, recvBufferDefault>>10, recvBufferMax>>10, c.MTU)
+		stackVersion(), recovery, tcp.MinRTO, sendBufferDefault>>10, recvBufferDefault>>10, recvBufferMax>>10, c.MTU)
 }
 
 // stackVersion is gVisor's module version as built into this binary, or
@@ -181,7 +209,7 @@ func Listen(pc net.PacketConn, cfg *Config) (*Listener, error) {
 		_ = pc.Close()
 		return nil, err
 	}
-	h, err := newHost(pc, listenIP, nil, c.MTU)
+	h, err := newHost(pc, listenIP, nil, c)
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +359,7 @@ func Dial(ctx context.Context, pc net.PacketConn, remote net.Addr, cfg *Config) 
 		_ = pc.Close()
 		return nil, err
 	}
-	h, err := newHost(pc, dialIP(pc.LocalAddr()), remote, c.MTU)
+	h, err := newHost(pc, dialIP(pc.LocalAddr()), remote, c)
 	if err != nil {
 		return nil, err
 	}

@@ -105,9 +105,15 @@ func echo(c net.Conn) { io.Copy(c, c) }
 // end of the test.
 func dial(t testing.TB, pc net.PacketConn, remote net.Addr) *Conn {
 	t.Helper()
+	return dialConfig(t, pc, remote, nil)
+}
+
+// dialConfig is dial with a host set up by cfg.
+func dialConfig(t testing.TB, pc net.PacketConn, remote net.Addr, cfg *Config) *Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
-	c, err := Dial(ctx, pc, remote, nil)
+	c, err := Dial(ctx, pc, remote, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,6 +563,27 @@ func TestSettings(t *testing.T) {
 		t.Errorf("Describe with MTU 9000 = %q", got)
 	}
 	t.Log(d)
+}
+
+// TestDisableRACK checks that a host with Config.DisableRACK runs without
+// RACK, and that Describe says so.
+func TestDisableRACK(t *testing.T) {
+	cfg := &Config{DisableRACK: true}
+	l, err := Listen(udp(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var recovery tcpip.TCPRecovery
+	if err := l.h.s.TransportProtocolOption(tcp.ProtocolNumber, &recovery); err != nil {
+		t.Fatal(err)
+	}
+	if recovery != 0 {
+		t.Errorf("recovery = %v, want 0: SACK recovery without RACK", recovery)
+	}
+	if d := cfg.Describe(); !strings.Contains(d, "RFC 6675 loss recovery (no RACK-TLP)") {
+		t.Errorf("Describe() = %q, missing the loss recovery", d)
+	}
 }
 
 // TestDialIP checks the address each dialer takes inside the network.

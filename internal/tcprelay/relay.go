@@ -26,9 +26,10 @@
 // and outages act on the middle leg only, whose TCP recovers from them;
 // the end programs feel that recovery as stalls (a lost segment holds
 // back everything behind it until it is retransmitted, 200 ms or more
-// after a timeout), as reduced throughput (the middle leg's congestion
-// window, and the kernel buffers on both sides filling up behind it),
-// and as bytes arriving late. A connect to the relay succeeds at once,
+// after a timeout; the middle leg runs without RACK, see middleStack),
+// as reduced throughput (the middle leg's congestion window, and the
+// kernel buffers on both sides filling up behind it), and as bytes
+// arriving late. A connect to the relay succeeds at once,
 // whatever the link does; a server that refuses or cannot be reached is
 // seen by the client as a connection accepted and then reset.
 //
@@ -147,6 +148,7 @@ type Stats struct {
 // concurrent use.
 type Relay struct {
 	cfg     Config
+	stack   netstack.Config    // both ends of every middle leg
 	ln      net.Listener       // kernel TCP, from the clients
 	far     *netstack.Listener // the far host
 	farAddr net.Addr
@@ -219,13 +221,14 @@ func Listen(addr string, cfg Config) (*Relay, error) {
 		return nil, fmt.Errorf("tcprelay: the far stack's socket: %w", err)
 	}
 	sockstat.SetBuffers(fpc)
-	far, err := netstack.Listen(cfg.Link.Wrap(fpc, link.Down), &netstack.Config{MTU: cfg.MTU})
+	stack := middleStack(cfg.MTU)
+	far, err := netstack.Listen(cfg.Link.Wrap(fpc, link.Down), &stack)
 	if err != nil { // Listen closed fpc
 		ln.Close()
 		return nil, fmt.Errorf("tcprelay: %w", err)
 	}
 	r := &Relay{
-		cfg: cfg, ln: ln, far: far, farAddr: far.Addr(),
+		cfg: cfg, stack: stack, ln: ln, far: far, farAddr: far.Addr(),
 		nearSlots: make(chan struct{}, cfg.MaxConns),
 		farSlots:  make(chan struct{}, cfg.MaxConns),
 		conns:     make(map[*pair]struct{}),
@@ -245,6 +248,21 @@ func Listen(addr string, cfg Config) (*Relay, error) {
 
 // Addr is the address clients connect to.
 func (r *Relay) Addr() net.Addr { return r.ln.Addr() }
+
+// Stack says how the middle leg's TCP/IP stacks are set up, for reports.
+func (r *Relay) Stack() string { return r.stack.Describe() }
+
+// middleStack is how both ends of a middle leg set up their stacks: with
+// the middle leg's MTU, the near side's Close lingering middleLinger
+// (Listen ignores it), and without RACK, whose tail loss probe can leave
+// a lost last segment without a retransmission timer, hanging the
+// connection after a half-close for good (see
+// netstack.Config.DisableRACK). An end program waits on the middle
+// leg's last bytes and FIN, and nothing else would end the wait: a lost
+// tail costs it a timeout instead.
+func middleStack(mtu int) netstack.Config {
+	return netstack.Config{MTU: mtu, Linger: middleLinger, DisableRACK: true}
+}
 
 // track registers p, or reports false if the Relay is closed.
 func (r *Relay) track(p *pair) bool {
@@ -347,7 +365,7 @@ func (r *Relay) dialMiddle() (*netstack.Conn, error) {
 	sockstat.SetBuffers(pc)
 	ctx, cancel := context.WithTimeout(r.ctx, middleDialTimeout)
 	defer cancel()
-	return netstack.Dial(ctx, r.cfg.Link.Wrap(pc, link.Up), r.farAddr, &netstack.Config{MTU: r.cfg.MTU, Linger: middleLinger})
+	return netstack.Dial(ctx, r.cfg.Link.Wrap(pc, link.Up), r.farAddr, &r.stack)
 }
 
 // acceptFar takes the middle leg's connections until the far host closes.
