@@ -172,9 +172,20 @@ func TestChainConnOverLossyLink(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The last datagram's parity follows it alone, 2ms later.
-	conntest.WaitFor(t, func() bool { st := l.Stats(link.Up); return st.Offered > n && st.Delivered+st.Lost == st.Offered })
-	st := l.Stats(link.Up)
+	// The last datagram's parity follows it alone, 2ms later; a busy host
+	// may have paused the writes, and flushed, before too. Wait for a
+	// moment when the link has had every datagram the client coded, a
+	// flush's at least, and let go of them all, and take both counts
+	// then: a flush still to come would make counts taken apart disagree.
+	var (
+		st link.Stats
+		cs ChainStats
+	)
+	conntest.WaitFor(t, func() bool {
+		before := client.Stats()
+		st, cs = l.Stats(link.Up), client.Stats()
+		return before == cs && cs.Coded > n && st.Offered == cs.Coded && st.Delivered+st.Lost == st.Offered
+	})
 	seen := map[string]bool{}
 	buf := make([]byte, 100)
 	// Everything has arrived: a read waits only once the queue is empty.
@@ -189,7 +200,7 @@ func TestChainConnOverLossyLink(t *testing.T) {
 		}
 		seen[string(buf[:k])] = true
 	}
-	ss, cs := server.Stats(), client.Stats()
+	ss := server.Stats()
 	missing := n - len(seen)
 	// Parity alone leaves after a pause of the writes, and carries no
 	// datagram of its own: a busy host may pause them anywhere.
