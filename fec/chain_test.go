@@ -11,6 +11,7 @@ import (
 
 	"github.com/udplab/udplab/internal/conntest"
 	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/link/linktest"
 )
 
 // chainMsg is the i-th test datagram: its lengths vary, so parity pads.
@@ -137,21 +138,13 @@ func TestChainReportsLoss(t *testing.T) {
 // to a server ChainConn on a MemNet, both closed as t ends.
 func chainPair(t *testing.T, spec string, cfg *ChainConfig) (client, server *ChainConn, l *link.Link) {
 	t.Helper()
-	sp, err := link.Parse(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err = link.New(sp, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l = linktest.New(t, spec)
 	n := conntest.NewMemNet()
 	server = NewChainConn(n.Listen("10.0.0.1:4000"), cfg)
 	client = NewChainConn(l.Wrap(n.Listen("10.0.0.2:4000"), link.Up), cfg)
 	t.Cleanup(func() {
 		client.Close()
 		server.Close()
-		l.Close()
 	})
 	return client, server, l
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/udplab/udplab/internal/conntest"
 	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/link/linktest"
 	"github.com/udplab/udplab/message"
 )
 
@@ -57,15 +58,7 @@ func TestKCPData(t *testing.T) {
 // way at a fixed seed: every reply comes back, in order, and parity
 // rebuilt some of the losses.
 func TestKCPRTOverLossyLink(t *testing.T) {
-	spec, err := link.Parse("loss=10%,delay=2ms,seed=5")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := link.New(spec, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := linktest.New(t, "loss=10%,delay=2ms,seed=5")
 	tr, err := KCPRT.New(nil)
 	if err != nil {
 		t.Fatal(err)

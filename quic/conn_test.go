@@ -16,6 +16,7 @@ import (
 	"github.com/udplab/udplab/internal/conntest"
 	"github.com/udplab/udplab/internal/leakcheck"
 	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/link/linktest"
 	"github.com/udplab/udplab/message"
 )
 
@@ -180,15 +181,7 @@ func TestSendWaitsForReceive(t *testing.T) {
 // TestOverLossyLink runs requests through link.Wrap with 10% loss each
 // way: every one is answered, and quic-go's counters saw losses.
 func TestOverLossyLink(t *testing.T) {
-	spec, err := link.Parse("loss=10%,seed=3")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := link.New(spec, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := linktest.New(t, "loss=10%,seed=3")
 	spc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

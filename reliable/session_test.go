@@ -13,6 +13,7 @@ import (
 
 	"github.com/udplab/udplab/internal/conntest"
 	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/link/linktest"
 	"github.com/udplab/udplab/message"
 )
 
@@ -156,12 +157,7 @@ func TestUnackedSessionIsTicked(t *testing.T) {
 func TestFECInterop(t *testing.T) {
 	for _, dir := range []string{"up", "down"} {
 		t.Run(dir, func(t *testing.T) {
-			spec, err := link.Parse(dir + ":loss=10%,seed=7")
-			l, err := newLink(spec, err)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
+			l := linktest.New(t, dir+":loss=10%,seed=7")
 			cfg := Config{Key: "k", Logger: quiet}
 			spc, cpc := loopbackPair(t)
 			s, err := NewServer(l.Wrap(spc, link.Down), message.Echo, &cfg)
@@ -192,13 +188,6 @@ func TestFECInterop(t *testing.T) {
 }
 
 // newLink starts a link with spec, unless parsing it failed with err.
-func newLink(spec link.Spec, err error) (*link.Link, error) {
-	if err != nil {
-		return nil, err
-	}
-	return link.New(spec, nil)
-}
-
 // loopbackPair binds two sockets on 127.0.0.1 for a server and a client.
 func loopbackPair(t *testing.T) (server, client net.PacketConn) {
 	t.Helper()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/link/linktest"
 )
 
 // TestAbort resets a connection from each side in turn: the peer's Read
@@ -54,7 +55,7 @@ func TestAbort(t *testing.T) {
 // acknowledgements that cannot come (the link is cut): the Close returns,
 // rather than after its Linger, far longer than the hang guard.
 func TestAbortStopsLinger(t *testing.T) {
-	l := newLink(t, "")
+	l := linktest.New(t, "")
 	spc, cpc := udp(t), udp(t)
 	listen(t, l.Wrap(spc, link.Down), func(c net.Conn) { io.Copy(io.Discard, c) })
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)

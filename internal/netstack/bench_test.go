@@ -10,6 +10,7 @@ import (
 
 	"github.com/udplab/udplab/internal/paired"
 	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/link/linktest"
 )
 
 // bulkChunk is the write size of the bulk benchmark.
@@ -31,7 +32,7 @@ func BenchmarkNetstackBulk(b *testing.B) {
 // netstackRate sends total bytes from a Dial host to a Listen host and
 // returns bytes per second, counted when the last byte has been read.
 func netstackRate(b *testing.B, total int) float64 {
-	l := newLink(b, "")
+	l := linktest.New(b, "")
 	spc, cpc := udp(b), udp(b)
 	ln, err := Listen(l.Wrap(spc, link.Down), nil)
 	if err != nil {
@@ -81,7 +82,7 @@ func netstackRate(b *testing.B, total int) float64 {
 // socket may drop what its reader cannot keep up with: only what arrived
 // counts.
 func linkRate(b *testing.B, total int) float64 {
-	l := newLink(b, "")
+	l := linktest.New(b, "")
 	spc, cpc := udp(b), udp(b)
 	out := l.Wrap(cpc, link.Up)
 	count := (total + DefaultMTU - 1) / DefaultMTU

@@ -22,6 +22,7 @@ import (
 	"github.com/udplab/udplab/internal/leakcheck"
 	"github.com/udplab/udplab/internal/sockstat"
 	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/link/linktest"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
@@ -41,21 +42,6 @@ func udp(t testing.TB) net.PacketConn {
 	sockstat.SetBuffers(pc)
 	t.Cleanup(func() { pc.Close() })
 	return pc
-}
-
-// newLink starts a link with spec, closed at the end of the test.
-func newLink(t testing.TB, spec string) *link.Link {
-	t.Helper()
-	s, err := link.Parse(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := link.New(s, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l
 }
 
 // server is a Listener whose every connection runs serve, and which waits
@@ -186,7 +172,7 @@ func TestEcho(t *testing.T) {
 // TestLossyTransfer moves 200 KB over a link that loses 10% of the
 // datagrams each way: it arrives intact, and the sender retransmitted.
 func TestLossyTransfer(t *testing.T) {
-	l := newLink(t, "loss=10%,delay=5ms,seed=7")
+	l := linktest.New(t, "loss=10%,delay=5ms,seed=7")
 	spc, cpc := udp(t), udp(t)
 	sum := make(chan [32]byte, 1)
 	srv := listen(t, l.Wrap(spc, link.Down), func(c net.Conn) {
@@ -489,7 +475,7 @@ func TestConfig(t *testing.T) {
 // TestSmallMTU runs an echo with a small MTU: no packet either host sends
 // is larger.
 func TestSmallMTU(t *testing.T) {
-	l := newLink(t, "mtu=576")
+	l := linktest.New(t, "mtu=576")
 	spc, cpc := udp(t), udp(t)
 	cfg := &Config{MTU: 576}
 	ln, err := Listen(l.Wrap(spc, link.Down), cfg)

@@ -11,6 +11,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/link/linktest"
 )
 
 // holeConn is a dialing host's PacketConn that loses the first
@@ -80,7 +81,7 @@ func TestTailAfterRecovery(t *testing.T) {
 		first = 60 * seg // written at once; the holes are 10 and 20 segments before its end
 		tail  = 1000     // written once recovery has begun
 	)
-	l := newLink(t, "delay=20ms")
+	l := linktest.New(t, "delay=20ms")
 	spc, cpc := udp(t), udp(t)
 	type read struct {
 		n   int64

@@ -15,6 +15,7 @@ import (
 
 	"github.com/udplab/udplab/internal/leakcheck"
 	"github.com/udplab/udplab/link"
+	"github.com/udplab/udplab/link/linktest"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
@@ -27,15 +28,7 @@ const hangGuard = 2 * time.Minute
 // close at the end of the test.
 func newRelay(t testing.TB, spec, to string, cfg Config) (*Relay, *link.Link) {
 	t.Helper()
-	s, err := link.Parse(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := link.New(s, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	l := linktest.New(t, spec)
 	cfg.Link, cfg.To = l, to
 	r, err := Listen("127.0.0.1:0", cfg)
 	if err != nil {
